@@ -88,30 +88,52 @@ impl TtmOption {
     /// [`Error::KindNotAccepted`], [`Error::BadLength`] when the length byte
     /// is neither 8 nor 20, and [`Error::TrailingBytes`] when `bytes` is
     /// longer than the option.
+    #[inline]
     pub fn decode(bytes: &[u8], accept: &KindSet) -> Result<TtmOption, Error> {
+        // Fast path: an accepted kind whose length byte is the slice's
+        // length, and a body of 6 or 18 bytes. Anything else is an error,
+        // worked out off the hot path.
+        if let [kind, len, body @ ..] = bytes
+            && accept.contains(*kind)
+            && usize::from(*len) == bytes.len()
+            && let Some(option) = Self::from_body(*kind, body)
+        {
+            return Ok(option);
+        }
+        Err(Self::decode_error(bytes, accept))
+    }
+
+    /// Why [`TtmOption::decode`] refused `bytes`, checked in the documented
+    /// order.
+    #[cold]
+    fn decode_error(bytes: &[u8], accept: &KindSet) -> Error {
         let truncated = |needed| Error::Truncated {
             needed,
             available: bytes.len(),
         };
-        let (&kind, after_kind) = bytes.split_first().ok_or(truncated(1))?;
-        if !accept.contains(kind) {
-            return Err(Error::KindNotAccepted { kind });
+        let [kind, rest @ ..] = bytes else {
+            return truncated(1);
+        };
+        if !accept.contains(*kind) {
+            return Error::KindNotAccepted { kind: *kind };
         }
-        let (&len, body) = after_kind.split_first().ok_or(truncated(2))?;
-        let want = usize::from(len);
+        let [len, ..] = rest else {
+            return truncated(2);
+        };
+        let want = usize::from(*len);
         if want != V4_LEN && want != V6_LEN {
-            return Err(Error::BadLength { kind, len });
+            return Error::BadLength {
+                kind: *kind,
+                len: *len,
+            };
         }
         if bytes.len() < want {
-            return Err(truncated(want));
+            return truncated(want);
         }
-        if bytes.len() > want {
-            return Err(Error::TrailingBytes {
-                expected: want,
-                available: bytes.len(),
-            });
+        Error::TrailingBytes {
+            expected: want,
+            available: bytes.len(),
         }
-        Self::from_body(kind, body).ok_or(truncated(want))
     }
 
     /// Build the option from what follows its kind and length bytes: the

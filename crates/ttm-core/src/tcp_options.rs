@@ -125,11 +125,68 @@ impl<'a> TcpOptions<'a> {
     pub const fn offset(&self) -> usize {
         self.offset
     }
+}
 
-    fn fail(&mut self, error: Error) -> Option<Result<TcpOption<'a>, Error>> {
-        self.done = true;
-        Some(Err(error))
+/// One step of a walk: the framing of the option at an offset, with its
+/// length checked. Shared by the iterator and [`find`], so that both read
+/// an area the same way.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    /// Kind 0: the walk ends.
+    End,
+    /// Kind 1: one byte.
+    Nop,
+    /// Any other kind, with a length that is valid for it; `data` is what
+    /// follows the length byte.
+    Option { kind: u8, data: &'a [u8] },
+}
+
+/// Whether `len` is a valid length byte for an option of `kind`: the fixed
+/// length of a standard option, and at least 2 for any other.
+#[inline]
+const fn valid_len(kind: u8, len: u8) -> bool {
+    match kind {
+        2 => len == 4,
+        3 => len == 3,
+        4 => len == 2,
+        5 => len > 2 && (len - 2).is_multiple_of(8),
+        8 => len == 10,
+        _ => len >= 2,
     }
+}
+
+/// The option starting at `offset` of `area`; `None` past the end.
+#[inline]
+fn raw_at(area: &[u8], offset: usize) -> Option<Result<Raw<'_>, Error>> {
+    let rest = area.get(offset..)?;
+    let (&kind, after_kind) = rest.split_first()?;
+    let (&len, _) = match kind {
+        0 => return Some(Ok(Raw::End)),
+        1 => return Some(Ok(Raw::Nop)),
+        _ => match after_kind.split_first() {
+            Some(pair) => pair,
+            None => {
+                return Some(Err(Error::OptionOverrun {
+                    offset,
+                    kind,
+                    needed: 2,
+                    available: rest.len(),
+                }));
+            }
+        },
+    };
+    if !valid_len(kind, len) {
+        return Some(Err(Error::MalformedOption { offset, kind, len }));
+    }
+    Some(match rest.get(2..usize::from(len)) {
+        Some(data) => Ok(Raw::Option { kind, data }),
+        None => Err(Error::OptionOverrun {
+            offset,
+            kind,
+            needed: usize::from(len),
+            available: rest.len(),
+        }),
+    })
 }
 
 impl<'a> Iterator for TcpOptions<'a> {
@@ -140,57 +197,42 @@ impl<'a> Iterator for TcpOptions<'a> {
         if self.done {
             return None;
         }
-        let offset = self.offset;
-        let rest = self.area.get(offset..).unwrap_or_default();
-        let Some((&kind, after_kind)) = rest.split_first() else {
-            self.done = true;
-            return None;
-        };
-        match kind {
-            0 => {
+        let step = raw_at(self.area, self.offset);
+        let option = match step {
+            None => {
+                self.done = true;
+                return None;
+            }
+            Some(Err(error)) => {
+                self.done = true;
+                return Some(Err(error));
+            }
+            Some(Ok(Raw::End)) => {
                 self.done = true;
                 return Some(Ok(TcpOption::EndOfList));
             }
-            1 => {
+            Some(Ok(Raw::Nop)) => {
                 self.offset += 1;
                 return Some(Ok(TcpOption::NoOperation));
             }
-            _ => {}
-        }
-        let Some(&len) = after_kind.first() else {
-            return self.fail(Error::OptionOverrun {
-                offset,
-                kind,
-                needed: 2,
-                available: rest.len(),
-            });
-        };
-        if len < 2 {
-            return self.fail(Error::MalformedOption { offset, kind, len });
-        }
-        let Some(data) = rest.get(2..usize::from(len)) else {
-            return self.fail(Error::OptionOverrun {
-                offset,
-                kind,
-                needed: usize::from(len),
-                available: rest.len(),
-            });
-        };
-        let option = match (kind, data) {
-            (2, &[hi, lo]) => TcpOption::MaxSegmentSize(u16::from_be_bytes([hi, lo])),
-            (3, &[shift]) => TcpOption::WindowScale(shift),
-            (4, []) => TcpOption::SackPermitted,
-            (5, blocks) if !blocks.is_empty() && blocks.len().is_multiple_of(8) => {
-                TcpOption::SackRange(blocks)
+            Some(Ok(Raw::Option { kind, data })) => {
+                self.offset += 2 + data.len();
+                // `raw_at` has checked the length of the standard kinds, so
+                // each of their patterns matches; only other kinds are
+                // unknown.
+                match (kind, data) {
+                    (2, &[hi, lo]) => TcpOption::MaxSegmentSize(u16::from_be_bytes([hi, lo])),
+                    (3, &[shift]) => TcpOption::WindowScale(shift),
+                    (4, []) => TcpOption::SackPermitted,
+                    (5, blocks) => TcpOption::SackRange(blocks),
+                    (8, &[v0, v1, v2, v3, e0, e1, e2, e3]) => TcpOption::Timestamps {
+                        tsval: u32::from_be_bytes([v0, v1, v2, v3]),
+                        tsecr: u32::from_be_bytes([e0, e1, e2, e3]),
+                    },
+                    (kind, data) => TcpOption::Unknown { kind, data },
+                }
             }
-            (8, &[v0, v1, v2, v3, e0, e1, e2, e3]) => TcpOption::Timestamps {
-                tsval: u32::from_be_bytes([v0, v1, v2, v3]),
-                tsecr: u32::from_be_bytes([e0, e1, e2, e3]),
-            },
-            (2..=5 | 8, _) => return self.fail(Error::MalformedOption { offset, kind, len }),
-            (kind, data) => TcpOption::Unknown { kind, data },
         };
-        self.offset += usize::from(len);
         Some(Ok(option))
     }
 }
@@ -218,11 +260,17 @@ impl core::iter::FusedIterator for TcpOptions<'_> {}
 /// The walker's error when the area is malformed before an option is found.
 #[inline]
 pub fn find(area: &[u8], accept: &KindSet) -> Result<Option<TtmOption>, Error> {
-    for option in TcpOptions::new(area) {
-        if let TcpOption::Unknown { kind, data } = option? {
-            let len = data.len() + 2;
-            if accept.contains(kind) && (len == V4_LEN || len == V6_LEN) {
-                return Ok(TtmOption::from_body(kind, data));
+    let mut offset = 0;
+    while let Some(step) = raw_at(area, offset) {
+        match step? {
+            Raw::End => break,
+            Raw::Nop => offset += 1,
+            Raw::Option { kind, data } => {
+                let len = 2 + data.len();
+                if accept.contains(kind) && (len == V4_LEN || len == V6_LEN) {
+                    return Ok(TtmOption::from_body(kind, data));
+                }
+                offset += len;
             }
         }
     }
