@@ -1,0 +1,1 @@
+//! The local address and port allocator. (Being written.)

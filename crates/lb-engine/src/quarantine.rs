@@ -1,0 +1,1 @@
+//! The quarantine of recently closed tuples. (Being written.)

@@ -1,0 +1,1 @@
+//! Schedulers: which backend a new session goes to. (Being written.)
