@@ -1,28 +1,58 @@
 //! The sans-I/O packet engine: FULLNAT for TCP and UDP, session tables with
-//! idle timeouts, weighted schedulers, the local address pool, and counters.
+//! idle timeouts, weighted schedulers, the local address pool, ping on the
+//! VIP, and counters.
 //!
 //! `no_std` with `alloc`, no `unsafe`, no clock, no I/O: the caller passes
 //! time in and acts on what the engine returns, as quinn-proto's core does.
-//! Memory is allocated when the engine is configured, never per packet.
+//! Memory is allocated when the engine is created or configured, never per
+//! packet.
 //!
-//! **Being built.** This crate grows module by module under the issue
-//! "`lb-engine`: FULLNAT for IPv4 TCP and UDP, sessions, timeouts,
-//! schedulers, counters"; the packet API is not here yet.
+//! ```text
+//! caller                                   Engine
+//!   frame from the NIC ──────────────────▶ handle_packet(now, &mut Frame) / handle_batch
+//!   act on the Verdict ◀────────────────── ToServer / ToClient / Reply / Drop(reason) / Pass
+//!   at poll_timeout() ───────────────────▶ handle_timeout(now)
+//!   RSTs of idle expiry ◀───────────────── poll_transmit(buf)
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use lb_engine::{BackendConfig, Engine, EngineConfig, ListenerConfig, LocalPool, Protocol};
+//!
+//! let mut engine = Engine::new(EngineConfig { capacity: 1024, ..EngineConfig::default() })?;
+//! let local = LocalPool::new(vec!["10.0.0.100".parse().unwrap()]);
+//! let mut web = ListenerConfig::new("198.51.100.1".parse().unwrap(), 80, Protocol::Tcp, local);
+//! web.backends.push(BackendConfig::new("10.0.0.2".parse().unwrap(), 8080).weight(3));
+//! web.backends.push(BackendConfig::new("10.0.0.3".parse().unwrap(), 8080));
+//! let id = engine.add_listener(web)?;
+//! engine.set_up(id, 1, false)?; // health check failed: no new sessions
+//! # Ok::<(), lb_engine::ConfigError>(())
+//! ```
 #![no_std]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-pub mod sched;
-pub mod time;
-
-// Internal building blocks of the engine; until `engine.rs` uses them only
-// their own tests do.
-#[cfg_attr(not(test), allow(dead_code))]
+mod config;
+mod counters;
+mod engine;
+mod frame;
+mod hash;
 mod lport;
-#[cfg_attr(not(test), allow(dead_code))]
 mod quarantine;
-#[cfg_attr(not(test), allow(dead_code))]
+pub mod sched;
+mod session;
 mod table;
+pub mod time;
+mod verdict;
+mod wire;
 
+pub use config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts};
+pub use counters::{Counters, Traffic};
+pub use engine::{BackendId, Engine, ListenerId};
+pub use frame::Frame;
+pub use lport::{LocalPool, LportError};
+pub use sched::{Affinity, MaglevKey, SchedError, SchedulerKind};
 pub use time::Instant;
+pub use verdict::{DropReason, Verdict};

@@ -1,0 +1,355 @@
+//! Configuration: the engine, its listeners, their backends and timeouts,
+//! and [`ConfigError`].
+//!
+//! Every change is validated whole before anything is applied, so a
+//! rejected change leaves the previous configuration exactly as it was.
+
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use core::time::Duration;
+
+use crate::lport::{LocalPool, LportError};
+use crate::sched::{Affinity, SchedError, SchedulerKind};
+
+/// Transport protocol of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP: stateful, with the TTM option and RSTs on idle expiry.
+    Tcp,
+    /// UDP: sessions idle out silently.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => crate::wire::PROTO_TCP,
+            Protocol::Udp => crate::wire::PROTO_UDP,
+        }
+    }
+}
+
+/// Idle timeouts of a listener's sessions, by state.
+///
+/// Defaults: TCP established 900 s and UDP 120 s (the product FAQ); the
+/// short TCP states follow IPVS's table, shortened where the port
+/// quarantine already covers what a long state protected (`time_wait`:
+/// the RS keeps its own TIME_WAIT, and a closed tuple is not reused for the
+/// quarantine period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP after the handshake: 900 s.
+    pub tcp_established: Duration,
+    /// TCP between the client's SYN and its ACK of the SYN-ACK: 30 s.
+    pub syn_recv: Duration,
+    /// TCP after the client's FIN: 60 s.
+    pub fin_wait: Duration,
+    /// TCP after the server's FIN: 60 s.
+    pub close_wait: Duration,
+    /// TCP after both FINs, before the last ACK: 30 s.
+    pub last_ack: Duration,
+    /// TCP after both FINs were acknowledged: 10 s.
+    pub time_wait: Duration,
+    /// TCP after an RST: 10 s.
+    pub close: Duration,
+    /// UDP: 120 s.
+    pub udp: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tcp_established: Duration::from_secs(900),
+            syn_recv: Duration::from_secs(30),
+            fin_wait: Duration::from_secs(60),
+            close_wait: Duration::from_secs(60),
+            last_ack: Duration::from_secs(30),
+            time_wait: Duration::from_secs(10),
+            close: Duration::from_secs(10),
+            udp: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The longest timeout the engine's wrapping millisecond deadlines
+    /// can hold: 24 days.
+    pub const MAX: Duration = Duration::from_secs(24 * 24 * 3600);
+
+    fn all(&self) -> [Duration; 8] {
+        [
+            self.tcp_established,
+            self.syn_recv,
+            self.fin_wait,
+            self.close_wait,
+            self.last_ack,
+            self.time_wait,
+            self.close,
+            self.udp,
+        ]
+    }
+}
+
+/// A real server in a listener's pool. The same host on two ports is two
+/// backends (FAQ Q11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The server's address.
+    pub addr: IpAddr,
+    /// The server's port.
+    pub port: u16,
+    /// Relative share of new sessions; 0 drains (no new sessions, old ones
+    /// continue).
+    pub weight: u16,
+    /// Whether health checks consider it up; a down backend gets no new
+    /// sessions.
+    pub up: bool,
+}
+
+impl BackendConfig {
+    /// A backend that is up with weight 1.
+    pub const fn new(addr: IpAddr, port: u16) -> BackendConfig {
+        BackendConfig {
+            addr,
+            port,
+            weight: 1,
+            up: true,
+        }
+    }
+
+    /// The same backend with `weight`.
+    pub const fn weight(mut self, weight: u16) -> BackendConfig {
+        self.weight = weight;
+        self
+    }
+}
+
+/// A listener: a VIP, a port and a protocol, and what serves it.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// The virtual address clients connect to.
+    pub vip: IpAddr,
+    /// The port clients connect to.
+    pub port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The backend pool.
+    pub backends: Vec<BackendConfig>,
+    /// How new sessions choose a backend.
+    pub scheduler: SchedulerKind,
+    /// Source-address affinity, if wanted.
+    pub affinity: Option<Affinity>,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+    /// The local addresses and ports sessions go out from.
+    pub local: LocalPool,
+    /// Whether the VIP answers ping while this listener has a live backend
+    /// (FAQ Q1). A VIP answers if any of its listeners does.
+    pub ping: bool,
+}
+
+impl ListenerConfig {
+    /// A listener with default scheduler (smooth weighted round robin),
+    /// timeouts and ping on, no backends yet, going out from `local`.
+    pub fn new(vip: IpAddr, port: u16, protocol: Protocol, local: LocalPool) -> ListenerConfig {
+        ListenerConfig {
+            vip,
+            port,
+            protocol,
+            backends: Vec::new(),
+            scheduler: SchedulerKind::default(),
+            affinity: None,
+            timeouts: Timeouts::default(),
+            local,
+            ping: true,
+        }
+    }
+}
+
+/// Engine-wide settings, fixed at creation: everything the engine
+/// allocates is sized here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most sessions held at once; new sessions beyond are refused.
+    pub capacity: u32,
+    /// Entries of the source-affinity table (shared by all listeners).
+    pub affinity_capacity: u32,
+    /// Seed of the flow hash; pick it at random in production so that
+    /// clients cannot aim collisions at the table.
+    pub hash_seed: u64,
+    /// Every session is checked for expiry at least once per period; a
+    /// session expires at most this late.
+    pub sweep_period: Duration,
+    /// How often [`crate::Engine::poll_timeout`] asks to be called while
+    /// sessions exist; each call sweeps its share of the table.
+    pub sweep_tick: Duration,
+    /// How long a closed session's outbound tuple (local address and port,
+    /// server address and port) is not handed out again: longer than the
+    /// real servers' TIME_WAIT (60 s on Linux), so that TCP timestamps can
+    /// pass through untouched. 120 s; zero turns the quarantine off; at
+    /// most one hour.
+    pub quarantine: Duration,
+    /// Most tuples the quarantine holds at once, at 15 bytes each: closes
+    /// per second times the period. A tuple closed while it is full is
+    /// counted in [`crate::Counters::quarantine_overflow`] and may be
+    /// handed out again at once. 2²¹ (about 31 MB, 17k closes/s for 120 s).
+    pub quarantine_capacity: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            capacity: 1 << 20,
+            affinity_capacity: 1 << 16,
+            hash_seed: 0x9e37_79b9_7f4a_7c15,
+            sweep_period: Duration::from_secs(1),
+            sweep_tick: Duration::from_millis(100),
+            quarantine: Duration::from_secs(120),
+            quarantine_capacity: 1 << 21,
+        }
+    }
+}
+
+/// A configuration the engine refuses; the previous configuration stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The session table, the affinity table or (when the quarantine
+    /// period is not zero) the quarantine would hold nothing.
+    #[error("capacity must be above zero")]
+    ZeroCapacity,
+    /// The session table cannot be that large.
+    #[error("capacity {0} is more than the session table can index")]
+    CapacityTooLarge(u32),
+    /// The quarantine is longer than an hour.
+    #[error("a quarantine of {0:?} is longer than the maximum of one hour")]
+    QuarantineTooLong(Duration),
+    /// The tables could not be allocated.
+    #[error("not enough memory for the configured capacities")]
+    OutOfMemory,
+    /// The sweep tick is zero or longer than the sweep period.
+    #[error("sweep tick must be above zero and at most the sweep period")]
+    BadSweep,
+    /// A listener with the same VIP, port and protocol exists.
+    #[error("a listener for {vip} port {port} ({protocol:?}) exists already")]
+    DuplicateListener {
+        /// The VIP.
+        vip: IpAddr,
+        /// The port.
+        port: u16,
+        /// The protocol.
+        protocol: Protocol,
+    },
+    /// A local address equals a VIP (of this or another listener).
+    #[error("local address {0} is also a VIP")]
+    LocalIsVip(IpAddr),
+    /// A backend with the same address and port is in the pool already.
+    #[error("backend {addr} port {port} is in the pool already")]
+    DuplicateBackend {
+        /// Its address.
+        addr: IpAddr,
+        /// Its port.
+        port: u16,
+    },
+    /// The backend's family has no local address to reach it from.
+    #[error("backend {0} has no local address of its family")]
+    NoLocalAddressFor(IpAddr),
+    /// IPv6 VIPs are not supported yet.
+    #[error("VIP {0}: IPv6 listeners are not supported yet")]
+    Ipv6Unsupported(IpAddr),
+    /// A timeout is zero or longer than [`Timeouts::MAX`].
+    #[error("timeouts must be above zero and at most 24 days")]
+    BadTimeout,
+    /// No listener with that id.
+    #[error("no listener {0}")]
+    NoSuchListener(u16),
+    /// No backend with that id in the listener.
+    #[error("no backend {backend} in listener {listener}")]
+    NoSuchBackend {
+        /// The listener.
+        listener: u16,
+        /// The backend.
+        backend: u32,
+    },
+    /// More listeners than a session can name.
+    #[error("too many listeners")]
+    TooManyListeners,
+    /// The scheduler's settings are wrong.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedError),
+    /// The local address pool's settings are wrong.
+    #[error("local address pool: {0}")]
+    LocalPool(#[from] LportError),
+}
+
+impl EngineConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.capacity == 0 || self.affinity_capacity == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        if self.sweep_tick.is_zero() || self.sweep_tick > self.sweep_period {
+            return Err(ConfigError::BadSweep);
+        }
+        if self.quarantine > crate::quarantine::MAX_PERIOD {
+            return Err(ConfigError::QuarantineTooLong(self.quarantine));
+        }
+        if !self.quarantine.is_zero() && self.quarantine_capacity == 0 {
+            return Err(ConfigError::ZeroCapacity);
+        }
+        Ok(())
+    }
+}
+
+impl ListenerConfig {
+    /// Checks that need nothing but the listener itself.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.vip.is_ipv6() {
+            return Err(ConfigError::Ipv6Unsupported(self.vip));
+        }
+        if self
+            .timeouts
+            .all()
+            .iter()
+            .any(|t| t.is_zero() || *t > Timeouts::MAX)
+        {
+            return Err(ConfigError::BadTimeout);
+        }
+        if let Some(a) = self.affinity
+            && (a.timeout.is_zero() || a.timeout > Timeouts::MAX)
+        {
+            return Err(ConfigError::BadTimeout);
+        }
+        if self.local.addresses.contains(&self.vip) {
+            return Err(ConfigError::LocalIsVip(self.vip));
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            if self
+                .backends
+                .iter()
+                .take(i)
+                .any(|o| o.addr == b.addr && o.port == b.port)
+            {
+                return Err(ConfigError::DuplicateBackend {
+                    addr: b.addr,
+                    port: b.port,
+                });
+            }
+            self.check_backend_family(b)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_backend_family(&self, b: &BackendConfig) -> Result<(), ConfigError> {
+        if self
+            .local
+            .addresses
+            .iter()
+            .any(|l| l.is_ipv4() == b.addr.is_ipv4())
+        {
+            Ok(())
+        } else {
+            Err(ConfigError::NoLocalAddressFor(b.addr))
+        }
+    }
+}

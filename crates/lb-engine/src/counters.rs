@@ -1,0 +1,97 @@
+//! Counters (FAQ Q15): traffic per listener and per backend, sessions, and
+//! drops by reason.
+//!
+//! Plain integers updated by the one thread that owns the engine, and read
+//! by reference between batches: reading costs nothing and stops nothing.
+//! A runner with one engine per queue sums the engines' counters.
+
+use crate::verdict::DropReason;
+
+/// Traffic and sessions of one listener or one backend. "In" is client to
+/// server, "out" is server to client; bytes are IP bytes (header included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Packets from clients.
+    pub packets_in: u64,
+    /// Bytes from clients.
+    pub bytes_in: u64,
+    /// Packets from servers.
+    pub packets_out: u64,
+    /// Bytes from servers.
+    pub bytes_out: u64,
+    /// Sessions created.
+    pub new_sessions: u64,
+    /// Sessions alive now.
+    pub active_sessions: u64,
+}
+
+impl Traffic {
+    #[inline]
+    pub(crate) fn inbound(&mut self, bytes: usize) {
+        self.packets_in += 1;
+        self.bytes_in += bytes as u64;
+    }
+
+    #[inline]
+    pub(crate) fn outbound(&mut self, bytes: usize) {
+        self.packets_out += 1;
+        self.bytes_out += bytes as u64;
+    }
+}
+
+/// Engine-wide counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    /// Drops, indexed by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+    /// Frames passed to the host's stack.
+    pub passed: u64,
+    /// Sessions created.
+    pub sessions_created: u64,
+    /// Sessions that idled out.
+    pub sessions_expired: u64,
+    /// Sessions removed by configuration (a listener removed, a backend's
+    /// sessions reset).
+    pub sessions_reset: u64,
+    /// RST segments emitted when established TCP sessions idled out.
+    pub rst_sent: u64,
+    /// Echo requests answered.
+    pub echo_replies: u64,
+    /// Closed tuples the quarantine could not hold because it was full:
+    /// each may be handed out again before the quarantine period ends.
+    pub quarantine_overflow: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            drops: [0; DropReason::COUNT],
+            passed: 0,
+            sessions_created: 0,
+            sessions_expired: 0,
+            sessions_reset: 0,
+            rst_sent: 0,
+            echo_replies: 0,
+            quarantine_overflow: 0,
+        }
+    }
+}
+
+impl Counters {
+    /// The drops counted for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason.index()).copied().unwrap_or(0)
+    }
+
+    /// All drops.
+    pub fn dropped_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    #[inline]
+    pub(crate) fn drop(&mut self, reason: DropReason) {
+        if let Some(n) = self.drops.get_mut(reason.index()) {
+            *n += 1;
+        }
+    }
+}

@@ -1,0 +1,1222 @@
+//! [`Engine`]: configuration changes, the packet path, and expiry.
+//!
+//! The packet path, for a frame addressed to one of our IPv4 addresses:
+//!
+//! 1. find the network layer; hold the IPv4 header to what we forward
+//!    (no options, no fragments, a right checksum, lengths that agree);
+//! 2. a packet to a VIP looks up its session by the inbound key (listener,
+//!    client address, client port); a TCP SYN or a UDP datagram that has
+//!    none starts one: affinity or scheduler, local port, table insert;
+//! 3. a packet to a local address looks up its session by the outbound key
+//!    (server address and port, local address and port);
+//! 4. TCP state and the deadline are updated, addresses and ports are
+//!    rewritten, and checksums are updated incrementally (RFC 1624).
+//!
+//! Expiry is an incremental sweep: each [`Engine::handle_timeout`] checks
+//! its share of the table, so that every session is checked once per
+//! [`EngineConfig::sweep_period`]. It costs O(1) per session per period,
+//! and no memory in the session (no timer links): a session expires at
+//! most one period after its deadline.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr};
+use core::time::Duration;
+
+use crate::config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Timeouts};
+use crate::counters::{Counters, Traffic};
+use crate::frame::Frame;
+use crate::hash;
+use crate::lport::{AllocateError, LocalTuple, PortAllocator};
+use crate::quarantine::Quarantine;
+use crate::sched::{AffinityTable, Candidate, Scheduler, is_eligible};
+use crate::session::{Session, TcpState};
+use crate::table::{Dir, Table};
+use crate::time::Instant;
+use crate::verdict::{DropReason, Verdict};
+use crate::wire::checksum::{self, Delta};
+use crate::wire::{self, Ipv4, L4, ipv4_field, tcp_flags};
+
+/// A listener's handle: its slot in the engine.
+pub type ListenerId = u16;
+
+/// A backend's handle: its slot in its listener's pool. A slot is reused
+/// once a removed backend's last session has ended.
+pub type BackendId = u32;
+
+/// Most RSTs waiting for [`Engine::poll_transmit`]; the sweep pauses
+/// rather than lose one.
+const PENDING_RSTS: usize = 1024;
+
+/// One backend slot of a listener.
+#[derive(Debug, Clone)]
+struct Backend {
+    config: BackendConfig,
+    /// Removed by configuration; kept until its last session ends.
+    removed: bool,
+    traffic: Traffic,
+}
+
+/// A listener and the state that serves it.
+struct Listener {
+    /// The listener's configuration; its `backends` are moved into
+    /// `backends` below.
+    config: ListenerConfig,
+    vip4: [u8; 4],
+    proto: u8,
+    /// Timeouts in milliseconds, by [`TcpState`] and for UDP.
+    timeouts_ms: TimeoutsMs,
+    scheduler: Scheduler,
+    allocator: PortAllocator,
+    backends: Vec<Backend>,
+    /// The scheduler's view of `backends`, same indices.
+    candidates: Vec<Candidate>,
+    traffic: Traffic,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TimeoutsMs {
+    established: u32,
+    syn_recv: u32,
+    fin_wait: u32,
+    close_wait: u32,
+    last_ack: u32,
+    time_wait: u32,
+    close: u32,
+    udp: u32,
+}
+
+fn ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+impl TimeoutsMs {
+    fn new(t: &Timeouts) -> TimeoutsMs {
+        TimeoutsMs {
+            established: ms(t.tcp_established),
+            syn_recv: ms(t.syn_recv),
+            fin_wait: ms(t.fin_wait),
+            close_wait: ms(t.close_wait),
+            last_ack: ms(t.last_ack),
+            time_wait: ms(t.time_wait),
+            close: ms(t.close),
+            udp: ms(t.udp),
+        }
+    }
+
+    fn for_session(&self, s: &Session) -> u32 {
+        if s.proto != wire::PROTO_TCP {
+            return self.udp;
+        }
+        match s.tcp_state() {
+            TcpState::SynRecv => self.syn_recv,
+            TcpState::Established => self.established,
+            TcpState::FinWait => self.fin_wait,
+            TcpState::CloseWait => self.close_wait,
+            TcpState::LastAck => self.last_ack,
+            TcpState::TimeWait => self.time_wait,
+            TcpState::Close => self.close,
+        }
+    }
+}
+
+impl Listener {
+    fn backend_addr4(&self, id: u32) -> Option<([u8; 4], u16)> {
+        let b = self.backends.get(id as usize)?;
+        match b.config.addr {
+            IpAddr::V4(a) => Some((a.octets(), b.config.port)),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    fn lip4(&self, index: u16) -> Option<[u8; 4]> {
+        match self.allocator.lip(index)? {
+            IpAddr::V4(a) => Some(a.octets()),
+            IpAddr::V6(_) => None,
+        }
+    }
+
+    fn has_live_backend(&self) -> bool {
+        self.candidates.iter().any(Candidate::eligible)
+    }
+
+    fn candidate(b: &Backend) -> Candidate {
+        Candidate {
+            id: hash::backend_id(b.config.addr, b.config.port),
+            weight: b.config.weight,
+            up: b.config.up && !b.removed,
+            active: 0,
+        }
+    }
+}
+
+/// An RST to send because an established session idled out.
+#[derive(Debug, Clone, Copy)]
+struct PendingRst {
+    to_client: bool,
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+}
+
+/// The FULLNAT engine. See the crate documentation.
+pub struct Engine {
+    config: EngineConfig,
+    table: Table<Session>,
+    listeners: Vec<Option<Listener>>,
+    /// Sorted (VIP, port, protocol) -> listener.
+    by_key: Vec<(u32, u16, u8, ListenerId)>,
+    /// Sorted VIPs (IPv4 as u32).
+    vips: Vec<u32>,
+    /// Sorted local addresses of all listeners (IPv4 as u32).
+    locals: Vec<u32>,
+    affinity: AffinityTable,
+    quarantine: Quarantine,
+    counters: Counters,
+    sweep_cursor: u32,
+    next_sweep: Instant,
+    pending: VecDeque<PendingRst>,
+}
+
+/// Engine ticks: milliseconds, wrapping. Deadlines compare with serial
+/// arithmetic, so timeouts up to 24 days are safe.
+fn tick(now: Instant) -> u32 {
+    now.as_millis() as u32
+}
+
+fn expired(deadline: u32, now: u32) -> bool {
+    (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+fn client4(s: &Session) -> [u8; 4] {
+    let [a, b, c, d, ..] = s.client;
+    [a, b, c, d]
+}
+
+fn u32_of(a: [u8; 4]) -> u32 {
+    u32::from_be_bytes(a)
+}
+
+fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
+    if let Err(i) = v.binary_search(&x) {
+        v.insert(i, x);
+    }
+}
+
+impl Engine {
+    /// Bytes [`Engine::poll_transmit`] needs in its buffer.
+    pub const TRANSMIT_LEN: usize = wire::ETH_HLEN + 40;
+
+    /// An engine with no listeners, with every table allocated.
+    ///
+    /// # Errors
+    /// [`ConfigError::ZeroCapacity`], [`ConfigError::CapacityTooLarge`],
+    /// [`ConfigError::BadSweep`].
+    pub fn new(config: EngineConfig) -> Result<Engine, ConfigError> {
+        config.validate()?;
+        let table = Table::with_capacity(config.capacity)
+            .map_err(|_| ConfigError::CapacityTooLarge(config.capacity))?;
+        let quarantine =
+            Quarantine::try_with_capacity(config.quarantine_capacity, config.quarantine)
+                .map_err(|_| ConfigError::OutOfMemory)?;
+        Ok(Engine {
+            table,
+            listeners: Vec::new(),
+            by_key: Vec::new(),
+            vips: Vec::new(),
+            locals: Vec::new(),
+            affinity: AffinityTable::new(config.affinity_capacity, config.hash_seed),
+            quarantine,
+            counters: Counters::default(),
+            sweep_cursor: 0,
+            next_sweep: Instant::ZERO,
+            pending: VecDeque::with_capacity(PENDING_RSTS),
+            config,
+        })
+    }
+
+    /// The engine-wide counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Sessions alive now.
+    pub fn session_count(&self) -> u32 {
+        self.table.len()
+    }
+
+    /// Closed tuples held in the quarantine now.
+    pub fn quarantined(&self) -> u32 {
+        self.quarantine.len()
+    }
+
+    /// Bytes the engine's tables hold (sessions, index, quarantine,
+    /// affinity).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.memory_bytes() + self.quarantine.memory_bytes()
+    }
+
+    /// A listener's traffic counters.
+    pub fn listener_traffic(&self, listener: ListenerId) -> Option<&Traffic> {
+        Some(&self.listener(listener)?.traffic)
+    }
+
+    /// A backend's traffic counters.
+    pub fn backend_traffic(&self, listener: ListenerId, backend: BackendId) -> Option<&Traffic> {
+        Some(
+            &self
+                .listener(listener)?
+                .backends
+                .get(backend as usize)?
+                .traffic,
+        )
+    }
+
+    fn listener(&self, id: ListenerId) -> Option<&Listener> {
+        self.listeners.get(usize::from(id))?.as_ref()
+    }
+
+    fn listener_mut(&mut self, id: ListenerId) -> Result<&mut Listener, ConfigError> {
+        self.listeners
+            .get_mut(usize::from(id))
+            .and_then(Option::as_mut)
+            .ok_or(ConfigError::NoSuchListener(id))
+    }
+
+    // ----- configuration -------------------------------------------------
+
+    /// Add a listener and its backends.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`] about the listener, its pool or its backends;
+    /// nothing is changed then.
+    pub fn add_listener(&mut self, mut config: ListenerConfig) -> Result<ListenerId, ConfigError> {
+        config.validate()?;
+        let IpAddr::V4(vip) = config.vip else {
+            return Err(ConfigError::Ipv6Unsupported(config.vip));
+        };
+        let vip = vip.octets();
+        let proto = config.protocol.number();
+        if self
+            .by_key
+            .iter()
+            .any(|&(v, p, pr, _)| v == u32_of(vip) && p == config.port && pr == proto)
+        {
+            return Err(ConfigError::DuplicateListener {
+                vip: config.vip,
+                port: config.port,
+                protocol: config.protocol,
+            });
+        }
+        for addr in &config.local.addresses {
+            if let IpAddr::V4(a) = addr
+                && self.vips.binary_search(&u32_of(a.octets())).is_ok()
+            {
+                return Err(ConfigError::LocalIsVip(*addr));
+            }
+        }
+        if self.locals.binary_search(&u32_of(vip)).is_ok() {
+            return Err(ConfigError::LocalIsVip(config.vip));
+        }
+        let mut scheduler = Scheduler::new(&config.scheduler)?;
+        let allocator = PortAllocator::new(&config.local)?;
+        let backends: Vec<Backend> = config
+            .backends
+            .iter()
+            .map(|b| Backend {
+                config: *b,
+                removed: false,
+                traffic: Traffic::default(),
+            })
+            .collect();
+        let candidates: Vec<Candidate> = backends.iter().map(Listener::candidate).collect();
+        scheduler.rebuild(&candidates);
+        // From here on the backend slots are the pool; the copy in the
+        // configuration would only go stale.
+        config.backends = Vec::new();
+        let slot = match self.listeners.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => self.listeners.len(),
+        };
+        let id = ListenerId::try_from(slot).map_err(|_| ConfigError::TooManyListeners)?;
+        let listener = Listener {
+            vip4: vip,
+            proto,
+            timeouts_ms: TimeoutsMs::new(&config.timeouts),
+            scheduler,
+            allocator,
+            backends,
+            candidates,
+            traffic: Traffic::default(),
+            config,
+        };
+        for addr in &listener.config.local.addresses {
+            if let IpAddr::V4(a) = addr {
+                insert_sorted(&mut self.locals, u32_of(a.octets()));
+            }
+        }
+        insert_sorted(&mut self.vips, u32_of(vip));
+        insert_sorted(
+            &mut self.by_key,
+            (u32_of(vip), listener.config.port, proto, id),
+        );
+        if slot == self.listeners.len() {
+            self.listeners.push(Some(listener));
+        } else if let Some(s) = self.listeners.get_mut(slot) {
+            *s = Some(listener);
+        }
+        Ok(id)
+    }
+
+    /// Remove a listener; its sessions end now (no RST is sent).
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`].
+    pub fn remove_listener(&mut self, id: ListenerId) -> Result<(), ConfigError> {
+        self.listener_mut(id)?;
+        self.reset_sessions(|s| s.listener == id);
+        self.affinity.forget_listener(id);
+        if let Some(slot) = self.listeners.get_mut(usize::from(id)) {
+            *slot = None;
+        }
+        self.rebuild_address_sets();
+        Ok(())
+    }
+
+    fn rebuild_address_sets(&mut self) {
+        self.by_key.clear();
+        self.vips.clear();
+        self.locals.clear();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let Some(l) = l else { continue };
+            let id = ListenerId::try_from(i).unwrap_or(ListenerId::MAX);
+            insert_sorted(
+                &mut self.by_key,
+                (u32_of(l.vip4), l.config.port, l.proto, id),
+            );
+            insert_sorted(&mut self.vips, u32_of(l.vip4));
+            for addr in &l.config.local.addresses {
+                if let IpAddr::V4(a) = addr {
+                    insert_sorted(&mut self.locals, u32_of(a.octets()));
+                }
+            }
+        }
+    }
+
+    /// Add a backend to a listener's pool.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`], [`ConfigError::DuplicateBackend`],
+    /// [`ConfigError::NoLocalAddressFor`].
+    pub fn add_backend(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendConfig,
+    ) -> Result<BackendId, ConfigError> {
+        let l = self.listener_mut(listener)?;
+        if l.backends
+            .iter()
+            .any(|b| !b.removed && b.config.addr == backend.addr && b.config.port == backend.port)
+        {
+            return Err(ConfigError::DuplicateBackend {
+                addr: backend.addr,
+                port: backend.port,
+            });
+        }
+        l.config.check_backend_family(&backend)?;
+        let entry = Backend {
+            config: backend,
+            removed: false,
+            traffic: Traffic::default(),
+        };
+        // Reuse the slot of a removed backend whose sessions have all ended.
+        let free = l
+            .backends
+            .iter()
+            .zip(&l.candidates)
+            .position(|(b, c)| b.removed && c.active == 0);
+        let id = match free {
+            Some(i) => {
+                if let (Some(b), Some(c)) = (l.backends.get_mut(i), l.candidates.get_mut(i)) {
+                    *b = entry;
+                    *c = Listener::candidate(b);
+                }
+                i
+            }
+            None => {
+                l.candidates.push(Listener::candidate(&entry));
+                l.backends.push(entry);
+                l.backends.len() - 1
+            }
+        };
+        l.scheduler.rebuild(&l.candidates);
+        BackendId::try_from(id).map_err(|_| ConfigError::NoSuchBackend {
+            listener,
+            backend: u32::MAX,
+        })
+    }
+
+    fn backend_mut(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+    ) -> Result<(&mut Listener, usize), ConfigError> {
+        let l = self.listener_mut(listener)?;
+        let i = backend as usize;
+        match l.backends.get(i) {
+            Some(b) if !b.removed => Ok((l, i)),
+            _ => Err(ConfigError::NoSuchBackend { listener, backend }),
+        }
+    }
+
+    fn update_backend(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+        change: impl FnOnce(&mut Backend),
+    ) -> Result<(), ConfigError> {
+        let (l, i) = self.backend_mut(listener, backend)?;
+        if let (Some(b), Some(c)) = (l.backends.get_mut(i), l.candidates.get_mut(i)) {
+            change(b);
+            let fresh = Listener::candidate(b);
+            c.weight = fresh.weight;
+            c.up = fresh.up;
+        }
+        l.scheduler.rebuild(&l.candidates);
+        Ok(())
+    }
+
+    /// Set a backend's weight; 0 drains it (its sessions continue).
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`], [`ConfigError::NoSuchBackend`].
+    pub fn set_weight(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+        weight: u16,
+    ) -> Result<(), ConfigError> {
+        self.update_backend(listener, backend, |b| b.config.weight = weight)
+    }
+
+    /// Mark a backend up or down (health checks); a down backend gets no
+    /// new sessions, and its existing ones continue unless reset.
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`], [`ConfigError::NoSuchBackend`].
+    pub fn set_up(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+        up: bool,
+    ) -> Result<(), ConfigError> {
+        self.update_backend(listener, backend, |b| b.config.up = up)?;
+        if !up {
+            self.affinity.forget_backend(listener, backend);
+        }
+        Ok(())
+    }
+
+    /// Remove a backend. Its sessions continue until they end, unless
+    /// `reset`, which ends them now (no RST is sent).
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`], [`ConfigError::NoSuchBackend`].
+    pub fn remove_backend(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+        reset: bool,
+    ) -> Result<(), ConfigError> {
+        let (l, i) = self.backend_mut(listener, backend)?;
+        if let (Some(b), Some(c)) = (l.backends.get_mut(i), l.candidates.get_mut(i)) {
+            b.removed = true;
+            c.up = false;
+        }
+        l.scheduler.rebuild(&l.candidates);
+        self.affinity.forget_backend(listener, backend);
+        if reset {
+            self.reset_sessions(|s| s.listener == listener && s.backend == backend);
+        }
+        Ok(())
+    }
+
+    /// End every session of a backend now (no RST is sent).
+    ///
+    /// # Errors
+    /// [`ConfigError::NoSuchListener`], [`ConfigError::NoSuchBackend`].
+    pub fn reset_backend(
+        &mut self,
+        listener: ListenerId,
+        backend: BackendId,
+    ) -> Result<(), ConfigError> {
+        self.backend_mut(listener, backend)?;
+        self.affinity.forget_backend(listener, backend);
+        self.reset_sessions(|s| s.listener == listener && s.backend == backend);
+        Ok(())
+    }
+
+    /// Remove every session `matches` selects: a scan of the table, on the
+    /// control path.
+    fn reset_sessions(&mut self, matches: impl Fn(&Session) -> bool) {
+        for id in 0..self.table.id_bound() {
+            if self.table.get(id).is_some_and(&matches) {
+                self.end_session(id, Instant::ZERO, false);
+                self.counters.sessions_reset += 1;
+            }
+        }
+    }
+
+    // ----- the packet path ---------------------------------------------
+
+    /// Process one frame; see [`Verdict`].
+    pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        let verdict = self.process(now, frame);
+        match verdict {
+            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Pass => self.counters.passed += 1,
+            _ => {}
+        }
+        verdict
+    }
+
+    /// Process a batch of frames, writing `verdicts[i]` for `frames[i]`
+    /// (extra frames or verdicts are left alone). The same result as
+    /// [`Engine::handle_packet`] on each frame in order; faster, because
+    /// the table's memory is touched for the whole batch before any
+    /// packet is processed, so that cache misses overlap.
+    pub fn handle_batch(
+        &mut self,
+        now: Instant,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut [Verdict],
+    ) {
+        const CHUNK: usize = 32;
+        let mut hashes = [(0u64, Dir::In); CHUNK];
+        let mut start = 0;
+        while start < frames.len().min(verdicts.len()) {
+            let end = (start + CHUNK).min(frames.len()).min(verdicts.len());
+            let (Some(chunk), Some(out)) =
+                (frames.get_mut(start..end), verdicts.get_mut(start..end))
+            else {
+                break;
+            };
+            let mut sink = 0u64;
+            for (frame, h) in chunk.iter().zip(hashes.iter_mut()) {
+                *h = self.prehash(frame.bytes()).unwrap_or((0, Dir::In));
+                sink ^= self.table.touch(h.0);
+            }
+            for &(h, dir) in hashes.iter().take(chunk.len()) {
+                if let Some(id) = self.table.candidate(h, dir) {
+                    sink ^= u64::from(self.table.touch_entry(id, |s| s.flags));
+                }
+            }
+            core::hint::black_box(sink);
+            for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
+                *verdict = self.handle_packet(now, frame);
+            }
+            start = end;
+        }
+    }
+
+    /// The flow hash and direction of an IPv4 TCP/UDP frame for us, read
+    /// without judging it (that is `process`'s job).
+    #[inline]
+    fn prehash(&self, bytes: &[u8]) -> Option<(u64, Dir)> {
+        let (ethertype, l3) = wire::ethernet(bytes).ok()?;
+        if ethertype != wire::ETHERTYPE_IPV4 {
+            return None;
+        }
+        let ip = Ipv4::parse(bytes, l3).ok()?;
+        let ports = wire::array::<4>(bytes, ip.l4_off()).ok()?;
+        let [s0, s1, d0, d1] = *ports;
+        let (sport, dport) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
+        let h = hash::flow4(
+            self.config.hash_seed,
+            ip.proto,
+            ip.src,
+            sport,
+            ip.dst,
+            dport,
+        );
+        let dst = u32_of(ip.dst);
+        if self.vips.binary_search(&dst).is_ok() {
+            Some((h, Dir::In))
+        } else {
+            Some((h, Dir::Out))
+        }
+    }
+
+    fn process(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        let bytes = frame.bytes();
+        let (ethertype, l3) = match wire::ethernet(bytes) {
+            Ok(x) => x,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if ethertype != wire::ETHERTYPE_IPV4 {
+            return Verdict::Pass;
+        }
+        let ip = match Ipv4::parse(bytes, l3) {
+            Ok(ip) => ip,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let dst = u32_of(ip.dst);
+        let to_vip = self.vips.binary_search(&dst).is_ok();
+        if !to_vip && self.locals.binary_search(&dst).is_err() {
+            return Verdict::Pass;
+        }
+        if ip.hlen != 20 {
+            return Verdict::Drop(DropReason::IpOptions);
+        }
+        if ip.fragment {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        if !ip.checksum_ok(bytes) {
+            return Verdict::Drop(DropReason::BadIpChecksum);
+        }
+        frame.truncate(l3 + ip.total);
+        let l4 = match ip.proto {
+            wire::PROTO_TCP => L4::tcp(frame.bytes(), ip.l4_off(), ip.l4_len()),
+            wire::PROTO_UDP => L4::udp(frame.bytes(), ip.l4_off(), ip.l4_len()),
+            wire::PROTO_ICMP if to_vip => return self.icmp_to_vip(frame, &ip),
+            wire::PROTO_ICMP => return Verdict::Pass,
+            _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
+        };
+        let l4 = match l4 {
+            Ok(l4) => l4,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        if ip.proto == wire::PROTO_TCP && !tcp_flags_valid(l4.flags) {
+            return Verdict::Drop(DropReason::BadTcpFlags);
+        }
+        let result = if to_vip {
+            self.inbound(now, frame, &ip, &l4)
+        } else {
+            self.outbound(now, frame, &ip, &l4)
+        };
+        result.unwrap_or_else(Verdict::Drop)
+    }
+
+    fn find_listener(&self, vip: u32, port: u16, proto: u8) -> Option<ListenerId> {
+        let i = self
+            .by_key
+            .binary_search_by(|&(v, p, pr, _)| (v, p, pr).cmp(&(vip, port, proto)))
+            .ok()?;
+        self.by_key.get(i).map(|&(.., id)| id)
+    }
+
+    fn inbound(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        ip: &Ipv4,
+        l4: &L4,
+    ) -> Result<Verdict, DropReason> {
+        let lid = self
+            .find_listener(u32_of(ip.dst), l4.dport, ip.proto)
+            .ok_or(DropReason::NoListener)?;
+        let seed = self.config.hash_seed;
+        let h = hash::flow4(seed, ip.proto, ip.src, l4.sport, ip.dst, l4.dport);
+        let (src, sport) = (ip.src, l4.sport);
+        let found = self.table.find(h, Dir::In, |s| {
+            s.listener == lid && s.cport == sport && client4(s) == src
+        });
+        let is_syn = ip.proto == wire::PROTO_TCP
+            && l4.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+        let id = match found {
+            // A new SYN on a closing session: the client reuses its port
+            // (as IPVS does, the old session gives way).
+            Some(id)
+                if is_syn
+                    && self.table.get(id).is_some_and(|s| {
+                        matches!(s.tcp_state(), TcpState::TimeWait | TcpState::Close)
+                    }) =>
+            {
+                self.end_session(id, now, false);
+                self.new_session(now, lid, h, ip, l4)?
+            }
+            Some(id) => id,
+            None if ip.proto == wire::PROTO_TCP && !is_syn => return Err(DropReason::NoSession),
+            None => self.new_session(now, lid, h, ip, l4)?,
+        };
+        let listener = self
+            .listeners
+            .get_mut(usize::from(lid))
+            .and_then(Option::as_mut);
+        let (Some(listener), Some(s)) = (listener, self.table.get_mut(id)) else {
+            return Err(DropReason::NoSession);
+        };
+        if ip.proto == wire::PROTO_TCP {
+            s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
+        }
+        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
+        let (rip, rport) = listener
+            .backend_addr4(s.backend)
+            .ok_or(DropReason::NoSession)?;
+        let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
+        let lport = s.lport;
+        let bytes = ip.total;
+        listener.traffic.inbound(bytes);
+        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
+            b.traffic.inbound(bytes);
+        }
+        rewrite4(frame.bytes_mut(), ip, l4, (lip, lport), (rip, rport))?;
+        Ok(Verdict::ToServer {
+            next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
+        })
+    }
+
+    fn new_session(
+        &mut self,
+        now: Instant,
+        lid: ListenerId,
+        h: u64,
+        ip: &Ipv4,
+        l4: &L4,
+    ) -> Result<u32, DropReason> {
+        let seed = self.config.hash_seed;
+        let Engine {
+            table,
+            listeners,
+            affinity,
+            quarantine,
+            counters,
+            ..
+        } = self;
+        let l = listeners
+            .get_mut(usize::from(lid))
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::NoListener)?;
+        let mut client = [0u8; 16];
+        let [c0, c1, c2, c3, ..] = &mut client;
+        [*c0, *c1, *c2, *c3] = ip.src;
+        let affinity_timeout = l.config.affinity.map(|a| a.timeout);
+        let sticky = affinity_timeout.and_then(|_| {
+            affinity
+                .lookup(now, lid, &client)
+                .filter(|&b| is_eligible(&l.candidates, b))
+        });
+        let backend = match sticky {
+            Some(b) => b,
+            None => {
+                let source_hash = hash::source(seed, IpAddr::V4(Ipv4Addr::from(ip.src)));
+                l.scheduler
+                    .pick(&l.candidates, h, source_hash)
+                    .ok_or(DropReason::NoBackend)?
+            }
+        };
+        if table.is_full() {
+            return Err(DropReason::TableFull);
+        }
+        let (rip, rport) = l.backend_addr4(backend).ok_or(DropReason::NoBackend)?;
+        let proto = ip.proto;
+        let (lip, lport) = l
+            .allocator
+            .allocate(
+                now,
+                proto,
+                IpAddr::V4(Ipv4Addr::from(rip)),
+                rport,
+                h,
+                quarantine,
+                |t: &LocalTuple| tuple_live(table, seed, t),
+            )
+            .map_err(|e| match e {
+                AllocateError::NoAddressOfFamily => DropReason::NoLocalAddress,
+                AllocateError::Exhausted => DropReason::PortsExhausted,
+            })?;
+        let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
+        let session = Session {
+            client,
+            cport: l4.sport,
+            lport,
+            listener: lid,
+            lip,
+            backend,
+            expires: tick(now),
+            proto,
+            ..Session::default()
+        };
+        let out_hash = hash::flow4(seed, proto, rip, rport, lip4, lport);
+        let id = table
+            .insert(session, h, out_hash)
+            .map_err(|_| DropReason::TableFull)?;
+        if let Some(c) = l.candidates.get_mut(backend as usize) {
+            c.active += 1;
+        }
+        if let Some(b) = l.backends.get_mut(backend as usize) {
+            b.traffic.new_sessions += 1;
+            b.traffic.active_sessions += 1;
+        }
+        l.traffic.new_sessions += 1;
+        l.traffic.active_sessions += 1;
+        counters.sessions_created += 1;
+        if let Some(timeout) = affinity_timeout {
+            affinity.insert(now, lid, &client, backend, timeout);
+        }
+        Ok(id)
+    }
+
+    fn outbound(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        ip: &Ipv4,
+        l4: &L4,
+    ) -> Result<Verdict, DropReason> {
+        let seed = self.config.hash_seed;
+        let h = hash::flow4(seed, ip.proto, ip.src, l4.sport, ip.dst, l4.dport);
+        let (src, sport, dst, dport, proto) = (ip.src, l4.sport, ip.dst, l4.dport, ip.proto);
+        let listeners = &self.listeners;
+        let id = self
+            .table
+            .find(h, Dir::Out, |s| {
+                s.lport == dport
+                    && s.proto == proto
+                    && listeners
+                        .get(usize::from(s.listener))
+                        .and_then(Option::as_ref)
+                        .is_some_and(|l| {
+                            l.backend_addr4(s.backend) == Some((src, sport))
+                                && l.lip4(s.lip) == Some(dst)
+                        })
+            })
+            .ok_or(DropReason::NoSession)?;
+        let s = self.table.get_mut(id).ok_or(DropReason::NoSession)?;
+        let listener = self
+            .listeners
+            .get_mut(usize::from(s.listener))
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::NoSession)?;
+        if proto == wire::PROTO_TCP {
+            s.track_server(l4.flags, l4.seq, l4.ack, l4.seq_len());
+        }
+        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
+        let client = client4(s);
+        let cport = s.cport;
+        let bytes = ip.total;
+        listener.traffic.outbound(bytes);
+        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
+            b.traffic.outbound(bytes);
+        }
+        rewrite4(
+            frame.bytes_mut(),
+            ip,
+            l4,
+            (listener.vip4, listener.config.port),
+            (client, cport),
+        )?;
+        Ok(Verdict::ToClient {
+            next_hop: IpAddr::V4(Ipv4Addr::from(client)),
+        })
+    }
+
+    /// An echo request to a VIP is answered while any listener of the VIP
+    /// that answers ping has a live backend (FAQ Q1).
+    fn icmp_to_vip(&mut self, frame: &mut Frame<'_>, ip: &Ipv4) -> Verdict {
+        let off = ip.l4_off();
+        let bytes = frame.bytes_mut();
+        let Ok(&[kind, code, ..]) = wire::array::<8>(bytes, off) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        if (kind, code) != (8, 0) {
+            return Verdict::Drop(DropReason::IcmpUnsupported);
+        }
+        let vip = u32_of(ip.dst);
+        let mut answers = self
+            .listeners
+            .iter()
+            .flatten()
+            .filter(|l| u32_of(l.vip4) == vip && l.config.ping)
+            .peekable();
+        if answers.peek().is_none() {
+            return Verdict::Drop(DropReason::PingDisabled);
+        }
+        if !answers.any(Listener::has_live_backend) {
+            return Verdict::Drop(DropReason::PingNoBackend);
+        }
+        // Echo reply: type 8 -> 0 (RFC 792); swap the addresses, which
+        // leaves both checksums' address terms unchanged; fresh TTL.
+        let Ok(old) = wire::be16(bytes, off + 2) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let icmp_sum = Delta::default().word(0x0800, 0x0000).apply(old);
+        let ttl_word = |b: &[u8]| wire::be16(b, ip.off + ipv4_field::TTL);
+        let Ok(old_ttl_word) = ttl_word(bytes) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let new_ttl_word = (64u16 << 8) | (old_ttl_word & 0x00ff);
+        let Ok(old_ip_sum) = wire::be16(bytes, ip.off + ipv4_field::CHECKSUM) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let ip_sum = Delta::default()
+            .word(old_ttl_word, new_ttl_word)
+            .apply(old_ip_sum);
+        let written = (|| -> Result<(), DropReason> {
+            *wire::array_mut::<1>(bytes, off)? = [0];
+            wire::set_be16(bytes, off + 2, icmp_sum)?;
+            wire::set_be16(bytes, ip.off + ipv4_field::TTL, new_ttl_word)?;
+            wire::set_be16(bytes, ip.off + ipv4_field::CHECKSUM, ip_sum)?;
+            *wire::array_mut::<4>(bytes, ip.off + ipv4_field::SRC)? = ip.dst;
+            *wire::array_mut::<4>(bytes, ip.off + ipv4_field::DST)? = ip.src;
+            Ok(())
+        })();
+        match written {
+            Ok(()) => {
+                self.counters.echo_replies += 1;
+                Verdict::Reply {
+                    next_hop: IpAddr::V4(Ipv4Addr::from(ip.src)),
+                }
+            }
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    // ----- expiry --------------------------------------------------------
+
+    /// When [`Engine::handle_timeout`] should next be called: `None` while
+    /// there is no session.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.table.is_empty() {
+            None
+        } else {
+            Some(self.next_sweep)
+        }
+    }
+
+    /// Sweep this call's share of the table: sessions past their deadline
+    /// end, and an established TCP session that idled out queues an RST to
+    /// each side (take them with [`Engine::poll_transmit`]).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        let bound = self.table.id_bound();
+        let ticks_per_period =
+            (self.config.sweep_period.as_nanos() / self.config.sweep_tick.as_nanos().max(1)).max(1);
+        let share = u32::try_from(u128::from(bound).div_ceil(ticks_per_period)).unwrap_or(bound);
+        let now_tick = tick(now);
+        let mut cursor = if self.sweep_cursor >= bound {
+            0
+        } else {
+            self.sweep_cursor
+        };
+        let mut left = share.min(bound);
+        while left > 0 {
+            let due = self
+                .table
+                .get(cursor)
+                .is_some_and(|s| expired(s.expires, now_tick));
+            if due {
+                if self.pending.len() + 2 > PENDING_RSTS {
+                    // The RST queue is full: stop here, resume from this
+                    // session once the caller has taken some.
+                    break;
+                }
+                self.end_session(cursor, now, true);
+            }
+            cursor = if cursor + 1 >= bound { 0 } else { cursor + 1 };
+            left -= 1;
+        }
+        self.sweep_cursor = cursor;
+        self.next_sweep = now + self.config.sweep_tick;
+    }
+
+    /// End a session: RSTs if it idled out established, counters, the
+    /// quarantine of its outbound tuple, and the table.
+    fn end_session(&mut self, id: u32, now: Instant, expired: bool) {
+        let seed = self.config.hash_seed;
+        let Some(s) = self.table.get(id).copied() else {
+            return;
+        };
+        let Some(l) = self
+            .listeners
+            .get_mut(usize::from(s.listener))
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        let (Some((rip, rport)), Some(lip)) = (l.backend_addr4(s.backend), l.lip4(s.lip)) else {
+            return;
+        };
+        let client = client4(&s);
+        let in_hash = hash::flow4(seed, s.proto, client, s.cport, l.vip4, l.config.port);
+        let out_hash = hash::flow4(seed, s.proto, rip, rport, lip, s.lport);
+        if self.table.remove(id, in_hash, out_hash).is_none() {
+            return;
+        }
+        if expired && s.proto == wire::PROTO_TCP && s.tcp_state() == TcpState::Established {
+            // RFC 9293 §3.10.7.3 / RFC 5961: an RST is accepted at once
+            // when its sequence number is the receiver's next expected
+            // one, which is the last acknowledgment that side sent.
+            let to_client_seq = if s.c_ack != 0 { s.c_ack } else { s.s_next };
+            let to_server_seq = if s.s_ack != 0 { s.s_ack } else { s.c_next };
+            self.pending.push_back(PendingRst {
+                to_client: true,
+                src: l.vip4,
+                dst: client,
+                sport: l.config.port,
+                dport: s.cport,
+                seq: to_client_seq,
+                ack: s.c_next,
+            });
+            self.pending.push_back(PendingRst {
+                to_client: false,
+                src: lip,
+                dst: rip,
+                sport: s.lport,
+                dport: rport,
+                seq: to_server_seq,
+                ack: s.s_next,
+            });
+        }
+        if let Some(c) = l.candidates.get_mut(s.backend as usize) {
+            c.active = c.active.saturating_sub(1);
+        }
+        if let Some(b) = l.backends.get_mut(s.backend as usize) {
+            b.traffic.active_sessions = b.traffic.active_sessions.saturating_sub(1);
+        }
+        l.traffic.active_sessions = l.traffic.active_sessions.saturating_sub(1);
+        if expired {
+            self.counters.sessions_expired += 1;
+        }
+        let tuple = LocalTuple {
+            proto: s.proto,
+            lip: IpAddr::V4(Ipv4Addr::from(lip)),
+            lport: s.lport,
+            rip: IpAddr::V4(Ipv4Addr::from(rip)),
+            rport,
+        };
+        if !self.quarantine.insert(now, &tuple) {
+            self.counters.quarantine_overflow += 1;
+        }
+    }
+
+    /// Write the next packet the engine itself sends (the RSTs of idle
+    /// expiry) as an Ethernet frame at the start of `buf`, with zero MAC
+    /// addresses for the caller to fill. Returns its length and where it
+    /// goes; `None` when nothing is waiting or `buf` is shorter than
+    /// [`Engine::TRANSMIT_LEN`] (the packet then stays queued).
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(usize, Verdict)> {
+        let rst = *self.pending.front()?;
+        let out = buf.get_mut(..Self::TRANSMIT_LEN)?;
+        write_rst4(out, &rst);
+        self.pending.pop_front();
+        self.counters.rst_sent += 1;
+        let next_hop = IpAddr::V4(Ipv4Addr::from(rst.dst));
+        let verdict = if rst.to_client {
+            Verdict::ToClient { next_hop }
+        } else {
+            Verdict::ToServer { next_hop }
+        };
+        Some((Self::TRANSMIT_LEN, verdict))
+    }
+}
+
+/// Whether an outbound tuple is held by a live session. A match on the
+/// index's tag and the local port is taken as live without checking the
+/// rest of the key: a rare false positive only skips a free port.
+fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
+    let (IpAddr::V4(rip), IpAddr::V4(lip)) = (t.rip, t.lip) else {
+        return false;
+    };
+    let h = hash::flow4(seed, t.proto, rip.octets(), t.rport, lip.octets(), t.lport);
+    table
+        .find(h, Dir::Out, |s| s.lport == t.lport && s.proto == t.proto)
+        .is_some()
+}
+
+/// Write an RST|ACK segment in an IPv4 packet in an Ethernet frame:
+/// exactly [`Engine::TRANSMIT_LEN`] bytes.
+fn write_rst4(out: &mut [u8], rst: &PendingRst) {
+    let mut frame = [0u8; Engine::TRANSMIT_LEN];
+    let (eth, rest) = frame.split_at_mut(wire::ETH_HLEN);
+    if let [.., t0, t1] = eth {
+        [*t0, *t1] = wire::ETHERTYPE_IPV4.to_be_bytes();
+    }
+    let (iph, tcp) = rest.split_at_mut(20);
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+    ip[6] = 0x40; // don't fragment
+    ip[8] = 64;
+    ip[9] = wire::PROTO_TCP;
+    ip[12..16].copy_from_slice(&rst.src);
+    ip[16..20].copy_from_slice(&rst.dst);
+    let sum = checksum::of(&ip);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    iph.copy_from_slice(&ip);
+    let mut seg = [0u8; 20];
+    seg[0..2].copy_from_slice(&rst.sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&rst.dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&rst.seq.to_be_bytes());
+    seg[8..12].copy_from_slice(&rst.ack.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = tcp_flags::RST | tcp_flags::ACK;
+    let pseudo = checksum::sum(
+        checksum::sum(checksum::sum(0, &rst.src), &rst.dst),
+        &[0, wire::PROTO_TCP, 0, 20],
+    );
+    let sum = checksum::finish(checksum::sum(pseudo, &seg));
+    seg[16..18].copy_from_slice(&sum.to_be_bytes());
+    tcp.copy_from_slice(&seg);
+    out.iter_mut().zip(frame).for_each(|(o, b)| *o = b);
+}
+
+/// Flags no segment may carry: none of SYN, ACK, RST set; SYN with RST
+/// or FIN.
+fn tcp_flags_valid(flags: u8) -> bool {
+    use tcp_flags::{ACK, FIN, RST, SYN};
+    if flags & (SYN | ACK | RST) == 0 {
+        return false;
+    }
+    !(flags & SYN != 0 && flags & (RST | FIN) != 0)
+}
+
+/// Rewrite an IPv4 TCP/UDP packet's source to `src` and destination to
+/// `dst`, updating the IP and transport checksums incrementally.
+fn rewrite4(
+    bytes: &mut [u8],
+    ip: &Ipv4,
+    l4: &L4,
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+) -> Result<(), DropReason> {
+    let ip_delta = Delta::default().addr4(ip.src, src.0).addr4(ip.dst, dst.0);
+    let l4_delta = ip_delta.word(l4.sport, src.1).word(l4.dport, dst.1);
+    {
+        let h = wire::array_mut::<20>(bytes, ip.off)?;
+        let old = u16::from_be_bytes([h[ipv4_field::CHECKSUM], h[ipv4_field::CHECKSUM + 1]]);
+        let [c0, c1] = ip_delta.apply(old).to_be_bytes();
+        h[ipv4_field::CHECKSUM] = c0;
+        h[ipv4_field::CHECKSUM + 1] = c1;
+        let [s0, s1, s2, s3] = src.0;
+        let [d0, d1, d2, d3] = dst.0;
+        h[12] = s0;
+        h[13] = s1;
+        h[14] = s2;
+        h[15] = s3;
+        h[16] = d0;
+        h[17] = d1;
+        h[18] = d2;
+        h[19] = d3;
+    }
+    let (sum_off, udp) = if ip.proto == wire::PROTO_TCP {
+        (wire::TCP_CHECKSUM, false)
+    } else {
+        (wire::UDP_CHECKSUM, true)
+    };
+    let old = wire::be16(bytes, l4.off + sum_off)?;
+    let new = if udp {
+        l4_delta.apply_udp4(old)
+    } else {
+        l4_delta.apply(old)
+    };
+    wire::set_be16(bytes, l4.off + sum_off, new)?;
+    wire::set_be16(bytes, l4.off, src.1)?;
+    wire::set_be16(bytes, l4.off + 2, dst.1)?;
+    Ok(())
+}

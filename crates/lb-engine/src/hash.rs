@@ -1,0 +1,87 @@
+//! The flow hash: one 64-bit hash of a packet's (protocol, source, source
+//! port, destination, destination port) as it arrives, used for both
+//! session keys and for the schedulers.
+//!
+//! A seeded folded multiply (the mixing step of foldhash and ahash): the
+//! 128-bit product of two 64-bit words, high half xor low half. The seed is
+//! configuration, so a client cannot aim collisions at the table without
+//! knowing it.
+
+use core::net::IpAddr;
+
+const K0: u64 = 0x243f_6a88_85a3_08d3;
+const K1: u64 = 0x1319_8a2e_0370_7344;
+const K2: u64 = 0xa409_3822_299f_31d0;
+
+#[inline]
+fn fold_mul(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+/// Hash an IPv4 5-tuple.
+#[inline]
+pub(crate) fn flow4(
+    seed: u64,
+    proto: u8,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+) -> u64 {
+    let addrs = (u64::from(u32::from_be_bytes(src)) << 32) | u64::from(u32::from_be_bytes(dst));
+    let rest = (u64::from(sport) << 48) | (u64::from(dport) << 32) | u64::from(proto);
+    let h = fold_mul(addrs ^ seed, rest ^ K0);
+    fold_mul(h ^ K1, seed ^ K2)
+}
+
+/// Hash a client address alone (source affinity, Maglev by source).
+#[inline]
+pub(crate) fn source(seed: u64, addr: IpAddr) -> u64 {
+    let a = u128::from(to_v6(addr));
+    fold_mul((a >> 64) as u64 ^ seed ^ K0, a as u64 ^ K1)
+}
+
+/// A stable identity of a backend, for Maglev permutations.
+pub(crate) fn backend_id(addr: IpAddr, port: u16) -> u64 {
+    let a = u128::from(to_v6(addr));
+    fold_mul((a >> 64) as u64 ^ K2, a as u64 ^ u64::from(port) ^ K0)
+}
+
+fn to_v6(addr: IpAddr) -> core::net::Ipv6Addr {
+    match addr {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use core::net::Ipv4Addr;
+
+    #[test]
+    fn every_field_matters() {
+        let a = Ipv4Addr::new(10, 0, 0, 1);
+        let b = Ipv4Addr::new(10, 0, 0, 2);
+        let h = flow4(7, 6, a.octets(), 1000, b.octets(), 80);
+        assert_ne!(h, flow4(7, 6, b.octets(), 1000, a.octets(), 80));
+        assert_ne!(h, flow4(7, 17, a.octets(), 1000, b.octets(), 80));
+        assert_ne!(h, flow4(7, 6, a.octets(), 1001, b.octets(), 80));
+        assert_ne!(h, flow4(8, 6, a.octets(), 1000, b.octets(), 80));
+    }
+
+    /// Consecutive client ports spread over the low bits (the table index).
+    #[test]
+    fn low_bits_spread() {
+        let mut buckets = [0u32; 64];
+        for port in 0..6400u16 {
+            let h = flow4(1, 6, [192, 0, 2, 1], port, [198, 51, 100, 1], 80);
+            buckets[(h & 63) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&n| (60..=140).contains(&n)),
+            "{buckets:?}"
+        );
+    }
+}

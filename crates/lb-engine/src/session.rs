@@ -1,0 +1,209 @@
+//! [`Session`]: one FULLNAT connection, in one 64-byte cache line, and the
+//! TCP state it tracks from the flags seen in both directions.
+//!
+//! What a packet needs of its session is here: the client's address and
+//! port, the local port, and indices of the listener, backend and local
+//! address (whose addresses live in small, hot configuration arrays), the
+//! deadline, and the last sequence and acknowledgment numbers each way
+//! (for the RSTs sent when an established session idles out, FAQ CASE 5).
+//!
+//! TCP state is derived from flags, as IPVS's state table does for a
+//! director that sees both directions:
+//!
+//! | seen | state |
+//! |---|---|
+//! | an RST either way | `Close` |
+//! | both FINs, each acknowledged | `TimeWait` |
+//! | both FINs | `LastAck` |
+//! | the client's FIN | `FinWait` |
+//! | the server's FIN | `CloseWait` |
+//! | the client's ACK after the server's SYN-ACK, or data | `Established` |
+//! | the client's SYN (and maybe the SYN-ACK) | `SynRecv` |
+
+/// Protocol-independent per-session flags.
+pub(crate) mod flag {
+    /// TCP: the server's SYN-ACK has been seen.
+    pub(crate) const SYNACK: u8 = 1 << 0;
+    /// TCP: the handshake completed.
+    pub(crate) const ESTABLISHED: u8 = 1 << 2;
+    /// TCP: the client sent FIN.
+    pub(crate) const CLIENT_FIN: u8 = 1 << 3;
+    /// TCP: the server sent FIN.
+    pub(crate) const SERVER_FIN: u8 = 1 << 4;
+    /// TCP: the server acknowledged the client's FIN.
+    pub(crate) const CLIENT_FIN_ACKED: u8 = 1 << 5;
+    /// TCP: the client acknowledged the server's FIN.
+    pub(crate) const SERVER_FIN_ACKED: u8 = 1 << 6;
+    /// TCP: an RST was seen.
+    pub(crate) const RST: u8 = 1 << 7;
+}
+
+/// A session's TCP state, for its timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpState {
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+}
+
+/// One session: 64 bytes, aligned to a cache line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(64))]
+pub(crate) struct Session {
+    /// Client address: IPv4 in the first 4 bytes (IPv6 arrives later).
+    pub(crate) client: [u8; 16],
+    pub(crate) cport: u16,
+    pub(crate) lport: u16,
+    /// Listener slot.
+    pub(crate) listener: u16,
+    /// Local address, an index into the listener's pool.
+    pub(crate) lip: u16,
+    /// Backend slot in the listener's pool.
+    pub(crate) backend: u32,
+    /// Deadline, in engine ticks (milliseconds, wrapping).
+    pub(crate) expires: u32,
+    pub(crate) proto: u8,
+    pub(crate) flags: u8,
+    pub(crate) _pad: [u8; 2],
+    /// TCP, client to server: next sequence number, last acknowledgment.
+    pub(crate) c_next: u32,
+    pub(crate) c_ack: u32,
+    /// TCP, server to client: next sequence number, last acknowledgment.
+    pub(crate) s_next: u32,
+    pub(crate) s_ack: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Session>() == 64);
+
+/// Whether sequence number `a` is after `b` (RFC 1982 serial arithmetic).
+#[inline]
+pub(crate) fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl Session {
+    /// The TCP state its flags give.
+    pub(crate) fn tcp_state(&self) -> TcpState {
+        let f = self.flags;
+        let both_fins = flag::CLIENT_FIN | flag::SERVER_FIN;
+        let both_acked = flag::CLIENT_FIN_ACKED | flag::SERVER_FIN_ACKED;
+        if f & flag::RST != 0 {
+            TcpState::Close
+        } else if f & both_acked == both_acked {
+            TcpState::TimeWait
+        } else if f & both_fins == both_fins {
+            TcpState::LastAck
+        } else if f & flag::CLIENT_FIN != 0 {
+            TcpState::FinWait
+        } else if f & flag::SERVER_FIN != 0 {
+            TcpState::CloseWait
+        } else if f & flag::ESTABLISHED != 0 {
+            TcpState::Established
+        } else {
+            TcpState::SynRecv
+        }
+    }
+
+    /// Track a segment from the client: `seq`, `ack`, its flags and its
+    /// length in sequence space.
+    pub(crate) fn track_client(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
+        use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+        let end = seq.wrapping_add(seq_len);
+        if flags & SYN != 0 || seq_after(end, self.c_next) {
+            self.c_next = end;
+        }
+        if flags & RST != 0 {
+            self.flags |= flag::RST;
+            return;
+        }
+        if flags & ACK != 0 {
+            self.c_ack = ack;
+            if self.flags & flag::SYNACK != 0 && flags & SYN == 0 {
+                self.flags |= flag::ESTABLISHED;
+            }
+            if self.flags & flag::SERVER_FIN != 0 && !seq_after(self.s_next, ack) {
+                self.flags |= flag::SERVER_FIN_ACKED;
+            }
+        }
+        if flags & FIN != 0 {
+            self.flags |= flag::CLIENT_FIN;
+        }
+    }
+
+    /// Track a segment from the server.
+    pub(crate) fn track_server(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
+        use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+        let end = seq.wrapping_add(seq_len);
+        if flags & SYN != 0 || seq_after(end, self.s_next) {
+            self.s_next = end;
+        }
+        if flags & RST != 0 {
+            self.flags |= flag::RST;
+            return;
+        }
+        if flags & SYN != 0 && flags & ACK != 0 {
+            self.flags |= flag::SYNACK;
+        }
+        if flags & ACK != 0 {
+            self.s_ack = ack;
+            if self.flags & flag::CLIENT_FIN != 0 && !seq_after(self.c_next, ack) {
+                self.flags |= flag::CLIENT_FIN_ACKED;
+            }
+        }
+        if flags & FIN != 0 {
+            self.flags |= flag::SERVER_FIN;
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+
+    #[test]
+    fn handshake_data_and_close() {
+        let mut s = Session::default();
+        s.track_client(SYN, 1000, 0, 1);
+        assert_eq!(s.tcp_state(), TcpState::SynRecv);
+        s.track_server(SYN | ACK, 5000, 1001, 1);
+        assert_eq!(s.tcp_state(), TcpState::SynRecv);
+        s.track_client(ACK, 1001, 5001, 0);
+        assert_eq!(s.tcp_state(), TcpState::Established);
+        s.track_client(ACK, 1001, 5001, 100);
+        assert_eq!((s.c_next, s.c_ack), (1101, 5001));
+        s.track_server(ACK, 5001, 1101, 0);
+        s.track_client(FIN | ACK, 1101, 5001, 1);
+        assert_eq!(s.tcp_state(), TcpState::FinWait);
+        s.track_server(FIN | ACK, 5001, 1102, 1);
+        assert_eq!(s.tcp_state(), TcpState::LastAck);
+        s.track_client(ACK, 1102, 5002, 0);
+        assert_eq!(s.tcp_state(), TcpState::TimeWait);
+    }
+
+    #[test]
+    fn server_closes_first_and_rst() {
+        let mut s = Session::default();
+        s.track_client(SYN, u32::MAX, 0, 1); // wraps
+        s.track_server(SYN | ACK, 7, 0, 1);
+        s.track_client(ACK, 0, 8, 0);
+        s.track_server(FIN | ACK, 8, 0, 1);
+        assert_eq!(s.tcp_state(), TcpState::CloseWait);
+        s.track_client(RST, 0, 0, 0);
+        assert_eq!(s.tcp_state(), TcpState::Close);
+    }
+
+    #[test]
+    fn old_segments_do_not_move_next_back() {
+        let mut s = Session::default();
+        s.track_client(SYN, 100, 0, 1);
+        s.track_client(ACK, 101, 0, 50);
+        s.track_client(ACK, 101, 0, 10); // a retransmission
+        assert_eq!(s.c_next, 151);
+        assert!(seq_after(1, u32::MAX) && !seq_after(u32::MAX, 1));
+    }
+}
