@@ -47,10 +47,13 @@
 //!   8 LIPs and 8 ports), one walk looks at every candidate once:
 //!   exhaustion is reported exactly when every tuple is live or
 //!   quarantined.
-//! * Otherwise 32 probes continue the destination's cursor and 32 start
-//!   from a position derived from `seed` (the engine passes a hash of the
-//!   client's tuple), which escapes a long run of live tuples ahead of the
-//!   cursor (long-lived sessions). A nearly full pool may then report
+//! * Otherwise 32 probes continue the destination's cursor and 32 go to
+//!   independent positions derived from `seed` (the engine passes a hash
+//!   of the client's tuple), which escape a long run of taken tuples ahead
+//!   of the cursor (long-lived sessions, or the closed tuples that a
+//!   re-added listener's fresh cursor walks into): with a fraction `f` of
+//!   the space taken they all fail with probability `f^32`. A nearly full
+//!   pool may then report
 //!   exhaustion although a free tuple exists elsewhere; since the cursor
 //!   moves on by 32 at each failure, one of the next `ceil(L × P / 32)`
 //!   SYNs towards the same RS finds it.
@@ -274,6 +277,7 @@ impl PortAllocator {
     }
 
     /// The LIP at `index` (a position in the pool's `addresses`).
+    #[cfg(test)]
     pub(crate) fn lip(&self, index: u16) -> Option<IpAddr> {
         self.addresses.get(usize::from(index)).copied()
     }
@@ -344,8 +348,13 @@ impl PortAllocator {
             }
         }
         if found.is_none() {
-            let start = mix64(seed ^ destination) % space;
-            found = (0..jump).find_map(|i| probe((start + i) % space));
+            // Independent positions, not a run: when a fraction `f` of the
+            // space is taken (live or quarantined, often in long runs, such
+            // as the tuples a re-added listener's fresh cursor walks into),
+            // all of them fail with probability `f^jump`.
+            found = (0..jump).find_map(|i| {
+                probe(mix64(seed ^ destination ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % space)
+            });
         }
         if let Some(cursor) = self.cursors.get_mut(slot) {
             *cursor = cursor.wrapping_add(advance);
