@@ -255,8 +255,8 @@ pub enum ConfigError {
     /// The backend's family has no local address to reach it from.
     #[error("backend {0} has no local address of its family")]
     NoLocalAddressFor(IpAddr),
-    /// IPv6 VIPs are not supported yet.
-    #[error("VIP {0}: IPv6 listeners are not supported yet")]
+    /// IPv6 VIPs and backends are not supported yet.
+    #[error("{0}: IPv6 listeners and backends are not supported yet")]
     Ipv6Unsupported(IpAddr),
     /// A timeout is zero or longer than [`Timeouts::MAX`].
     #[error("timeouts must be above zero and at most 24 days")]
@@ -336,6 +336,9 @@ impl ListenerConfig {
                 });
             }
             self.check_backend_family(b)?;
+            if b.addr.is_ipv6() {
+                return Err(ConfigError::Ipv6Unsupported(b.addr));
+            }
         }
         Ok(())
     }

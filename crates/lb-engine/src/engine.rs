@@ -29,7 +29,7 @@ use crate::frame::Frame;
 use crate::hash;
 use crate::lport::{AllocateError, LocalTuple, PortAllocator};
 use crate::quarantine::Quarantine;
-use crate::sched::{AffinityTable, Candidate, Scheduler, is_eligible};
+use crate::sched::{self, AffinityTable, Candidate, Scheduler, is_eligible};
 use crate::session::{Session, TcpState};
 use crate::table::{Dir, Table};
 use crate::time::Instant;
@@ -52,6 +52,8 @@ const PENDING_RSTS: usize = 1024;
 #[derive(Debug, Clone)]
 struct Backend {
     config: BackendConfig,
+    /// `config.addr` (always IPv4 for now), ready for the packet path.
+    addr4: [u8; 4],
     /// Removed by configuration; kept until its last session ends.
     removed: bool,
     traffic: Traffic,
@@ -69,6 +71,9 @@ struct Listener {
     scheduler: Scheduler,
     allocator: PortAllocator,
     backends: Vec<Backend>,
+    /// The local addresses by the allocator's index, IPv4 ones ready for
+    /// the packet path.
+    lips4: Vec<Option<[u8; 4]>>,
     /// The scheduler's view of `backends`, same indices.
     candidates: Vec<Candidate>,
     traffic: Traffic,
@@ -121,19 +126,15 @@ impl TimeoutsMs {
 }
 
 impl Listener {
+    #[inline]
     fn backend_addr4(&self, id: u32) -> Option<([u8; 4], u16)> {
         let b = self.backends.get(id as usize)?;
-        match b.config.addr {
-            IpAddr::V4(a) => Some((a.octets(), b.config.port)),
-            IpAddr::V6(_) => None,
-        }
+        Some((b.addr4, b.config.port))
     }
 
+    #[inline]
     fn lip4(&self, index: u16) -> Option<[u8; 4]> {
-        match self.allocator.lip(index)? {
-            IpAddr::V4(a) => Some(a.octets()),
-            IpAddr::V6(_) => None,
-        }
+        self.lips4.get(usize::from(index)).copied().flatten()
     }
 
     fn has_live_backend(&self) -> bool {
@@ -142,7 +143,7 @@ impl Listener {
 
     fn candidate(b: &Backend) -> Candidate {
         Candidate {
-            id: hash::backend_id(b.config.addr, b.config.port),
+            id: sched::backend_id(&u128::from(v6(b.config.addr)).to_be_bytes(), b.config.port),
             weight: b.config.weight,
             up: b.config.up && !b.removed,
             active: 0,
@@ -168,7 +169,7 @@ pub struct Engine {
     table: Table<Session>,
     listeners: Vec<Option<Listener>>,
     /// Sorted (VIP, port, protocol) -> listener.
-    by_key: Vec<(u32, u16, u8, ListenerId)>,
+    by_key: Vec<(u64, ListenerId)>,
     /// Sorted VIPs (IPv4 as u32).
     vips: Vec<u32>,
     /// Sorted local addresses of all listeners (IPv4 as u32).
@@ -181,6 +182,23 @@ pub struct Engine {
     pending: VecDeque<PendingRst>,
 }
 
+/// What [`Engine::parse`] learned of a frame for us.
+#[derive(Debug, Clone, Copy)]
+struct Packet {
+    ip: Ipv4,
+    l4: L4,
+    dir: Dir,
+    /// The listener, for a packet to a VIP.
+    listener: ListenerId,
+    /// The flow hash of the packet's 5-tuple as received.
+    hash: u64,
+}
+
+/// The sort key of a listener: VIP, port, protocol.
+fn listener_key(vip: u32, port: u16, proto: u8) -> u64 {
+    (u64::from(vip) << 24) | (u64::from(port) << 8) | u64::from(proto)
+}
+
 /// Engine ticks: milliseconds, wrapping. Deadlines compare with serial
 /// arithmetic, so timeouts up to 24 days are safe.
 fn tick(now: Instant) -> u32 {
@@ -189,6 +207,23 @@ fn tick(now: Instant) -> u32 {
 
 fn expired(deadline: u32, now: u32) -> bool {
     (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+/// An IPv4 address's octets; IPv6 backends are refused by configuration
+/// until the engine translates between families.
+fn ipv4_octets(addr: IpAddr) -> [u8; 4] {
+    match addr {
+        IpAddr::V4(a) => a.octets(),
+        IpAddr::V6(_) => [0; 4],
+    }
+}
+
+/// An address as IPv6, IPv4 mapped (RFC 4291 §2.5.5.2).
+fn v6(addr: IpAddr) -> core::net::Ipv6Addr {
+    match addr {
+        IpAddr::V4(a) => a.to_ipv6_mapped(),
+        IpAddr::V6(a) => a,
+    }
 }
 
 fn client4(s: &Session) -> [u8; 4] {
@@ -301,9 +336,8 @@ impl Engine {
         let vip = vip.octets();
         let proto = config.protocol.number();
         if self
-            .by_key
-            .iter()
-            .any(|&(v, p, pr, _)| v == u32_of(vip) && p == config.port && pr == proto)
+            .find_listener(u32_of(vip), config.port, proto)
+            .is_some()
         {
             return Err(ConfigError::DuplicateListener {
                 vip: config.vip,
@@ -328,6 +362,7 @@ impl Engine {
             .iter()
             .map(|b| Backend {
                 config: *b,
+                addr4: ipv4_octets(b.addr),
                 removed: false,
                 traffic: Traffic::default(),
             })
@@ -342,7 +377,17 @@ impl Engine {
             None => self.listeners.len(),
         };
         let id = ListenerId::try_from(slot).map_err(|_| ConfigError::TooManyListeners)?;
+        let lips4 = config
+            .local
+            .addresses
+            .iter()
+            .map(|a| match a {
+                IpAddr::V4(v4) => Some(v4.octets()),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
         let listener = Listener {
+            lips4,
             vip4: vip,
             proto,
             timeouts_ms: TimeoutsMs::new(&config.timeouts),
@@ -361,7 +406,7 @@ impl Engine {
         insert_sorted(&mut self.vips, u32_of(vip));
         insert_sorted(
             &mut self.by_key,
-            (u32_of(vip), listener.config.port, proto, id),
+            (listener_key(u32_of(vip), listener.config.port, proto), id),
         );
         if slot == self.listeners.len() {
             self.listeners.push(Some(listener));
@@ -395,7 +440,7 @@ impl Engine {
             let id = ListenerId::try_from(i).unwrap_or(ListenerId::MAX);
             insert_sorted(
                 &mut self.by_key,
-                (u32_of(l.vip4), l.config.port, l.proto, id),
+                (listener_key(u32_of(l.vip4), l.config.port, l.proto), id),
             );
             insert_sorted(&mut self.vips, u32_of(l.vip4));
             for addr in &l.config.local.addresses {
@@ -427,8 +472,12 @@ impl Engine {
             });
         }
         l.config.check_backend_family(&backend)?;
+        if backend.addr.is_ipv6() {
+            return Err(ConfigError::Ipv6Unsupported(backend.addr));
+        }
         let entry = Backend {
             config: backend,
+            addr4: ipv4_octets(backend.addr),
             removed: false,
             traffic: Traffic::default(),
         };
@@ -574,13 +623,8 @@ impl Engine {
 
     /// Process one frame; see [`Verdict`].
     pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
-        let verdict = self.process(now, frame);
-        match verdict {
-            Verdict::Drop(reason) => self.counters.drop(reason),
-            Verdict::Pass => self.counters.passed += 1,
-            _ => {}
-        }
-        verdict
+        let parsed = self.parse(frame);
+        self.finish(now, frame, &parsed)
     }
 
     /// Process a batch of frames, writing `verdicts[i]` for `frames[i]`
@@ -595,7 +639,7 @@ impl Engine {
         verdicts: &mut [Verdict],
     ) {
         const CHUNK: usize = 32;
-        let mut hashes = [(0u64, Dir::In); CHUNK];
+        let mut parsed = [Err(Verdict::Pass); CHUNK];
         let mut start = 0;
         while start < frames.len().min(verdicts.len()) {
             let end = (start + CHUNK).min(frames.len()).min(verdicts.len());
@@ -604,122 +648,147 @@ impl Engine {
             else {
                 break;
             };
+            // 1. Parse and hash every frame, and start loading each home
+            //    slot of the index; 2. find each candidate entry and start
+            //    loading it; 3. do the work, by now mostly from cache.
             let mut sink = 0u64;
-            for (frame, h) in chunk.iter().zip(hashes.iter_mut()) {
-                *h = self.prehash(frame.bytes()).unwrap_or((0, Dir::In));
-                sink ^= self.table.touch(h.0);
+            for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
+                *p = self.parse(frame);
+                if let Ok(packet) = p {
+                    sink ^= self.table.touch(packet.hash);
+                }
             }
-            for &(h, dir) in hashes.iter().take(chunk.len()) {
-                if let Some(id) = self.table.candidate(h, dir) {
+            for p in parsed.iter().take(chunk.len()).flatten() {
+                if let Some(id) = self.table.candidate(p.hash, p.dir) {
                     sink ^= u64::from(self.table.touch_entry(id, |s| s.flags));
                 }
             }
             core::hint::black_box(sink);
-            for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
-                *verdict = self.handle_packet(now, frame);
+            for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
+                *verdict = self.finish(now, frame, p);
             }
             start = end;
         }
     }
 
-    /// The flow hash and direction of an IPv4 TCP/UDP frame for us, read
-    /// without judging it (that is `process`'s job).
+    /// Count a verdict that is a drop or a pass.
     #[inline]
-    fn prehash(&self, bytes: &[u8]) -> Option<(u64, Dir)> {
-        let (ethertype, l3) = wire::ethernet(bytes).ok()?;
-        if ethertype != wire::ETHERTYPE_IPV4 {
-            return None;
+    fn count(&mut self, verdict: Verdict) -> Verdict {
+        match verdict {
+            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Pass => self.counters.passed += 1,
+            _ => {}
         }
-        let ip = Ipv4::parse(bytes, l3).ok()?;
-        let ports = wire::array::<4>(bytes, ip.l4_off()).ok()?;
-        let [s0, s1, d0, d1] = *ports;
-        let (sport, dport) = (u16::from_be_bytes([s0, s1]), u16::from_be_bytes([d0, d1]));
-        let h = hash::flow4(
-            self.config.hash_seed,
-            ip.proto,
-            ip.src,
-            sport,
-            ip.dst,
-            dport,
-        );
-        let dst = u32_of(ip.dst);
-        if self.vips.binary_search(&dst).is_ok() {
-            Some((h, Dir::In))
-        } else {
-            Some((h, Dir::Out))
-        }
+        verdict
     }
 
-    fn process(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+    /// Act on a parsed frame, and count the verdict.
+    #[inline]
+    fn finish(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        parsed: &Result<Packet, Verdict>,
+    ) -> Verdict {
+        let verdict = match parsed {
+            Err(verdict) => *verdict,
+            Ok(p) if p.ip.proto == wire::PROTO_ICMP => self.icmp_to_vip(frame, &p.ip),
+            Ok(p) => {
+                let result = match p.dir {
+                    Dir::In => self.inbound(now, frame, p),
+                    Dir::Out => self.outbound(now, frame, p),
+                };
+                result.unwrap_or_else(Verdict::Drop)
+            }
+        };
+        self.count(verdict)
+    }
+
+    /// Read a frame and decide everything that needs no table: `Err` with
+    /// the verdict for a frame that is not ours or is dropped on its
+    /// headers alone; otherwise the packet, its direction, its listener
+    /// (inbound) and its flow hash. Cuts Ethernet padding off the frame.
+    #[inline]
+    fn parse(&self, frame: &mut Frame<'_>) -> Result<Packet, Verdict> {
         let bytes = frame.bytes();
-        let (ethertype, l3) = match wire::ethernet(bytes) {
-            Ok(x) => x,
-            Err(reason) => return Verdict::Drop(reason),
-        };
+        let (ethertype, l3) = wire::ethernet(bytes).map_err(Verdict::Drop)?;
         if ethertype != wire::ETHERTYPE_IPV4 {
-            return Verdict::Pass;
+            return Err(Verdict::Pass);
         }
-        let ip = match Ipv4::parse(bytes, l3) {
-            Ok(ip) => ip,
-            Err(reason) => return Verdict::Drop(reason),
-        };
+        let ip = Ipv4::parse(bytes, l3).map_err(Verdict::Drop)?;
         let dst = u32_of(ip.dst);
         let to_vip = self.vips.binary_search(&dst).is_ok();
         if !to_vip && self.locals.binary_search(&dst).is_err() {
-            return Verdict::Pass;
+            return Err(Verdict::Pass);
         }
         if ip.hlen != 20 {
-            return Verdict::Drop(DropReason::IpOptions);
+            return Err(Verdict::Drop(DropReason::IpOptions));
         }
         if ip.fragment {
-            return Verdict::Drop(DropReason::Fragment);
+            return Err(Verdict::Drop(DropReason::Fragment));
         }
-        if !ip.checksum_ok(bytes) {
-            return Verdict::Drop(DropReason::BadIpChecksum);
+        if !ip.checksum_ok {
+            return Err(Verdict::Drop(DropReason::BadIpChecksum));
         }
         frame.truncate(l3 + ip.total);
+        let bytes = frame.bytes();
         let l4 = match ip.proto {
-            wire::PROTO_TCP => L4::tcp(frame.bytes(), ip.l4_off(), ip.l4_len()),
-            wire::PROTO_UDP => L4::udp(frame.bytes(), ip.l4_off(), ip.l4_len()),
-            wire::PROTO_ICMP if to_vip => return self.icmp_to_vip(frame, &ip),
-            wire::PROTO_ICMP => return Verdict::Pass,
-            _ => return Verdict::Drop(DropReason::UnsupportedProtocol),
-        };
-        let l4 = match l4 {
-            Ok(l4) => l4,
-            Err(reason) => return Verdict::Drop(reason),
-        };
-        if ip.proto == wire::PROTO_TCP && !tcp_flags_valid(l4.flags) {
-            return Verdict::Drop(DropReason::BadTcpFlags);
+            wire::PROTO_TCP => L4::tcp(bytes, ip.l4_off(), ip.l4_len()),
+            wire::PROTO_UDP => L4::udp(bytes, ip.l4_off(), ip.l4_len()),
+            wire::PROTO_ICMP if to_vip => {
+                return Ok(Packet {
+                    ip,
+                    l4: L4::default(),
+                    dir: Dir::In,
+                    listener: 0,
+                    hash: 0,
+                });
+            }
+            wire::PROTO_ICMP => return Err(Verdict::Pass),
+            _ => return Err(Verdict::Drop(DropReason::UnsupportedProtocol)),
         }
-        let result = if to_vip {
-            self.inbound(now, frame, &ip, &l4)
+        .map_err(Verdict::Drop)?;
+        if ip.proto == wire::PROTO_TCP && !tcp_flags_valid(l4.flags) {
+            return Err(Verdict::Drop(DropReason::BadTcpFlags));
+        }
+        let listener = if to_vip {
+            self.find_listener(dst, l4.dport, ip.proto)
+                .ok_or(Verdict::Drop(DropReason::NoListener))?
         } else {
-            self.outbound(now, frame, &ip, &l4)
+            0
         };
-        result.unwrap_or_else(Verdict::Drop)
+        let hash = hash::flow4(
+            self.config.hash_seed,
+            ip.proto,
+            ip.src,
+            l4.sport,
+            ip.dst,
+            l4.dport,
+        );
+        Ok(Packet {
+            ip,
+            l4,
+            dir: if to_vip { Dir::In } else { Dir::Out },
+            listener,
+            hash,
+        })
     }
 
+    #[inline]
     fn find_listener(&self, vip: u32, port: u16, proto: u8) -> Option<ListenerId> {
-        let i = self
-            .by_key
-            .binary_search_by(|&(v, p, pr, _)| (v, p, pr).cmp(&(vip, port, proto)))
-            .ok()?;
-        self.by_key.get(i).map(|&(.., id)| id)
+        let key = listener_key(vip, port, proto);
+        let i = self.by_key.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        self.by_key.get(i).map(|&(_, id)| id)
     }
 
+    #[inline]
     fn inbound(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
-        ip: &Ipv4,
-        l4: &L4,
+        p: &Packet,
     ) -> Result<Verdict, DropReason> {
-        let lid = self
-            .find_listener(u32_of(ip.dst), l4.dport, ip.proto)
-            .ok_or(DropReason::NoListener)?;
-        let seed = self.config.hash_seed;
-        let h = hash::flow4(seed, ip.proto, ip.src, l4.sport, ip.dst, l4.dport);
+        let (ip, l4, lid, h) = (&p.ip, &p.l4, p.listener, p.hash);
         let (src, sport) = (ip.src, l4.sport);
         let found = self.table.find(h, Dir::In, |s| {
             s.listener == lid && s.cport == sport && client4(s) == src
@@ -753,17 +822,25 @@ impl Engine {
             s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        let (rip, rport) = listener
-            .backend_addr4(s.backend)
-            .ok_or(DropReason::NoSession)?;
         let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
         let lport = s.lport;
         let bytes = ip.total;
         listener.traffic.inbound(bytes);
-        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
-            b.traffic.inbound(bytes);
-        }
-        rewrite4(frame.bytes_mut(), ip, l4, (lip, lport), (rip, rport))?;
+        let b = listener
+            .backends
+            .get_mut(s.backend as usize)
+            .ok_or(DropReason::NoSession)?;
+        b.traffic.inbound(bytes);
+        let (rip, rport) = (b.addr4, b.config.port);
+        let (ip_delta, l4_delta) = (s.ip_delta, s.l4_delta);
+        rewrite4(
+            frame.bytes_mut(),
+            ip,
+            (lip, lport),
+            (rip, rport),
+            Delta::from_folded(ip_delta, false),
+            Delta::from_folded(l4_delta, false),
+        )?;
         Ok(Verdict::ToServer {
             next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
         })
@@ -829,7 +906,11 @@ impl Engine {
                 AllocateError::Exhausted => DropReason::PortsExhausted,
             })?;
         let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
+        let ip_delta = Delta::default().addr4(ip.src, lip4).addr4(ip.dst, rip);
+        let l4_delta = ip_delta.word(l4.sport, lport).word(l4.dport, rport);
         let session = Session {
+            ip_delta: ip_delta.folded(),
+            l4_delta: l4_delta.folded(),
             client,
             cport: l4.sport,
             lport,
@@ -860,15 +941,14 @@ impl Engine {
         Ok(id)
     }
 
+    #[inline]
     fn outbound(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
-        ip: &Ipv4,
-        l4: &L4,
+        p: &Packet,
     ) -> Result<Verdict, DropReason> {
-        let seed = self.config.hash_seed;
-        let h = hash::flow4(seed, ip.proto, ip.src, l4.sport, ip.dst, l4.dport);
+        let (ip, l4, h) = (&p.ip, &p.l4, p.hash);
         let (src, sport, dst, dport, proto) = (ip.src, l4.sport, ip.dst, l4.dport, ip.proto);
         let listeners = &self.listeners;
         let id = self
@@ -905,9 +985,10 @@ impl Engine {
         rewrite4(
             frame.bytes_mut(),
             ip,
-            l4,
             (listener.vip4, listener.config.port),
             (client, cport),
+            Delta::from_folded(s.ip_delta, true),
+            Delta::from_folded(s.l4_delta, true),
         )?;
         Ok(Verdict::ToClient {
             next_hop: IpAddr::V4(Ipv4Addr::from(client)),
@@ -1177,46 +1258,38 @@ fn tcp_flags_valid(flags: u8) -> bool {
 }
 
 /// Rewrite an IPv4 TCP/UDP packet's source to `src` and destination to
-/// `dst`, updating the IP and transport checksums incrementally.
+/// `dst`, applying the session's precomputed checksum changes (RFC 1624):
+/// `ip_delta` to the IPv4 header checksum, `l4_delta` to the transport
+/// checksum. The IPv4 header has no options (checked by the caller), so the
+/// transport header follows it at once.
+#[inline]
 fn rewrite4(
     bytes: &mut [u8],
     ip: &Ipv4,
-    l4: &L4,
     src: ([u8; 4], u16),
     dst: ([u8; 4], u16),
+    ip_delta: Delta,
+    l4_delta: Delta,
 ) -> Result<(), DropReason> {
-    let ip_delta = Delta::default().addr4(ip.src, src.0).addr4(ip.dst, dst.0);
-    let l4_delta = ip_delta.word(l4.sport, src.1).word(l4.dport, dst.1);
-    {
-        let h = wire::array_mut::<20>(bytes, ip.off)?;
-        let old = u16::from_be_bytes([h[ipv4_field::CHECKSUM], h[ipv4_field::CHECKSUM + 1]]);
-        let [c0, c1] = ip_delta.apply(old).to_be_bytes();
-        h[ipv4_field::CHECKSUM] = c0;
-        h[ipv4_field::CHECKSUM + 1] = c1;
-        let [s0, s1, s2, s3] = src.0;
-        let [d0, d1, d2, d3] = dst.0;
-        h[12] = s0;
-        h[13] = s1;
-        h[14] = s2;
-        h[15] = s3;
-        h[16] = d0;
-        h[17] = d1;
-        h[18] = d2;
-        h[19] = d3;
-    }
-    let (sum_off, udp) = if ip.proto == wire::PROTO_TCP {
-        (wire::TCP_CHECKSUM, false)
+    let [sp0, sp1] = src.1.to_be_bytes();
+    let [dp0, dp1] = dst.1.to_be_bytes();
+    // IPv4 header (20 bytes), then TCP up to its checksum (18) or UDP (8).
+    let h = if ip.proto == wire::PROTO_TCP {
+        let h = wire::array_mut::<38>(bytes, ip.off)?;
+        let old = u16::from_be_bytes([h[36], h[37]]);
+        [h[36], h[37]] = l4_delta.apply(old).to_be_bytes();
+        h.first_chunk_mut::<24>()
     } else {
-        (wire::UDP_CHECKSUM, true)
+        let h = wire::array_mut::<28>(bytes, ip.off)?;
+        let old = u16::from_be_bytes([h[26], h[27]]);
+        [h[26], h[27]] = l4_delta.apply_udp4(old).to_be_bytes();
+        h.first_chunk_mut::<24>()
     };
-    let old = wire::be16(bytes, l4.off + sum_off)?;
-    let new = if udp {
-        l4_delta.apply_udp4(old)
-    } else {
-        l4_delta.apply(old)
-    };
-    wire::set_be16(bytes, l4.off + sum_off, new)?;
-    wire::set_be16(bytes, l4.off, src.1)?;
-    wire::set_be16(bytes, l4.off + 2, dst.1)?;
+    let h = h.ok_or(DropReason::Truncated)?;
+    let old = u16::from_be_bytes([h[10], h[11]]);
+    [h[10], h[11]] = ip_delta.apply(old).to_be_bytes();
+    [h[12], h[13], h[14], h[15]] = src.0;
+    [h[16], h[17], h[18], h[19]] = dst.0;
+    [h[20], h[21], h[22], h[23]] = [sp0, sp1, dp0, dp1];
     Ok(())
 }

@@ -42,12 +42,6 @@ pub(crate) fn source(seed: u64, addr: IpAddr) -> u64 {
     fold_mul((a >> 64) as u64 ^ seed ^ K0, a as u64 ^ K1)
 }
 
-/// A stable identity of a backend, for Maglev permutations.
-pub(crate) fn backend_id(addr: IpAddr, port: u16) -> u64 {
-    let a = u128::from(to_v6(addr));
-    fold_mul((a >> 64) as u64 ^ K2, a as u64 ^ u64::from(port) ^ K0)
-}
-
 fn to_v6(addr: IpAddr) -> core::net::Ipv6Addr {
     match addr {
         IpAddr::V4(v4) => v4.to_ipv6_mapped(),

@@ -68,6 +68,14 @@ pub(crate) struct Session {
     pub(crate) expires: u32,
     pub(crate) proto: u8,
     pub(crate) flags: u8,
+    /// The checksum changes of the inbound rewrite (client side to server
+    /// side), folded: the IPv4 header's (both addresses) and the
+    /// transport's (addresses and ports). The outbound rewrite is the exact
+    /// inverse, so its changes are these complemented (RFC 1624). Computed
+    /// once when the session starts.
+    pub(crate) ip_delta: u16,
+    pub(crate) l4_delta: u16,
+    /// Free: the session is one cache line.
     pub(crate) _pad: [u8; 2],
     /// TCP, client to server: next sequence number, last acknowledgment.
     pub(crate) c_next: u32,

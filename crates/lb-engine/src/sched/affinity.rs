@@ -88,7 +88,6 @@ type Bucket = [Entry; WAYS];
 /// Remembered (listener, client) -> backend choices with expiry, in a fixed
 /// amount of memory.
 #[derive(Debug, Clone)]
-#[cfg_attr(not(test), allow(dead_code))] // used by the engine (being written)
 pub(crate) struct AffinityTable {
     buckets: Vec<Bucket>,
     seed: u64,
@@ -97,7 +96,6 @@ pub(crate) struct AffinityTable {
     pub(crate) evictions: u64,
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // used by the engine (being written)
 impl AffinityTable {
     /// A table for at least `capacity` entries (rounded up to a power of two
     /// number of 8-entry buckets, at least one bucket, at most
@@ -113,6 +111,7 @@ impl AffinityTable {
     }
 
     /// The number of entries the table holds at most.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buckets.len().saturating_mul(WAYS)
     }
@@ -194,6 +193,7 @@ impl AffinityTable {
 
     /// The number of live entries at `now` (O(capacity): for metrics and
     /// tests, not the data path).
+    #[cfg(test)]
     pub(crate) fn len(&self, now: Instant) -> usize {
         self.buckets
             .iter()

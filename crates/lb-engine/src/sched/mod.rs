@@ -34,9 +34,7 @@ mod wlc;
 mod wrr;
 
 pub use affinity::Affinity;
-#[cfg_attr(not(test), allow(unused_imports))] // used by the engine (being written)
 pub(crate) use affinity::AffinityTable;
-#[cfg_attr(not(test), allow(unused_imports))] // used by the engine (being written)
 pub(crate) use hash::backend_id;
 
 /// The Maglev table size used by [`SchedulerKind::maglev`]: 65537, the prime
@@ -146,7 +144,6 @@ impl Candidate {
 
 /// Whether `slot` of `backends` exists and is eligible, e.g. for a backend
 /// remembered by an [`AffinityTable`].
-#[cfg_attr(not(test), allow(dead_code))] // used by the engine (being written)
 pub(crate) fn is_eligible(backends: &[Candidate], slot: u32) -> bool {
     usize::try_from(slot)
         .ok()
@@ -170,7 +167,6 @@ enum State {
     },
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // used by the engine (being written)
 impl Scheduler {
     /// A scheduler of `kind`, with no backends until [`rebuild`](Self::rebuild).
     pub(crate) fn new(kind: &SchedulerKind) -> Result<Scheduler, SchedError> {

@@ -34,6 +34,46 @@ pub(crate) fn of(data: &[u8]) -> u16 {
     finish(sum(0, data))
 }
 
+/// Whether a 20-byte IPv4 header's checksum is right: its words sum to
+/// 0xffff. Fixed-size, so the compiler unrolls it with no bounds checks.
+#[inline]
+pub(crate) fn fixed_header_ok(h: &[u8; 20]) -> bool {
+    let [
+        a0,
+        a1,
+        b0,
+        b1,
+        c0,
+        c1,
+        d0,
+        d1,
+        e0,
+        e1,
+        f0,
+        f1,
+        g0,
+        g1,
+        h0,
+        h1,
+        i0,
+        i1,
+        j0,
+        j1,
+    ] = *h;
+    let w = |hi: u8, lo: u8| u32::from(u16::from_be_bytes([hi, lo]));
+    let acc = w(a0, a1)
+        + w(b0, b1)
+        + w(c0, c1)
+        + w(d0, d1)
+        + w(e0, e1)
+        + w(f0, f1)
+        + w(g0, g1)
+        + w(h0, h1)
+        + w(i0, i1)
+        + w(j0, j1);
+    finish(acc) == 0
+}
+
 /// An incremental update of a checksum field for a set of word changes.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Delta(u32);
@@ -53,6 +93,21 @@ impl Delta {
         let [e, f, g, h] = new;
         self.word(u16::from_be_bytes([a, b]), u16::from_be_bytes([e, f]))
             .word(u16::from_be_bytes([c, d]), u16::from_be_bytes([g, h]))
+    }
+
+    /// The change folded to 16 bits, to be stored and applied later.
+    pub(crate) fn folded(self) -> u16 {
+        let mut acc = self.0;
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// A stored change; `inverse` gives the change that undoes it (old and
+    /// new swapped), its one's complement.
+    pub(crate) fn from_folded(folded: u16, inverse: bool) -> Delta {
+        Delta(u32::from(if inverse { !folded } else { folded }))
     }
 
     /// The updated checksum field (RFC 1624 eqn. 3).
@@ -126,6 +181,21 @@ mod test {
                 .apply(field);
             data[10..12].copy_from_slice(&updated.to_be_bytes());
             assert_eq!(of(&data), 0, "incremental update disagrees");
+        }
+    }
+
+    /// A stored change and its inverse undo each other.
+    #[test]
+    fn folded_inverse_undoes() {
+        let d = Delta::default()
+            .addr4([10, 0, 0, 1], [192, 0, 2, 77])
+            .word(1234, 80);
+        for field in [0x0000u16, 0x1234, 0xfffe, 0xabcd] {
+            let there = Delta::from_folded(d.folded(), false).apply(field);
+            assert_eq!(there, d.apply(field));
+            let back = Delta::from_folded(d.folded(), true).apply(there);
+            // One's complement: 0x0000 and 0xffff are the same number.
+            assert!(back == field || (back, field) == (0xffff, 0) || (back, field) == (0, 0xffff));
         }
     }
 

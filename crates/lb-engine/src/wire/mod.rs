@@ -67,6 +67,16 @@ pub(crate) fn set_be16(bytes: &mut [u8], off: usize, value: u16) -> Result<(), D
 /// VLAN tags.
 #[inline]
 pub(crate) fn ethernet(frame: &[u8]) -> Result<(u16, usize), DropReason> {
+    let ethertype = be16(frame, ETH_HLEN - 2)?;
+    if ethertype != ETHERTYPE_VLAN && ethertype != ETHERTYPE_QINQ {
+        return Ok((ethertype, ETH_HLEN));
+    }
+    ethernet_tagged(frame)
+}
+
+/// [`ethernet`] behind VLAN tags, off the common path.
+#[cold]
+fn ethernet_tagged(frame: &[u8]) -> Result<(u16, usize), DropReason> {
     let mut off = ETH_HLEN - 2;
     for _ in 0..3 {
         let ethertype = be16(frame, off)?;
@@ -93,6 +103,9 @@ pub(crate) struct Ipv4 {
     pub(crate) dst: [u8; 4],
     /// More-fragments set or a fragment offset: a fragment.
     pub(crate) fragment: bool,
+    /// Whether the header checksum is right (a header with options is
+    /// checked over its fixed part only, and refused for its options).
+    pub(crate) checksum_ok: bool,
 }
 
 /// Field offsets in an IPv4 header.
@@ -128,6 +141,7 @@ impl Ipv4 {
             src: [s0, s1, s2, s3],
             dst: [d0, d1, d2, d3],
             fragment: u16::from_be_bytes([f0, f1]) & 0x3fff != 0,
+            checksum_ok: checksum::fixed_header_ok(h),
         })
     }
 
@@ -140,20 +154,11 @@ impl Ipv4 {
     pub(crate) fn l4_len(&self) -> usize {
         self.total - self.hlen
     }
-
-    /// Whether the header checksum is right.
-    pub(crate) fn checksum_ok(&self, frame: &[u8]) -> bool {
-        frame
-            .get(self.off..self.off + self.hlen)
-            .is_some_and(|h| checksum::of(h) == 0)
-    }
 }
 
 /// The parts of a TCP or UDP header the engine uses.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct L4 {
-    /// Offset of the transport header in the frame.
-    pub(crate) off: usize,
     pub(crate) sport: u16,
     pub(crate) dport: u16,
     /// TCP only (zero for UDP): flags, sequence and acknowledgment numbers.
@@ -163,11 +168,6 @@ pub(crate) struct L4 {
     /// Payload bytes after the transport header.
     pub(crate) payload: usize,
 }
-
-/// Offset of the checksum in a TCP header.
-pub(crate) const TCP_CHECKSUM: usize = 16;
-/// Offset of the checksum in a UDP header.
-pub(crate) const UDP_CHECKSUM: usize = 6;
 
 impl L4 {
     /// Parse a TCP header at `off` with `len` bytes of segment.
@@ -199,7 +199,6 @@ impl L4 {
             return Err(DropReason::BadL4Header);
         }
         Ok(L4 {
-            off,
             sport: u16::from_be_bytes([sp0, sp1]),
             dport: u16::from_be_bytes([dp0, dp1]),
             flags,
@@ -222,7 +221,6 @@ impl L4 {
             return Err(DropReason::BadL4Header);
         }
         Ok(L4 {
-            off,
             sport: u16::from_be_bytes([sp0, sp1]),
             dport: u16::from_be_bytes([dp0, dp1]),
             flags: 0,
