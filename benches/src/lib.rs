@@ -1,7 +1,16 @@
 //! Inputs shared by the criterion benchmarks in this directory.
 //!
 //! The benchmarks themselves are the `[[bench]]` targets beside this crate
-//! (`ttm.rs`: group `ttm`). Run them with `cargo bench -p benches`.
+//! (`ttm.rs`: group `ttm`; `engine.rs`: group `engine`). Run them with
+//! `cargo bench -p benches`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use etherparse::PacketBuilder;
+use lb_engine::{
+    BackendConfig, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool, Protocol,
+    Verdict,
+};
 
 /// The options area of a typical third handshake ACK leaving the balancer:
 /// NOP, NOP, timestamps (TSval 1, TSecr 2), then the TTM option for
@@ -10,3 +19,99 @@ pub const THIRD_ACK_OPTIONS: [u8; 20] = [
     0x01, 0x01, 0x08, 0x0a, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0xfe, 0x08, 0xc8, 0x22,
     0xcb, 0x00, 0x71, 0x09,
 ];
+
+/// The VIP of the benchmark engine; its TCP listener is on port 80.
+pub const VIP: [u8; 4] = [198, 51, 100, 1];
+
+/// Room for one frame in a benchmark buffer: headroom, a 64-byte-payload
+/// TCP frame, tailroom.
+pub const SLOT: usize = 256;
+
+/// A client of the benchmark: the `i`-th distinct (address, port).
+pub fn client(i: u32) -> ([u8; 4], u16) {
+    let host = i / 60_000;
+    let port = 1024 + (i % 60_000) as u16;
+    (
+        [10, 64 + (host >> 16) as u8, (host >> 8) as u8, host as u8],
+        port,
+    )
+}
+
+/// An Ethernet + IPv4 + TCP frame from `client` to the VIP's `port`: a
+/// SYN, or an ACK with 64 bytes of data.
+pub fn client_frame(client: ([u8; 4], u16), port: u16, syn: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(client.0, VIP, 64)
+        .tcp(client.1, port, 1000, 64240);
+    if syn {
+        builder.syn().write(&mut out, &[]).ok();
+    } else {
+        builder.ack(5001).write(&mut out, &[0x5a; 64]).ok();
+    }
+    out
+}
+
+/// An engine with a TCP listener on the VIP (4 backends, 8 local
+/// addresses, every port from 1024) holding `sessions` sessions, one per
+/// [`client`] `0..sessions`.
+pub fn engine_with_sessions(sessions: u32, capacity: u32) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        capacity,
+        quarantine_capacity: 1 << 16,
+        ..EngineConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("engine: {e}"));
+    let locals = (0..8u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 1, 100 + i)))
+        .collect();
+    let mut listener = ListenerConfig::new(
+        IpAddr::V4(Ipv4Addr::from(VIP)),
+        80,
+        Protocol::Tcp,
+        LocalPool::new(locals),
+    );
+    for i in 0..4u8 {
+        let rs = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2 + i));
+        listener.backends.push(BackendConfig::new(rs, 8080));
+    }
+    engine
+        .add_listener(listener)
+        .unwrap_or_else(|e| panic!("listener: {e}"));
+    let mut buf = vec![0u8; SLOT];
+    for i in 0..sessions {
+        let syn = client_frame(client(i), 80, true);
+        let verdict = handle(&mut engine, &mut buf, &syn);
+        assert!(
+            matches!(verdict, Verdict::ToServer { .. }),
+            "session {i}: {verdict:?}"
+        );
+    }
+    assert_eq!(engine.session_count(), sessions);
+    engine
+}
+
+/// Put `frame` into `buf` behind [`Frame::HEADROOM`] and hand it to the
+/// engine.
+pub fn handle(engine: &mut Engine, buf: &mut [u8], frame: &[u8]) -> Verdict {
+    let start = Frame::HEADROOM;
+    let end = start + frame.len();
+    buf.get_mut(start..end)
+        .unwrap_or_else(|| panic!("frame of {} bytes does not fit", frame.len()))
+        .copy_from_slice(frame);
+    let mut f = Frame::new(buf, start, end).unwrap_or_else(|| panic!("range"));
+    engine.handle_packet(Instant::from_secs(1), &mut f)
+}
+
+/// A small deterministic generator (xorshift64*), for picking sessions.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
