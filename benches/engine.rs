@@ -37,7 +37,13 @@ fn sizes() -> [(u32, &'static str); 2] {
 fn data_templates(sessions: u32) -> Vec<Vec<u8>> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ u64::from(sessions));
     (0..TEMPLATES)
-        .map(|_| client_frame(client((rng.next_u64() % u64::from(sessions)) as u32), 80, false))
+        .map(|_| {
+            client_frame(
+                client((rng.next_u64() % u64::from(sessions)) as u32),
+                80,
+                false,
+            )
+        })
         .collect()
 }
 

@@ -663,9 +663,9 @@ impl Engine {
             else {
                 break;
             };
-            // 1. Parse and hash every frame, and start loading each home
-            //    slot of the index; 2. find each candidate entry and start
-            //    loading it; 3. do the work, by now mostly from cache.
+            // 1. Parse and hash every frame; 2. load each home slot of the
+            //    index; 3. find each candidate entry and load it; 4. do the
+            //    work, by now mostly from cache.
             // With few sessions the table is in the caches already, and
             // touching it ahead would only cost instructions.
             if self.table.len() <= CACHED_SESSIONS {
@@ -675,12 +675,14 @@ impl Engine {
                 start = end;
                 continue;
             }
-            let mut sink = 0u64;
             for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
                 *p = self.parse(frame);
-                if let Ok(packet) = p {
-                    sink ^= self.table.touch(packet.hash);
-                }
+            }
+            // Tight loops, so that the out-of-order window holds many of
+            // these loads at once and their misses overlap.
+            let mut sink = 0u64;
+            for p in parsed.iter().take(chunk.len()).flatten() {
+                sink ^= self.table.touch(p.hash);
             }
             for p in parsed.iter().take(chunk.len()).flatten() {
                 if let Some(id) = self.table.candidate(p.hash, p.dir) {

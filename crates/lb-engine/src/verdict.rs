@@ -105,6 +105,12 @@ drop_reasons! {
     UnsupportedProtocol = "unsupported_protocol",
     /// TCP flags that no segment may carry (SYN with FIN or RST, none).
     BadTcpFlags = "bad_tcp_flags",
+    /// An IPv6 extension header the engine does not skip (anything but
+    /// hop-by-hop, routing and destination options), or too many of them.
+    Ipv6Extension = "ipv6_extension",
+    /// An ICMP or ICMPv6 error that quotes no live session, or quotes too
+    /// little of the packet to find one.
+    IcmpNoSession = "icmp_no_session",
 }
 
 #[cfg(test)]
