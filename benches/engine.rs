@@ -20,7 +20,10 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant as WallClock};
 
-use benches::{Rng, SLOT, client, client_frame, engine_with_sessions};
+use benches::{
+    Rng, SLOT, client, client_frame, engine_with_sessions, engine_with_synacked_sessions,
+    third_ack_frame,
+};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lb_engine::{
     BackendConfig, Engine, Frame, Instant, ListenerConfig, LocalPool, Protocol, Verdict,
@@ -106,6 +109,60 @@ fn forward(c: &mut Criterion) {
                 total
             })
         });
+    }
+    group.finish();
+}
+
+/// `ttm_insert_v4`: a client segment (NOP, NOP, timestamps, 64 bytes of
+/// data) that gets the TTM option, in sessions drawn from 1,000; and
+/// `forward_with_options_v4`, the same segment where the server has
+/// already sent data, so no option is added: the pair's difference is
+/// the cost of the insertion.
+fn ttm_insert(c: &mut Criterion) {
+    const SESSIONS: u32 = 1_000;
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut rng = Rng(0x5eed);
+    let picks: Vec<u32> = (0..TEMPLATES)
+        .map(|_| (rng.next_u64() % u64::from(SESSIONS)) as u32)
+        .collect();
+    let templates: Vec<Vec<u8>> = picks.iter().map(|&i| third_ack_frame(client(i))).collect();
+    for (name, server_sent) in [("ttm_insert_v4", false), ("forward_with_options_v4", true)] {
+        let mut engine = engine_with_synacked_sessions(SESSIONS, SESSIONS + 1024);
+        if server_sent {
+            // The server's first byte in every session: no option after it.
+            let mut buf = vec![0u8; SLOT];
+            for i in 0..SESSIONS {
+                let ack = third_ack_frame(client(i));
+                let start = Frame::HEADROOM;
+                buf[start..start + ack.len()].copy_from_slice(&ack);
+                let mut f = Frame::new(&mut buf, start, start + ack.len()).expect("fits");
+                engine.handle_packet(Instant::from_secs(1), &mut f);
+                let data = benches::server_data_for(f.bytes());
+                benches::handle(&mut engine, &mut buf, &data);
+            }
+        }
+        let mut buf = vec![0u8; BATCH * SLOT];
+        let now = Instant::from_secs(2);
+        let mut next = 0;
+        let before = engine.counters().ttm_inserted;
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let len = restore(&mut buf, &templates, &mut next);
+                    let mut batch = frames(&mut buf, len);
+                    let t = WallClock::now();
+                    for frame in batch.iter_mut() {
+                        black_box(engine.handle_packet(now, frame));
+                    }
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+        let inserted = engine.counters().ttm_inserted - before;
+        assert_eq!(inserted > 0, !server_sent, "{name}: {inserted} insertions");
     }
     group.finish();
 }
@@ -213,6 +270,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = forward, new_session, expire
+    targets = forward, ttm_insert, new_session, expire
 }
 criterion_main!(benches);

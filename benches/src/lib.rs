@@ -91,6 +91,91 @@ pub fn engine_with_sessions(sessions: u32, capacity: u32) -> Engine {
     engine
 }
 
+/// The server's SYN-ACK (ISN 5000, MSS 1460) for the session a SYN from
+/// `client` created: read the local address and port from the SYN the
+/// engine forwarded (`forwarded`, an Ethernet frame).
+pub fn synack_for(forwarded: &[u8]) -> Vec<u8> {
+    let packet = etherparse::SlicedPacket::from_ethernet(forwarded)
+        .unwrap_or_else(|e| panic!("forwarded SYN: {e}"));
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
+        (&packet.net, &packet.transport)
+    else {
+        panic!("forwarded SYN is not IPv4 TCP");
+    };
+    let (lip, rip) = (ip.header().source(), ip.header().destination());
+    let mut out = Vec::with_capacity(80);
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+        .ipv4(rip, lip, 64)
+        .tcp(tcp.destination_port(), tcp.source_port(), 5000, 64240)
+        .syn()
+        .ack(tcp.sequence_number().wrapping_add(1))
+        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+        .unwrap_or_else(|e| panic!("options: {e}"))
+        .write(&mut out, &[])
+        .ok();
+    out
+}
+
+/// A client's segment with NOP, NOP, timestamps and 64 bytes of data that
+/// acknowledges the server's SYN-ACK of [`synack_for`]: the engine gives
+/// it the TTM option for as long as the server has sent nothing.
+pub fn third_ack_frame(client: ([u8; 4], u16)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(140);
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(client.0, VIP, 64)
+        .tcp(client.1, 80, 1001, 64240)
+        .ack(5001)
+        .options(&[
+            etherparse::TcpOptionElement::Noop,
+            etherparse::TcpOptionElement::Noop,
+            etherparse::TcpOptionElement::Timestamp(1, 2),
+        ])
+        .unwrap_or_else(|e| panic!("options: {e}"))
+        .write(&mut out, &[0x5a; 64])
+        .ok();
+    out
+}
+
+/// An engine like [`engine_with_sessions`] whose sessions have all seen
+/// the server's SYN-ACK and nothing else from the server.
+pub fn engine_with_synacked_sessions(sessions: u32, capacity: u32) -> Engine {
+    let mut engine = engine_with_sessions(0, capacity);
+    let mut buf = vec![0u8; SLOT];
+    for i in 0..sessions {
+        let syn = client_frame(client(i), 80, true);
+        let start = Frame::HEADROOM;
+        buf[start..start + syn.len()].copy_from_slice(&syn);
+        let mut f =
+            Frame::new(&mut buf, start, start + syn.len()).unwrap_or_else(|| panic!("range"));
+        let verdict = engine.handle_packet(Instant::from_secs(1), &mut f);
+        assert!(matches!(verdict, Verdict::ToServer { .. }), "{verdict:?}");
+        let synack = synack_for(f.bytes());
+        let verdict = handle(&mut engine, &mut buf, &synack);
+        assert!(matches!(verdict, Verdict::ToClient { .. }), "{verdict:?}");
+    }
+    engine
+}
+
+/// The server's first data segment (10 bytes, seq 5001) for the session
+/// whose client segment the engine forwarded as `forwarded`.
+pub fn server_data_for(forwarded: &[u8]) -> Vec<u8> {
+    let packet = etherparse::SlicedPacket::from_ethernet(forwarded)
+        .unwrap_or_else(|e| panic!("forwarded segment: {e}"));
+    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
+        (&packet.net, &packet.transport)
+    else {
+        panic!("forwarded segment is not IPv4 TCP");
+    };
+    let mut out = Vec::with_capacity(80);
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
+        .ipv4(ip.header().destination(), ip.header().source(), 64)
+        .tcp(tcp.destination_port(), tcp.source_port(), 5001, 64240)
+        .ack(tcp.sequence_number())
+        .write(&mut out, &[0x33; 10])
+        .ok();
+    out
+}
+
 /// Put `frame` into `buf` behind [`Frame::HEADROOM`] and hand it to the
 /// engine.
 pub fn handle(engine: &mut Engine, buf: &mut [u8], frame: &[u8]) -> Verdict {

@@ -125,6 +125,37 @@ impl BackendConfig {
     }
 }
 
+/// The TTM option of a TCP listener: whether the engine writes the client's
+/// address into the handshake, with which kind, which client-supplied
+/// options it removes, and whether it strips TCP timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtmConfig {
+    /// Insert the option (on by default for TCP listeners).
+    pub enabled: bool,
+    /// The option kind written: 254 by default.
+    pub kind: u8,
+    /// Kinds removed from every client segment before anything is inserted,
+    /// so that a client can never choose the address the server sees: 253
+    /// and 254 by default (the TOA family's kinds).
+    pub strip: ttm_core::KindSet,
+    /// Strip TCP timestamps (RFC 7323) from the handshake, as the product
+    /// FAQ's balancer does; off by default, since the port quarantine makes
+    /// keeping them safe (the FAQ's CASE 2 is what stripping costs).
+    pub strip_timestamps: bool,
+}
+
+impl Default for TtmConfig {
+    fn default() -> Self {
+        TtmConfig {
+            enabled: true,
+            kind: ttm_core::DEFAULT_KIND,
+            // Neither 253 nor 254 is a standard kind, so `new` accepts them.
+            strip: ttm_core::KindSet::new(&[253, 254]).unwrap_or(ttm_core::KindSet::DEFAULT),
+            strip_timestamps: false,
+        }
+    }
+}
+
 /// A listener: a VIP, a port and a protocol, and what serves it.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -147,6 +178,8 @@ pub struct ListenerConfig {
     /// Whether the VIP answers ping while this listener has a live backend
     /// (FAQ Q1). A VIP answers if any of its listeners does.
     pub ping: bool,
+    /// The TTM option (TCP listeners only; ignored for UDP).
+    pub ttm: TtmConfig,
 }
 
 impl ListenerConfig {
@@ -163,6 +196,7 @@ impl ListenerConfig {
             timeouts: Timeouts::default(),
             local,
             ping: true,
+            ttm: TtmConfig::default(),
         }
     }
 }

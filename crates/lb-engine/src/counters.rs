@@ -8,7 +8,8 @@
 use crate::verdict::DropReason;
 
 /// Traffic and sessions of one listener or one backend. "In" is client to
-/// server, "out" is server to client; bytes are IP bytes (header included).
+/// server, "out" is server to client; bytes are IP bytes (header included)
+/// as received, before the engine adds or removes any TCP option.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     /// Packets from clients.
@@ -57,6 +58,17 @@ pub struct Counters {
     pub rst_sent: u64,
     /// Echo requests answered.
     pub echo_replies: u64,
+    /// Client segments that got the TTM option.
+    pub ttm_inserted: u64,
+    /// Segments that should have got the option but could not (the IP
+    /// length would pass 65535, or the frame had too little headroom).
+    pub ttm_missed: u64,
+    /// Segments whose lesser options were pruned to make room for it.
+    pub ttm_pruned: u64,
+    /// TTM/TOA-kind options that clients sent and the engine removed.
+    pub ttm_spoofed: u64,
+    /// SYN-ACKs whose MSS was lowered to leave room for the option.
+    pub mss_lowered: u64,
     /// Closed tuples the quarantine could not hold because it was full:
     /// each may be handed out again before the quarantine period ends.
     pub quarantine_overflow: u64,
@@ -73,6 +85,11 @@ impl Default for Counters {
             rst_sent: 0,
             echo_replies: 0,
             quarantine_overflow: 0,
+            ttm_inserted: 0,
+            ttm_missed: 0,
+            ttm_pruned: 0,
+            ttm_spoofed: 0,
+            mss_lowered: 0,
         }
     }
 }

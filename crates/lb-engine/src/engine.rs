@@ -23,7 +23,7 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr};
 use core::time::Duration;
 
-use crate::config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Timeouts};
+use crate::config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts};
 use crate::counters::{Counters, Traffic};
 use crate::frame::Frame;
 use crate::hash;
@@ -32,10 +32,13 @@ use crate::quarantine::Quarantine;
 use crate::sched::{self, AffinityTable, Candidate, Scheduler, is_eligible};
 use crate::session::{Session, TcpState};
 use crate::table::{Dir, Table};
+use crate::tcp_edit::{self, Family, Headers, Insertion, OptionEdit};
 use crate::time::Instant;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::{self, Delta};
 use crate::wire::{self, Ipv4, L4, ipv4_field, tcp_flags};
+use core::net::SocketAddr;
+use ttm_core::{KindSet, TtmOption};
 
 /// A listener's handle: its slot in the engine.
 pub type ListenerId = u16;
@@ -82,6 +85,8 @@ struct Listener {
     /// The scheduler's view of `backends`, same indices.
     candidates: Vec<Candidate>,
     traffic: Traffic,
+    /// A TCP listener with the TTM option on.
+    ttm_on: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -398,7 +403,9 @@ impl Engine {
                 IpAddr::V6(_) => None,
             })
             .collect();
+        let ttm_on = config.protocol == Protocol::Tcp && config.ttm.enabled;
         let listener = Listener {
+            ttm_on,
             lips4,
             vip4: vip,
             proto,
@@ -844,12 +851,33 @@ impl Engine {
         let (Some(listener), Some(s)) = (listener, self.table.get_mut(id)) else {
             return Err(DropReason::NoSession);
         };
+        let mut edited = None;
         if ip.proto == wire::PROTO_TCP {
+            let ttm = &listener.config.ttm;
+            let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
             s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
+            let strip_timestamps = ttm.strip_timestamps && is_syn;
+            // Client-supplied TTM/TOA options are removed from every
+            // segment, whether or not this one gets ours.
+            if wants || strip_timestamps || (l4.hlen > 20 && !ttm.strip.is_empty()) {
+                let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(client4(s))), s.cport);
+                let edit = OptionEdit {
+                    strip: &ttm.strip,
+                    strip_timestamps,
+                    insert: wants.then(|| TtmOption::new(ttm.kind, client)),
+                };
+                let at = Headers {
+                    family: Family::V4,
+                    l3: ip.off,
+                    l4: ip.l4_off(),
+                };
+                edited = Some(tcp_edit::edit_options(frame, at, &edit)?);
+            }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
         let lport = s.lport;
+        // Bytes as received, before any option was added or removed.
         let bytes = ip.total;
         listener.traffic.inbound(bytes);
         let b = listener
@@ -859,6 +887,13 @@ impl Engine {
         b.traffic.inbound(bytes);
         let (rip, rport) = (b.addr4, b.config.port);
         let (ip_delta, l4_delta) = (s.ip_delta, s.l4_delta);
+        if let Some(e) = edited {
+            let c = &mut self.counters;
+            c.ttm_inserted += u64::from(e.insertion == Insertion::Inserted);
+            c.ttm_missed += u64::from(e.missed());
+            c.ttm_pruned += u64::from(e.pruned > 0);
+            c.ttm_spoofed += u64::from(e.spoofed);
+        }
         rewrite4(
             frame.bytes_mut(),
             ip,
@@ -999,6 +1034,29 @@ impl Engine {
             .ok_or(DropReason::NoSession)?;
         if proto == wire::PROTO_TCP {
             s.track_server(l4.flags, l4.seq, l4.ack, l4.seq_len());
+            let synack = tcp_flags::SYN | tcp_flags::ACK;
+            if l4.flags & synack == synack {
+                let at = Headers {
+                    family: Family::V4,
+                    l3: ip.off,
+                    l4: ip.l4_off(),
+                };
+                if listener.config.ttm.strip_timestamps {
+                    let edit = OptionEdit {
+                        strip: &KindSet::EMPTY,
+                        strip_timestamps: true,
+                        insert: None,
+                    };
+                    tcp_edit::edit_options(frame, at, &edit)?;
+                }
+                // Room for the option in a full-size segment: the client's
+                // segments carry it (IPv4 client: 8 bytes).
+                if listener.ttm_on
+                    && tcp_edit::lower_mss(frame, at, ttm_core::V4_LEN as u16)?.is_some()
+                {
+                    self.counters.mss_lowered += 1;
+                }
+            }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         let client = client4(s);

@@ -44,11 +44,15 @@ mod quarantine;
 pub mod sched;
 mod session;
 mod table;
+mod tcp_edit;
 pub mod time;
 mod verdict;
 mod wire;
+mod xlat;
 
-pub use config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts};
+pub use config::{
+    BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts, TtmConfig,
+};
 pub use counters::{Counters, Traffic};
 pub use engine::{BackendId, Engine, ListenerId};
 pub use frame::Frame;

@@ -24,6 +24,11 @@
 pub(crate) mod flag {
     /// TCP: the server's SYN-ACK has been seen.
     pub(crate) const SYNACK: u8 = 1 << 0;
+    /// TCP: the server sent a byte (or FIN) after its SYN-ACK. Until then
+    /// `s_next` is the server's initial sequence number + 1, and the
+    /// client's segments that acknowledge exactly that carry the TTM
+    /// option.
+    pub(crate) const SERVER_SENT: u8 = 1 << 1;
     /// TCP: the handshake completed.
     pub(crate) const ESTABLISHED: u8 = 1 << 2;
     /// TCP: the client sent FIN.
@@ -142,6 +147,18 @@ impl Session {
         }
     }
 
+    /// Whether a client segment with these flags and acknowledgment number
+    /// gets the TTM option: it acknowledges exactly the server's SYN-ACK
+    /// (initial sequence number + 1) and the server has sent nothing since
+    /// — the third handshake ACK, and anything the client sends before the
+    /// server's first byte, FIN included — and it is neither SYN nor RST.
+    pub(crate) fn wants_ttm(&self, flags: u8, ack: u32) -> bool {
+        use crate::wire::tcp_flags::{ACK, RST, SYN};
+        self.flags & (flag::SYNACK | flag::SERVER_SENT) == flag::SYNACK
+            && flags & (ACK | SYN | RST) == ACK
+            && ack == self.s_next
+    }
+
     /// Track a segment from the server.
     pub(crate) fn track_server(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
         use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
@@ -155,6 +172,8 @@ impl Session {
         }
         if flags & SYN != 0 && flags & ACK != 0 {
             self.flags |= flag::SYNACK;
+        } else if seq_len > 0 && self.flags & flag::SYNACK != 0 {
+            self.flags |= flag::SERVER_SENT;
         }
         if flags & ACK != 0 {
             self.s_ack = ack;
@@ -191,6 +210,26 @@ mod test {
         assert_eq!(s.tcp_state(), TcpState::LastAck);
         s.track_client(ACK, 1102, 5002, 0);
         assert_eq!(s.tcp_state(), TcpState::TimeWait);
+    }
+
+    #[test]
+    fn ttm_until_the_server_sends() {
+        let mut s = Session::default();
+        s.track_client(SYN, 1000, 0, 1);
+        assert!(!s.wants_ttm(ACK, 5001), "no SYN-ACK yet");
+        s.track_server(SYN | ACK, 5000, 1001, 1);
+        assert!(!s.wants_ttm(SYN, 5001));
+        assert!(!s.wants_ttm(RST | ACK, 5001));
+        assert!(!s.wants_ttm(ACK, 5002));
+        assert!(s.wants_ttm(ACK, 5001), "third ACK");
+        s.track_client(ACK, 1001, 5001, 0);
+        assert!(s.wants_ttm(ACK, 5001), "client data before the server's");
+        assert!(s.wants_ttm(FIN | ACK, 5001), "FIN before the server's");
+        s.track_server(SYN | ACK, 5000, 1001, 1); // a retransmitted SYN-ACK
+        assert!(s.wants_ttm(ACK, 5001));
+        s.track_server(ACK, 5001, 1001, 10);
+        assert!(!s.wants_ttm(ACK, 5001), "the server has sent data");
+        assert!(!s.wants_ttm(ACK, 5011));
     }
 
     #[test]

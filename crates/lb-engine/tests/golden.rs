@@ -81,6 +81,40 @@ fn tcp_frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), t: Tcp, payload: &[u8]) -
     out
 }
 
+/// A TCP frame whose options area is `options` (a multiple of 4 bytes).
+fn tcp_frame_opts(
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    t: Tcp,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut header = etherparse::TcpHeader::new(src.1, dst.1, t.seq, 64240);
+    header.syn = t.syn;
+    header.fin = t.fin;
+    header.rst = t.rst;
+    if let Some(n) = t.ack {
+        header.ack = true;
+        header.acknowledgment_number = n;
+    }
+    header.set_options_raw(options).unwrap();
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(MAC_A, MAC_B)
+        .ipv4(src.0, dst.0, 64)
+        .tcp_header(header)
+        .write(&mut out, payload)
+        .unwrap();
+    out
+}
+
+/// The TTM option for a client, as ttm-core writes it.
+fn ttm(client: ([u8; 4], u16)) -> Vec<u8> {
+    let option = ttm_core::TtmOption::new(254, std::net::SocketAddr::from(client));
+    let mut buf = [0u8; 20];
+    let rest = option.emit(&mut buf).unwrap().len();
+    buf[..20 - rest].to_vec()
+}
+
 fn udp_frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     PacketBuilder::ethernet2(MAC_A, MAC_B)
@@ -204,10 +238,10 @@ fn fullnat_tcp_handshake_data_and_close() {
             output: Some(tcp_frame(v, c, synack, b"")),
         },
         Fixture {
-            what: "the third ACK with data follows the session",
+            what: "the third ACK, with data, gets the TTM option with the client's address",
             input: tcp_frame(c, v, ack, b"hello"),
             verdict: to_server(),
-            output: Some(tcp_frame(l, r, ack, b"hello")),
+            output: Some(tcp_frame_opts(l, r, ack, &ttm(c), b"hello")),
         },
         Fixture {
             what: "data from the server",

@@ -134,8 +134,10 @@ struct Net {
     server: Host,
     now_ms: u64,
     drops: Vec<DropReason>,
-    /// Packets delivered to the server (after the engine's rewrite).
+    /// Packets delivered to the server and to the client (after the
+    /// engine's rewrite).
     to_server: Vec<Vec<u8>>,
+    to_client: Vec<Vec<u8>>,
     /// The acknowledgment number of the last TCP segment each stack sent.
     last_ack_from_client: Option<u32>,
     last_ack_from_server: Option<u32>,
@@ -169,6 +171,7 @@ impl Net {
             now_ms: 1,
             drops: Vec::new(),
             to_server: Vec::new(),
+            to_client: Vec::new(),
             last_ack_from_client: None,
             last_ack_from_server: None,
             emitted: Vec::new(),
@@ -203,6 +206,7 @@ impl Net {
             }
             Verdict::ToClient { next_hop } => {
                 assert_eq!(next_hop, std::net::IpAddr::V4(CLIENT));
+                self.to_client.push(ip.clone());
                 self.client.dev.rx.push_back(ip);
             }
             Verdict::Drop(reason) => self.drops.push(reason),
@@ -325,6 +329,69 @@ fn check_checksums(ip: &[u8]) {
     }
 }
 
+/// What the server received carries the client's real address in the TTM
+/// option exactly where it should (ttm-core decodes it): on the client's
+/// segments that acknowledge the server's SYN-ACK before the server's
+/// first byte, and on no other segment; and every packet still fits the
+/// 1500-byte MTU, with full-size segments (the SYN-ACK's MSS was lowered
+/// by the option's length).
+fn check_ttm_on_the_server_side(
+    to_server: &[Vec<u8>],
+    to_client: &[Vec<u8>],
+    client: std::net::SocketAddr,
+) {
+    let synack = to_client
+        .iter()
+        .find_map(|ip| {
+            let packet = etherparse::SlicedPacket::from_ip(ip).ok()?;
+            match packet.transport {
+                Some(etherparse::TransportSlice::Tcp(t)) if t.syn() && t.ack() => {
+                    Some(t.to_header())
+                }
+                _ => None,
+            }
+        })
+        .expect("a SYN-ACK reached the client");
+    let mss = synack.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+        _ => None,
+    });
+    assert_eq!(
+        mss,
+        Some(1460 - 8),
+        "the SYN-ACK's MSS is lowered by the option"
+    );
+    let mut with_option = 0;
+    let mut largest_payload = 0;
+    for ip in to_server {
+        assert!(ip.len() <= 1500, "{} bytes", ip.len());
+        let packet = etherparse::SlicedPacket::from_ip(ip).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(tcp)) = packet.transport else {
+            continue;
+        };
+        let found = ttm_core::find(tcp.options(), &ttm_core::KindSet::DEFAULT).unwrap();
+        largest_payload = largest_payload.max(tcp.payload().len());
+        if tcp.syn() {
+            assert!(found.is_none(), "never on a SYN");
+            continue;
+        }
+        if let Some(option) = found {
+            assert_eq!(option.client(), client);
+            assert_eq!(
+                tcp.acknowledgment_number(),
+                synack.sequence_number.wrapping_add(1),
+                "only before the server's first byte"
+            );
+            with_option += 1;
+        }
+    }
+    assert!(with_option >= 1, "the third ACK carries the option");
+    assert!(
+        largest_payload >= 1400,
+        "full-size segments: {largest_payload}"
+    );
+}
+
 fn pattern(i: usize, salt: u8) -> u8 {
     (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 11) as u8
 }
@@ -401,6 +468,11 @@ fn tcp_one_megabyte_each_way_then_close() {
         c_recv == MB && s_recv == MB
     });
     assert_eq!(net.engine.session_count(), 1);
+    check_ttm_on_the_server_side(
+        &net.to_server,
+        &net.to_client,
+        std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
+    );
     let traffic = *net.engine.listener_traffic(0).unwrap();
     assert!(
         traffic.bytes_in > MB as u64 && traffic.bytes_out > MB as u64,

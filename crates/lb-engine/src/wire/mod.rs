@@ -7,11 +7,14 @@
 //! with a [`DropReason`]. Offsets are from the start of the frame.
 
 pub(crate) mod checksum;
+pub(crate) mod ipv6;
 
 use crate::verdict::DropReason;
 
 /// EtherType of IPv4.
 pub(crate) const ETHERTYPE_IPV4: u16 = 0x0800;
+/// EtherType of IPv6.
+pub(crate) const ETHERTYPE_IPV6: u16 = 0x86dd;
 const ETHERTYPE_VLAN: u16 = 0x8100;
 const ETHERTYPE_QINQ: u16 = 0x88a8;
 
@@ -22,6 +25,7 @@ pub(crate) const ETH_HLEN: usize = 14;
 pub(crate) const PROTO_ICMP: u8 = 1;
 pub(crate) const PROTO_TCP: u8 = 6;
 pub(crate) const PROTO_UDP: u8 = 17;
+pub(crate) const PROTO_ICMPV6: u8 = 58;
 
 /// TCP flags.
 pub(crate) mod tcp_flags {
@@ -167,6 +171,9 @@ pub(crate) struct L4 {
     pub(crate) ack: u32,
     /// Payload bytes after the transport header.
     pub(crate) payload: usize,
+    /// Length of the transport header: TCP's data offset in bytes (over
+    /// 20 when it has options), 8 for UDP.
+    pub(crate) hlen: usize,
 }
 
 impl L4 {
@@ -205,6 +212,7 @@ impl L4 {
             seq: u32::from_be_bytes([s0, s1, s2, s3]),
             ack: u32::from_be_bytes([a0, a1, a2, a3]),
             payload: len - hlen,
+            hlen,
         })
     }
 
@@ -227,6 +235,7 @@ impl L4 {
             seq: 0,
             ack: 0,
             payload: len - 8,
+            hlen: 8,
         })
     }
 
