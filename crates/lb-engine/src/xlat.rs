@@ -2250,8 +2250,9 @@ mod test {
 
     #[test]
     fn same_family_rewrite_v4() {
-        // The RS answers LIP:lport -> RIP:rport with port unreachable; the
-        // client must see it about CIP:cport -> VIP:vport.
+        // A router on the RS side says "fragmentation needed" about
+        // LIP:lport -> RIP:rport; the client must see it about
+        // CIP:cport -> VIP:vport, from the VIP.
         let to = ErrorRewrite {
             src: VIP4,
             dst: CIP4,
@@ -2278,16 +2279,8 @@ mod test {
             let (h, msg) = check_v4(&out);
             assert_eq!((h.source, h.destination), (VIP4, CIP4));
             assert_eq!(folded(&[msg]), 0xffff, "ICMP checksum, quote of {cut}");
-            assert_eq!(
-                &msg[..8],
-                &frame[34..36]
-                    .iter()
-                    .chain(&msg[2..4])
-                    .chain(&frame[38..42])
-                    .copied()
-                    .collect::<Vec<_>>()[..],
-                "type, code, MTU kept"
-            );
+            assert_eq!(&msg[..2], &frame[34..36], "type and code kept");
+            assert_eq!(&msg[4..8], &frame[38..42], "MTU kept");
             let (inner, rest) = Ipv4Header::from_slice(&msg[8..]).unwrap();
             assert_eq!(inner.header_checksum, inner.calc_header_checksum());
             assert_eq!((inner.source, inner.destination), (CIP4, VIP4));
@@ -2474,16 +2467,27 @@ mod test {
     }
 
     /// Every entry point on `frame`; whatever succeeds must leave a frame
-    /// whose IP lengths match it.
-    fn everything(frame: &[u8], headroom: usize) {
+    /// whose IP lengths match it, whatever fails must leave the frame as
+    /// it was. Counts the successes of each entry point.
+    fn everything(frame: &[u8], headroom: usize, ok: &mut [usize; 6]) {
         let Ok((ethertype, l3)) = wire::ethernet(frame) else {
             return;
         };
-        let consistent = |out: &[u8]| {
-            let (ethertype, l3) = wire::ethernet(out).unwrap();
+        let mut check = |i: usize, frame: &[u8], got: (Result<(), DropReason>, Vec<u8>, usize)| {
+            let (r, out, start) = got;
+            if r.is_err() {
+                assert_eq!(
+                    (&out[..], start),
+                    (frame, headroom),
+                    "{r:?} changed the frame"
+                );
+                return;
+            }
+            ok[i] += 1;
+            let (ethertype, l3) = wire::ethernet(&out).unwrap();
             match ethertype {
-                ETHERTYPE_IPV4 => assert_eq!(Ipv4::parse(out, l3).unwrap().total, out.len() - l3),
-                ETHERTYPE_IPV6 => assert_eq!(Ipv6::parse(out, l3).unwrap().end(), out.len()),
+                ETHERTYPE_IPV4 => assert_eq!(Ipv4::parse(&out, l3).unwrap().total, out.len() - l3),
+                ETHERTYPE_IPV6 => assert_eq!(Ipv6::parse(&out, l3).unwrap().end(), out.len()),
                 other => panic!("ethertype {other:#x}"),
             }
         };
@@ -2492,50 +2496,56 @@ mod test {
                 return;
             };
             let frame = &frame[..l3 + ip.total];
-            let (r, out, _) = run(frame, headroom, |f| v4_to_v6(f, &ip, CIP6, VIP6));
-            if r.is_ok() {
-                consistent(&out);
-            }
+            check(
+                0,
+                frame,
+                run(frame, headroom, |f| v4_to_v6(f, &ip, CIP6, VIP6)),
+            );
             if let Ok(err) = parse_icmp4_error(frame, &ip) {
-                let (r, out, _) = run(frame, headroom, |f| {
-                    icmp4_error_to_v6(f, &ip, &err, &to_client6(), 1500)
-                });
-                if r.is_ok() {
-                    consistent(&out);
-                }
                 let to = ErrorRewrite {
                     src: VIP4,
                     dst: CIP4,
                     inner_src: (CIP4, 1),
                     inner_dst: (VIP4, 2),
                 };
-                let (r, out, _) = run(frame, headroom, |f| icmp4_error_rewrite(f, &ip, &err, &to));
-                if r.is_ok() {
-                    consistent(&out);
-                }
+                check(
+                    1,
+                    frame,
+                    run(frame, headroom, |f| {
+                        icmp4_error_to_v6(f, &ip, &err, &to_client6(), 1500)
+                    }),
+                );
+                check(
+                    2,
+                    frame,
+                    run(frame, headroom, |f| icmp4_error_rewrite(f, &ip, &err, &to)),
+                );
             }
         } else if ethertype == ETHERTYPE_IPV6 {
             let Ok(ip) = Ipv6::parse(frame, l3) else {
                 return;
             };
             let frame = &frame[..ip.end()];
-            let (r, out, _) = run(frame, headroom, |f| v6_to_v4(f, &ip, LIP4, RIP4));
-            if r.is_ok() {
-                consistent(&out);
-            }
+            check(
+                3,
+                frame,
+                run(frame, headroom, |f| v6_to_v4(f, &ip, LIP4, RIP4)),
+            );
             if let Ok(err) = parse_icmp6_error(frame, &ip) {
-                let (r, out, _) = run(frame, headroom, |f| {
-                    icmp6_error_to_v4(f, &ip, &err, &to_server4(), 1500)
-                });
-                if r.is_ok() {
-                    consistent(&out);
-                }
-                let (r, out, _) = run(frame, headroom, |f| {
-                    icmp6_error_rewrite(f, &ip, &err, &to_client6())
-                });
-                if r.is_ok() {
-                    consistent(&out);
-                }
+                check(
+                    4,
+                    frame,
+                    run(frame, headroom, |f| {
+                        icmp6_error_to_v4(f, &ip, &err, &to_server4(), 1500)
+                    }),
+                );
+                check(
+                    5,
+                    frame,
+                    run(frame, headroom, |f| {
+                        icmp6_error_rewrite(f, &ip, &err, &to_client6())
+                    }),
+                );
             }
         }
     }
@@ -2566,10 +2576,11 @@ mod test {
 
     #[test]
     fn truncated_inputs_never_panic() {
+        let mut ok = [0; 6];
         for sample in samples() {
             for len in 0..=sample.len() {
                 let mut cut = sample[..len].to_vec();
-                everything(&cut, 64);
+                everything(&cut, 64, &mut ok);
                 // With the IP lengths made to agree with the cut.
                 if len > 20 {
                     let ip_len = (len - 14) as u16;
@@ -2578,15 +2589,17 @@ mod test {
                     } else if len >= 54 {
                         cut[18..20].copy_from_slice(&(ip_len - 40).to_be_bytes());
                     }
-                    everything(&cut, 64);
-                    everything(&cut, 0);
+                    everything(&cut, 64, &mut ok);
+                    everything(&cut, 0, &mut ok);
                 }
             }
         }
+        assert!(ok.iter().all(|&n| n > 20), "every path reached: {ok:?}");
     }
 
     #[test]
     fn random_inputs_never_panic() {
+        let mut ok = [0; 6];
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         let samples = samples();
         for round in 0..30_000 {
@@ -2613,7 +2626,8 @@ mod test {
                 }
             }
             let headroom = [0, 19, 20, 39, 40, 64][(rng.next() % 6) as usize];
-            everything(&frame, headroom);
+            everything(&frame, headroom, &mut ok);
         }
+        assert!(ok.iter().all(|&n| n > 100), "every path reached: {ok:?}");
     }
 }
