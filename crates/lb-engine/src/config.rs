@@ -289,8 +289,9 @@ pub enum ConfigError {
     /// The backend's family has no local address to reach it from.
     #[error("backend {0} has no local address of its family")]
     NoLocalAddressFor(IpAddr),
-    /// IPv6 VIPs and backends are not supported yet.
-    #[error("{0}: IPv6 listeners and backends are not supported yet")]
+    /// IPv6 backends (6to6) are not supported yet; an IPv6 VIP with IPv4
+    /// backends and local addresses (6to4) is.
+    #[error("{0}: IPv6 backends are not supported yet (6to4 is: an IPv6 VIP with IPv4 backends)")]
     Ipv6Unsupported(IpAddr),
     /// A timeout is zero or longer than [`Timeouts::MAX`].
     #[error("timeouts must be above zero and at most 24 days")]
@@ -338,9 +339,6 @@ impl EngineConfig {
 impl ListenerConfig {
     /// Checks that need nothing but the listener itself.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if self.vip.is_ipv6() {
-            return Err(ConfigError::Ipv6Unsupported(self.vip));
-        }
         if self
             .timeouts
             .all()

@@ -20,7 +20,7 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use core::net::{IpAddr, Ipv4Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
 use crate::config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts};
@@ -36,7 +36,9 @@ use crate::tcp_edit::{self, Family, Headers, Insertion, OptionEdit};
 use crate::time::Instant;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::{self, Delta};
+use crate::wire::ipv6::Ipv6;
 use crate::wire::{self, Ipv4, L4, ipv4_field, tcp_flags};
+use crate::xlat;
 use core::net::SocketAddr;
 use ttm_core::{KindSet, TtmOption};
 
@@ -72,7 +74,11 @@ struct Listener {
     /// The listener's configuration; its `backends` are moved into
     /// `backends` below.
     config: ListenerConfig,
+    /// The IPv4 VIP (zero for an IPv6 VIP).
     vip4: [u8; 4],
+    /// The IPv6 VIP of a 6to4 listener: IPv6 clients, IPv4 local
+    /// addresses and servers, headers translated (RFC 7915).
+    vip6: Option<[u8; 16]>,
     proto: u8,
     /// Timeouts in milliseconds, by [`TcpState`] and for UDP.
     timeouts_ms: TimeoutsMs,
@@ -136,6 +142,14 @@ impl TimeoutsMs {
 }
 
 impl Listener {
+    /// A session's client address as an `IpAddr`.
+    fn client_ip(&self, client: [u8; 16]) -> IpAddr {
+        match self.vip6 {
+            Some(_) => IpAddr::V6(Ipv6Addr::from(client)),
+            None => IpAddr::V4(Ipv4Addr::from(client4_of(client))),
+        }
+    }
+
     #[inline]
     fn backend_addr4(&self, id: u32) -> Option<([u8; 4], u16)> {
         let b = self.backends.get(id as usize)?;
@@ -165,8 +179,10 @@ impl Listener {
 #[derive(Debug, Clone, Copy)]
 struct PendingRst {
     to_client: bool,
-    src: [u8; 4],
-    dst: [u8; 4],
+    /// IPv6 (to a 6to4 listener's client); else IPv4 in the first 4 bytes.
+    v6: bool,
+    src: [u8; 16],
+    dst: [u8; 16],
     sport: u16,
     dport: u16,
     seq: u32,
@@ -180,6 +196,10 @@ pub struct Engine {
     listeners: Vec<Option<Listener>>,
     /// Sorted (VIP, port, protocol) -> listener.
     by_key: Vec<(u64, ListenerId)>,
+    /// Sorted (IPv6 VIP, port and protocol) -> listener.
+    by_key6: Vec<((u128, u32), ListenerId)>,
+    /// Sorted IPv6 VIPs.
+    vips6: Vec<u128>,
     /// Sorted VIPs (IPv4 as u32).
     vips: Vec<u32>,
     /// Sorted local addresses of all listeners (IPv4 as u32).
@@ -199,13 +219,26 @@ pub struct Engine {
 /// What [`Engine::parse`] learned of a frame for us.
 #[derive(Debug, Clone, Copy)]
 struct Packet {
-    ip: Ipv4,
+    net: Net,
     l4: L4,
     dir: Dir,
     /// The listener, for a packet to a VIP.
     listener: ListenerId,
     /// The flow hash of the packet's 5-tuple as received.
     hash: u64,
+}
+
+/// The network header of a packet for us.
+#[derive(Debug, Clone, Copy)]
+enum Net {
+    V4(Ipv4),
+    /// IPv6, to an IPv6 VIP (6to4 listeners).
+    V6(Ipv6),
+}
+
+/// The port and protocol half of an IPv6 listener's key.
+fn port_proto(port: u16, proto: u8) -> u32 {
+    (u32::from(port) << 8) | u32::from(proto)
 }
 
 /// The sort key of a listener: VIP, port, protocol.
@@ -240,6 +273,20 @@ fn v6(addr: IpAddr) -> core::net::Ipv6Addr {
     }
 }
 
+/// An IPv4 client address as a session holds it: in the first 4 bytes.
+fn client16(addr: [u8; 4]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let [a, b, c, d, ..] = &mut out;
+    [*a, *b, *c, *d] = addr;
+    out
+}
+
+/// The IPv4 address in the first 4 bytes of a session's client address.
+fn client4_of(client: [u8; 16]) -> [u8; 4] {
+    let [a, b, c, d, ..] = client;
+    [a, b, c, d]
+}
+
 fn client4(s: &Session) -> [u8; 4] {
     let [a, b, c, d, ..] = s.client;
     [a, b, c, d]
@@ -257,7 +304,7 @@ fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
 
 impl Engine {
     /// Bytes [`Engine::poll_transmit`] needs in its buffer.
-    pub const TRANSMIT_LEN: usize = wire::ETH_HLEN + 40;
+    pub const TRANSMIT_LEN: usize = wire::ETH_HLEN + 40 + 20;
 
     /// An engine with no listeners, with every table allocated.
     ///
@@ -275,6 +322,8 @@ impl Engine {
             table,
             listeners: Vec::new(),
             by_key: Vec::new(),
+            by_key6: Vec::new(),
+            vips6: Vec::new(),
             vips: Vec::new(),
             locals: Vec::new(),
             affinity: AffinityTable::new(config.affinity_capacity, config.hash_seed),
@@ -347,15 +396,16 @@ impl Engine {
     /// nothing is changed then.
     pub fn add_listener(&mut self, mut config: ListenerConfig) -> Result<ListenerId, ConfigError> {
         config.validate()?;
-        let IpAddr::V4(vip) = config.vip else {
-            return Err(ConfigError::Ipv6Unsupported(config.vip));
+        let (vip, vip6) = match config.vip {
+            IpAddr::V4(v4) => (v4.octets(), None),
+            IpAddr::V6(v6) => ([0; 4], Some(v6.octets())),
         };
-        let vip = vip.octets();
         let proto = config.protocol.number();
-        if self
-            .find_listener(u32_of(vip), config.port, proto)
-            .is_some()
-        {
+        let exists = match vip6 {
+            None => self.find_listener(u32_of(vip), config.port, proto),
+            Some(v6) => self.find_listener6(u128::from_be_bytes(v6), config.port, proto),
+        };
+        if exists.is_some() {
             return Err(ConfigError::DuplicateListener {
                 vip: config.vip,
                 port: config.port,
@@ -369,7 +419,7 @@ impl Engine {
                 return Err(ConfigError::LocalIsVip(*addr));
             }
         }
-        if self.locals.binary_search(&u32_of(vip)).is_ok() {
+        if vip6.is_none() && self.locals.binary_search(&u32_of(vip)).is_ok() {
             return Err(ConfigError::LocalIsVip(config.vip));
         }
         let mut scheduler = Scheduler::new(&config.scheduler)?;
@@ -408,6 +458,7 @@ impl Engine {
             ttm_on,
             lips4,
             vip4: vip,
+            vip6,
             proto,
             timeouts_ms: TimeoutsMs::new(&config.timeouts),
             scheduler,
@@ -422,11 +473,7 @@ impl Engine {
                 insert_sorted(&mut self.locals, u32_of(a.octets()));
             }
         }
-        insert_sorted(&mut self.vips, u32_of(vip));
-        insert_sorted(
-            &mut self.by_key,
-            (listener_key(u32_of(vip), listener.config.port, proto), id),
-        );
+        self.index_vip(&listener, id);
         if slot == self.listeners.len() {
             self.listeners.push(Some(listener));
         } else if let Some(s) = self.listeners.get_mut(slot) {
@@ -451,18 +498,59 @@ impl Engine {
         Ok(())
     }
 
+    fn index_vip(&mut self, l: &Listener, id: ListenerId) {
+        Self::index_vip_into(
+            &mut self.by_key,
+            &mut self.vips,
+            &mut self.by_key6,
+            &mut self.vips6,
+            l,
+            id,
+        );
+    }
+
+    /// Add a listener's VIP and key to the sorted lookup sets.
+    fn index_vip_into(
+        by_key: &mut Vec<(u64, ListenerId)>,
+        vips: &mut Vec<u32>,
+        by_key6: &mut Vec<((u128, u32), ListenerId)>,
+        vips6: &mut Vec<u128>,
+        l: &Listener,
+        id: ListenerId,
+    ) {
+        match l.vip6 {
+            None => {
+                insert_sorted(
+                    by_key,
+                    (listener_key(u32_of(l.vip4), l.config.port, l.proto), id),
+                );
+                insert_sorted(vips, u32_of(l.vip4));
+            }
+            Some(v6) => {
+                let vip = u128::from_be_bytes(v6);
+                insert_sorted(by_key6, ((vip, port_proto(l.config.port, l.proto)), id));
+                insert_sorted(vips6, vip);
+            }
+        }
+    }
+
     fn rebuild_address_sets(&mut self) {
+        self.by_key6.clear();
+        self.vips6.clear();
         self.by_key.clear();
         self.vips.clear();
         self.locals.clear();
         for (i, l) in self.listeners.iter().enumerate() {
             let Some(l) = l else { continue };
             let id = ListenerId::try_from(i).unwrap_or(ListenerId::MAX);
-            insert_sorted(
+            Self::index_vip_into(
                 &mut self.by_key,
-                (listener_key(u32_of(l.vip4), l.config.port, l.proto), id),
+                &mut self.vips,
+                &mut self.by_key6,
+                &mut self.vips6,
+                l,
+                id,
             );
-            insert_sorted(&mut self.vips, u32_of(l.vip4));
             for addr in &l.config.local.addresses {
                 if let IpAddr::V4(a) = addr {
                     insert_sorted(&mut self.locals, u32_of(a.octets()));
@@ -725,11 +813,18 @@ impl Engine {
     ) -> Verdict {
         let verdict = match parsed {
             Err(verdict) => *verdict,
-            Ok(p) if p.ip.proto == wire::PROTO_ICMP => self.icmp_to_vip(frame, &p.ip),
             Ok(p) => {
-                let result = match p.dir {
-                    Dir::In => self.inbound(now, frame, p),
-                    Dir::Out => self.outbound(now, frame, p),
+                let result = match (&p.net, p.dir) {
+                    (Net::V4(ip), _) if ip.proto == wire::PROTO_ICMP => {
+                        Ok(self.icmp_to_vip(frame, ip))
+                    }
+                    (Net::V6(ip6), _) if ip6.proto == wire::PROTO_ICMPV6 => {
+                        Ok(self.icmp6_to_vip(frame, ip6))
+                    }
+                    (_, Dir::In) => self.inbound(now, frame, p),
+                    (Net::V4(ip), Dir::Out) => self.outbound(now, frame, p, ip),
+                    // IPv6 reaches the engine only toward an IPv6 VIP.
+                    (Net::V6(_), Dir::Out) => Err(DropReason::NoSession),
                 };
                 result.unwrap_or_else(Verdict::Drop)
             }
@@ -745,6 +840,9 @@ impl Engine {
     fn parse(&self, frame: &mut Frame<'_>) -> Result<Packet, Verdict> {
         let bytes = frame.bytes();
         let (ethertype, l3) = wire::ethernet(bytes).map_err(Verdict::Drop)?;
+        if ethertype == wire::ETHERTYPE_IPV6 {
+            return self.parse6(frame, l3);
+        }
         if ethertype != wire::ETHERTYPE_IPV4 {
             return Err(Verdict::Pass);
         }
@@ -770,7 +868,7 @@ impl Engine {
             wire::PROTO_UDP => L4::udp(bytes, ip.l4_off(), ip.l4_len()),
             wire::PROTO_ICMP if to_vip => {
                 return Ok(Packet {
-                    ip,
+                    net: Net::V4(ip),
                     l4: L4::default(),
                     dir: Dir::In,
                     listener: 0,
@@ -799,9 +897,67 @@ impl Engine {
             l4.dport,
         );
         Ok(Packet {
-            ip,
+            net: Net::V4(ip),
             l4,
             dir: if to_vip { Dir::In } else { Dir::Out },
+            listener,
+            hash,
+        })
+    }
+
+    fn find_listener6(&self, vip: u128, port: u16, proto: u8) -> Option<ListenerId> {
+        let key = (vip, port_proto(port, proto));
+        let i = self.by_key6.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        self.by_key6.get(i).map(|&(_, id)| id)
+    }
+
+    /// [`Engine::parse`] for an IPv6 frame: ours only toward an IPv6 VIP
+    /// (6to4 listeners).
+    fn parse6(&self, frame: &mut Frame<'_>, l3: usize) -> Result<Packet, Verdict> {
+        let bytes = frame.bytes();
+        let dst = *wire::array::<16>(bytes, l3 + 24).map_err(Verdict::Drop)?;
+        if self.vips6.binary_search(&u128::from_be_bytes(dst)).is_err() {
+            return Err(Verdict::Pass);
+        }
+        let ip6 = Ipv6::parse(bytes, l3).map_err(Verdict::Drop)?;
+        if ip6.fragment {
+            return Err(Verdict::Drop(DropReason::Fragment));
+        }
+        frame.truncate(ip6.end());
+        let bytes = frame.bytes();
+        let l4 = match ip6.proto {
+            wire::PROTO_TCP => L4::tcp(bytes, ip6.l4_off, ip6.l4_len()),
+            wire::PROTO_UDP => L4::udp(bytes, ip6.l4_off, ip6.l4_len()),
+            wire::PROTO_ICMPV6 => {
+                return Ok(Packet {
+                    net: Net::V6(ip6),
+                    l4: L4::default(),
+                    dir: Dir::In,
+                    listener: 0,
+                    hash: 0,
+                });
+            }
+            _ => return Err(Verdict::Drop(DropReason::UnsupportedProtocol)),
+        }
+        .map_err(Verdict::Drop)?;
+        if ip6.proto == wire::PROTO_TCP && !tcp_flags_valid(l4.flags) {
+            return Err(Verdict::Drop(DropReason::BadTcpFlags));
+        }
+        let listener = self
+            .find_listener6(u128::from_be_bytes(dst), l4.dport, ip6.proto)
+            .ok_or(Verdict::Drop(DropReason::NoListener))?;
+        let hash = hash::flow6(
+            self.config.hash_seed,
+            ip6.proto,
+            &ip6.src,
+            l4.sport,
+            &ip6.dst,
+            l4.dport,
+        );
+        Ok(Packet {
+            net: Net::V6(ip6),
+            l4,
+            dir: Dir::In,
             listener,
             hash,
         })
@@ -814,6 +970,10 @@ impl Engine {
         self.by_key.get(i).map(|&(_, id)| id)
     }
 
+    /// A packet to a VIP: its session (or a new one), TCP state, the TTM
+    /// option, and the rewrite toward the server. An IPv6 packet (6to4)
+    /// is translated to IPv4 first, so that the option and the ports are
+    /// written on the packet the server will see.
     #[inline]
     fn inbound(
         &mut self,
@@ -821,12 +981,16 @@ impl Engine {
         frame: &mut Frame<'_>,
         p: &Packet,
     ) -> Result<Verdict, DropReason> {
-        let (ip, l4, lid, h) = (&p.ip, &p.l4, p.listener, p.hash);
-        let (src, sport) = (ip.src, l4.sport);
+        let (l4, lid, h) = (&p.l4, p.listener, p.hash);
+        let (proto, client, received) = match &p.net {
+            Net::V4(ip) => (ip.proto, client16(ip.src), ip.total),
+            Net::V6(ip6) => (ip6.proto, ip6.src, ip6.end() - ip6.off),
+        };
+        let sport = l4.sport;
         let found = self.table.find(h, Dir::In, |s| {
-            s.listener == lid && s.cport == sport && client4(s) == src
+            s.listener == lid && s.cport == sport && s.client == client
         });
-        let is_syn = ip.proto == wire::PROTO_TCP
+        let is_syn = proto == wire::PROTO_TCP
             && l4.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let id = match found {
             // A new SYN on a closing session: the client reuses its port
@@ -838,11 +1002,11 @@ impl Engine {
                     }) =>
             {
                 self.end_session(id, now, false);
-                self.new_session(now, lid, h, ip, l4)?
+                self.new_session(now, lid, h, proto, client, l4)?
             }
             Some(id) => id,
-            None if ip.proto == wire::PROTO_TCP && !is_syn => return Err(DropReason::NoSession),
-            None => self.new_session(now, lid, h, ip, l4)?,
+            None if proto == wire::PROTO_TCP && !is_syn => return Err(DropReason::NoSession),
+            None => self.new_session(now, lid, h, proto, client, l4)?,
         };
         let listener = self
             .listeners
@@ -851,8 +1015,22 @@ impl Engine {
         let (Some(listener), Some(s)) = (listener, self.table.get_mut(id)) else {
             return Err(DropReason::NoSession);
         };
+        let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
+        let lport = s.lport;
+        let b = listener
+            .backends
+            .get_mut(s.backend as usize)
+            .ok_or(DropReason::NoSession)?;
+        let (rip, rport) = (b.addr4, b.config.port);
+        let ip = match &p.net {
+            Net::V4(ip) => *ip,
+            Net::V6(ip6) => {
+                xlat::v6_to_v4(frame, ip6, lip, rip)?;
+                Ipv4::parse(frame.bytes(), ip6.off)?
+            }
+        };
         let mut edited = None;
-        if ip.proto == wire::PROTO_TCP {
+        if proto == wire::PROTO_TCP {
             let ttm = &listener.config.ttm;
             let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
             s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
@@ -860,7 +1038,7 @@ impl Engine {
             // Client-supplied TTM/TOA options are removed from every
             // segment, whether or not this one gets ours.
             if wants || strip_timestamps || (l4.hlen > 20 && !ttm.strip.is_empty()) {
-                let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(client4(s))), s.cport);
+                let client = SocketAddr::new(listener.client_ip(s.client), s.cport);
                 let edit = OptionEdit {
                     strip: &ttm.strip,
                     strip_timestamps,
@@ -875,18 +1053,29 @@ impl Engine {
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
-        let lport = s.lport;
-        // Bytes as received, before any option was added or removed.
-        let bytes = ip.total;
-        listener.traffic.inbound(bytes);
-        let b = listener
-            .backends
-            .get_mut(s.backend as usize)
-            .ok_or(DropReason::NoSession)?;
-        b.traffic.inbound(bytes);
-        let (rip, rport) = (b.addr4, b.config.port);
         let (ip_delta, l4_delta) = (s.ip_delta, s.l4_delta);
+        match p.net {
+            Net::V4(_) => rewrite4(
+                frame.bytes_mut(),
+                &ip,
+                (lip, lport),
+                (rip, rport),
+                Delta::from_folded(ip_delta, false),
+                Delta::from_folded(l4_delta, false),
+            )?,
+            Net::V6(_) => rewrite_ports(
+                frame.bytes_mut(),
+                ip.l4_off(),
+                proto,
+                (lport, rport),
+                Delta::from_folded(l4_delta, false),
+            )?,
+        }
+        // Bytes as received, before translation or any option.
+        listener.traffic.inbound(received);
+        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
+            b.traffic.inbound(received);
+        }
         if let Some(e) = edited {
             let c = &mut self.counters;
             c.ttm_inserted += u64::from(e.insertion == Insertion::Inserted);
@@ -894,25 +1083,20 @@ impl Engine {
             c.ttm_pruned += u64::from(e.pruned > 0);
             c.ttm_spoofed += u64::from(e.spoofed);
         }
-        rewrite4(
-            frame.bytes_mut(),
-            ip,
-            (lip, lport),
-            (rip, rport),
-            Delta::from_folded(ip_delta, false),
-            Delta::from_folded(l4_delta, false),
-        )?;
         Ok(Verdict::ToServer {
             next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
         })
     }
 
+    /// Start a session for a client (IPv4 in the first 4 bytes of
+    /// `client`, or IPv6 for a 6to4 listener).
     fn new_session(
         &mut self,
         now: Instant,
         lid: ListenerId,
         h: u64,
-        ip: &Ipv4,
+        proto: u8,
+        client: [u8; 16],
         l4: &L4,
     ) -> Result<u32, DropReason> {
         let seed = self.config.hash_seed;
@@ -928,9 +1112,6 @@ impl Engine {
             .get_mut(usize::from(lid))
             .and_then(Option::as_mut)
             .ok_or(DropReason::NoListener)?;
-        let mut client = [0u8; 16];
-        let [c0, c1, c2, c3, ..] = &mut client;
-        [*c0, *c1, *c2, *c3] = ip.src;
         let affinity_timeout = l.config.affinity.map(|a| a.timeout);
         let sticky = affinity_timeout.and_then(|_| {
             affinity
@@ -940,7 +1121,7 @@ impl Engine {
         let backend = match sticky {
             Some(b) => b,
             None => {
-                let source_hash = hash::source(seed, IpAddr::V4(Ipv4Addr::from(ip.src)));
+                let source_hash = hash::source(seed, l.client_ip(client));
                 l.scheduler
                     .pick(&l.candidates, h, source_hash)
                     .ok_or(DropReason::NoBackend)?
@@ -950,7 +1131,6 @@ impl Engine {
             return Err(DropReason::TableFull);
         }
         let (rip, rport) = l.backend_addr4(backend).ok_or(DropReason::NoBackend)?;
-        let proto = ip.proto;
         let (lip, lport) = l
             .allocator
             .allocate(
@@ -967,7 +1147,14 @@ impl Engine {
                 AllocateError::Exhausted => DropReason::PortsExhausted,
             })?;
         let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
-        let ip_delta = Delta::default().addr4(ip.src, lip4).addr4(ip.dst, rip);
+        // 4to4: the addresses and ports change in place. 6to4: translation
+        // redoes the checksums for the addresses; only the ports are ours.
+        let ip_delta = match l.vip6 {
+            None => Delta::default()
+                .addr4(client4_of(client), lip4)
+                .addr4(l.vip4, rip),
+            Some(_) => Delta::default(),
+        };
         let l4_delta = ip_delta.word(l4.sport, lport).word(l4.dport, rport);
         let session = Session {
             ip_delta: ip_delta.folded(),
@@ -1008,8 +1195,9 @@ impl Engine {
         now: Instant,
         frame: &mut Frame<'_>,
         p: &Packet,
+        ip: &Ipv4,
     ) -> Result<Verdict, DropReason> {
-        let (ip, l4, h) = (&p.ip, &p.l4, p.hash);
+        let (l4, h) = (&p.l4, p.hash);
         let (src, sport, dst, dport, proto) = (ip.src, l4.sport, ip.dst, l4.dport, ip.proto);
         let listeners = &self.listeners;
         let id = self
@@ -1050,33 +1238,59 @@ impl Engine {
                     tcp_edit::edit_options(frame, at, &edit)?;
                 }
                 // Room for the option in a full-size segment: the client's
-                // segments carry it (IPv4 client: 8 bytes).
-                if listener.ttm_on
-                    && tcp_edit::lower_mss(frame, at, ttm_core::V4_LEN as u16)?.is_some()
-                {
+                // segments carry it (8 bytes for an IPv4 client, 20 for an
+                // IPv6 one). 6to4 also loses 20 bytes to the larger IPv6
+                // header on the client's side: a segment the client sizes
+                // by the server's MSS must fit its own MTU.
+                let by = match listener.vip6 {
+                    None if listener.ttm_on => ttm_core::V4_LEN,
+                    None => 0,
+                    Some(_) if listener.ttm_on => ttm_core::V6_LEN + xlat::GROWTH,
+                    Some(_) => xlat::GROWTH,
+                };
+                if by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some() {
                     self.counters.mss_lowered += 1;
                 }
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        let client = client4(s);
         let cport = s.cport;
         let bytes = ip.total;
+        let next_hop = match listener.vip6 {
+            None => {
+                let client = client4(s);
+                rewrite4(
+                    frame.bytes_mut(),
+                    ip,
+                    (listener.vip4, listener.config.port),
+                    (client, cport),
+                    Delta::from_folded(s.ip_delta, true),
+                    Delta::from_folded(s.l4_delta, true),
+                )?;
+                IpAddr::V4(Ipv4Addr::from(client))
+            }
+            Some(vip6) => {
+                // 6to4: the ports first, on the IPv4 packet; then the
+                // header is translated to IPv6 toward the client. The
+                // SYN-ACK's edits may have changed its length: read the
+                // header again.
+                rewrite_ports(
+                    frame.bytes_mut(),
+                    ip.l4_off(),
+                    proto,
+                    (listener.config.port, cport),
+                    Delta::from_folded(s.l4_delta, true),
+                )?;
+                let now_ip = Ipv4::parse(frame.bytes(), ip.off)?;
+                xlat::v4_to_v6(frame, &now_ip, vip6, s.client)?;
+                IpAddr::V6(Ipv6Addr::from(s.client))
+            }
+        };
         listener.traffic.outbound(bytes);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
             b.traffic.outbound(bytes);
         }
-        rewrite4(
-            frame.bytes_mut(),
-            ip,
-            (listener.vip4, listener.config.port),
-            (client, cport),
-            Delta::from_folded(s.ip_delta, true),
-            Delta::from_folded(s.l4_delta, true),
-        )?;
-        Ok(Verdict::ToClient {
-            next_hop: IpAddr::V4(Ipv4Addr::from(client)),
-        })
+        Ok(Verdict::ToClient { next_hop })
     }
 
     /// An echo request to a VIP is answered while any listener of the VIP
@@ -1090,18 +1304,9 @@ impl Engine {
         if (kind, code) != (8, 0) {
             return Verdict::Drop(DropReason::IcmpUnsupported);
         }
-        let vip = u32_of(ip.dst);
-        let mut answers = self
-            .listeners
-            .iter()
-            .flatten()
-            .filter(|l| u32_of(l.vip4) == vip && l.config.ping)
-            .peekable();
-        if answers.peek().is_none() {
-            return Verdict::Drop(DropReason::PingDisabled);
-        }
-        if !answers.any(Listener::has_live_backend) {
-            return Verdict::Drop(DropReason::PingNoBackend);
+        let vip = ip.dst;
+        if let Err(reason) = self.answers_ping(|l| l.vip6.is_none() && l.vip4 == vip) {
+            return Verdict::Drop(reason);
         }
         // Echo reply: type 8 -> 0 (RFC 792); swap the addresses, which
         // leaves both checksums' address terms unchanged; fresh TTL.
@@ -1134,6 +1339,56 @@ impl Engine {
                 self.counters.echo_replies += 1;
                 Verdict::Reply {
                     next_hop: IpAddr::V4(Ipv4Addr::from(ip.src)),
+                }
+            }
+            Err(reason) => Verdict::Drop(reason),
+        }
+    }
+
+    /// Whether a VIP (the listeners `of_vip` picks) answers ping: one of
+    /// its listeners answers ping and has a live backend (FAQ Q1).
+    fn answers_ping(&self, of_vip: impl Fn(&Listener) -> bool) -> Result<(), DropReason> {
+        let mut answering = self
+            .listeners
+            .iter()
+            .flatten()
+            .filter(|l| of_vip(l) && l.config.ping)
+            .peekable();
+        if answering.peek().is_none() {
+            return Err(DropReason::PingDisabled);
+        }
+        if !answering.any(Listener::has_live_backend) {
+            return Err(DropReason::PingNoBackend);
+        }
+        Ok(())
+    }
+
+    /// An ICMPv6 echo request to an IPv6 VIP, answered as for IPv4: type
+    /// 128 becomes 129 (RFC 4443 §4.2), the addresses swap (which leaves
+    /// the pseudo-header's sum as it was), and the hop limit is fresh.
+    fn icmp6_to_vip(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
+        let vip = ip6.dst;
+        let reply = (|| -> Result<(), DropReason> {
+            let bytes = frame.bytes_mut();
+            let [kind, code, ..] = *wire::array::<8>(bytes, ip6.l4_off)?;
+            if (kind, code) != (128, 0) {
+                return Err(DropReason::IcmpUnsupported);
+            }
+            self.answers_ping(|l| l.vip6 == Some(vip))?;
+            let old = wire::be16(bytes, ip6.l4_off + 2)?;
+            let sum = Delta::default().word(0x8000, 0x8100).apply(old);
+            *wire::array_mut::<1>(bytes, ip6.l4_off)? = [129];
+            wire::set_be16(bytes, ip6.l4_off + 2, sum)?;
+            *wire::array_mut::<1>(bytes, ip6.off + 7)? = [64];
+            *wire::array_mut::<16>(bytes, ip6.off + 8)? = ip6.dst;
+            *wire::array_mut::<16>(bytes, ip6.off + 24)? = ip6.src;
+            Ok(())
+        })();
+        match reply {
+            Ok(()) => {
+                self.counters.echo_replies += 1;
+                Verdict::Reply {
+                    next_hop: IpAddr::V6(Ipv6Addr::from(ip6.src)),
                 }
             }
             Err(reason) => Verdict::Drop(reason),
@@ -1209,7 +1464,10 @@ impl Engine {
             return;
         };
         let client = client4(&s);
-        let in_hash = hash::flow4(seed, s.proto, client, s.cport, l.vip4, l.config.port);
+        let in_hash = match l.vip6 {
+            None => hash::flow4(seed, s.proto, client, s.cport, l.vip4, l.config.port),
+            Some(vip6) => hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, l.config.port),
+        };
         let out_hash = hash::flow4(seed, s.proto, rip, rport, lip, s.lport);
         if self.table.remove(id, in_hash, out_hash).is_none() {
             return;
@@ -1220,10 +1478,15 @@ impl Engine {
             // one, which is the last acknowledgment that side sent.
             let to_client_seq = if s.c_ack != 0 { s.c_ack } else { s.s_next };
             let to_server_seq = if s.s_ack != 0 { s.s_ack } else { s.c_next };
+            let (v6, src, dst) = match l.vip6 {
+                None => (false, client16(l.vip4), s.client),
+                Some(vip6) => (true, vip6, s.client),
+            };
             self.pending.push_back(PendingRst {
                 to_client: true,
-                src: l.vip4,
-                dst: client,
+                v6,
+                src,
+                dst,
                 sport: l.config.port,
                 dport: s.cport,
                 seq: to_client_seq,
@@ -1231,8 +1494,9 @@ impl Engine {
             });
             self.pending.push_back(PendingRst {
                 to_client: false,
-                src: lip,
-                dst: rip,
+                v6: false,
+                src: client16(lip),
+                dst: client16(rip),
                 sport: s.lport,
                 dport: rport,
                 seq: to_server_seq,
@@ -1269,16 +1533,22 @@ impl Engine {
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(usize, Verdict)> {
         let rst = *self.pending.front()?;
         let out = buf.get_mut(..Self::TRANSMIT_LEN)?;
-        write_rst4(out, &rst);
+        let (len, next_hop) = if rst.v6 {
+            (write_rst6(out, &rst), IpAddr::V6(Ipv6Addr::from(rst.dst)))
+        } else {
+            (
+                write_rst4(out, &rst),
+                IpAddr::V4(Ipv4Addr::from(client4_of(rst.dst))),
+            )
+        };
         self.pending.pop_front();
         self.counters.rst_sent += 1;
-        let next_hop = IpAddr::V4(Ipv4Addr::from(rst.dst));
         let verdict = if rst.to_client {
             Verdict::ToClient { next_hop }
         } else {
             Verdict::ToServer { next_hop }
         };
-        Some((Self::TRANSMIT_LEN, verdict))
+        Some((len, verdict))
     }
 }
 
@@ -1295,41 +1565,73 @@ fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
         .is_some()
 }
 
-/// Write an RST|ACK segment in an IPv4 packet in an Ethernet frame:
-/// exactly [`Engine::TRANSMIT_LEN`] bytes.
-fn write_rst4(out: &mut [u8], rst: &PendingRst) {
-    let mut frame = [0u8; Engine::TRANSMIT_LEN];
-    let (eth, rest) = frame.split_at_mut(wire::ETH_HLEN);
-    if let [.., t0, t1] = eth {
-        [*t0, *t1] = wire::ETHERTYPE_IPV4.to_be_bytes();
-    }
-    let (iph, tcp) = rest.split_at_mut(20);
-    let mut ip = [0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&40u16.to_be_bytes());
-    ip[6] = 0x40; // don't fragment
-    ip[8] = 64;
-    ip[9] = wire::PROTO_TCP;
-    ip[12..16].copy_from_slice(&rst.src);
-    ip[16..20].copy_from_slice(&rst.dst);
-    let sum = checksum::of(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    iph.copy_from_slice(&ip);
+/// The RST|ACK segment of a pending RST, with its checksum over
+/// `pseudo` (the pseudo-header's sum).
+fn rst_segment(rst: &PendingRst, pseudo: u32) -> [u8; 20] {
     let mut seg = [0u8; 20];
-    seg[0..2].copy_from_slice(&rst.sport.to_be_bytes());
-    seg[2..4].copy_from_slice(&rst.dport.to_be_bytes());
-    seg[4..8].copy_from_slice(&rst.seq.to_be_bytes());
-    seg[8..12].copy_from_slice(&rst.ack.to_be_bytes());
-    seg[12] = 5 << 4;
-    seg[13] = tcp_flags::RST | tcp_flags::ACK;
+    let [s0, s1] = rst.sport.to_be_bytes();
+    let [d0, d1] = rst.dport.to_be_bytes();
+    let [q0, q1, q2, q3] = rst.seq.to_be_bytes();
+    let [a0, a1, a2, a3] = rst.ack.to_be_bytes();
+    let flags = tcp_flags::RST | tcp_flags::ACK;
+    seg[..14].copy_from_slice(&[
+        s0,
+        s1,
+        d0,
+        d1,
+        q0,
+        q1,
+        q2,
+        q3,
+        a0,
+        a1,
+        a2,
+        a3,
+        5 << 4,
+        flags,
+    ]);
+    let sum = checksum::finish(checksum::sum(pseudo, &seg));
+    [seg[16], seg[17]] = sum.to_be_bytes();
+    seg
+}
+
+/// Write an RST|ACK segment in an IPv4 packet in an Ethernet frame with
+/// zero MAC addresses; returns its length (54).
+fn write_rst4(out: &mut [u8], rst: &PendingRst) -> usize {
+    let (src, dst) = (client4_of(rst.src), client4_of(rst.dst));
+    let mut frame = [0u8; wire::ETH_HLEN + 40];
+    [frame[12], frame[13]] = wire::ETHERTYPE_IPV4.to_be_bytes();
+    let mut ip = [0u8; 20];
+    ip[..10].copy_from_slice(&[0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, wire::PROTO_TCP]);
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    [ip[10], ip[11]] = checksum::of(&ip).to_be_bytes();
+    frame[14..34].copy_from_slice(&ip);
     let pseudo = checksum::sum(
-        checksum::sum(checksum::sum(0, &rst.src), &rst.dst),
+        checksum::sum(checksum::sum(0, &src), &dst),
         &[0, wire::PROTO_TCP, 0, 20],
     );
-    let sum = checksum::finish(checksum::sum(pseudo, &seg));
-    seg[16..18].copy_from_slice(&sum.to_be_bytes());
-    tcp.copy_from_slice(&seg);
+    frame[34..54].copy_from_slice(&rst_segment(rst, pseudo));
     out.iter_mut().zip(frame).for_each(|(o, b)| *o = b);
+    frame.len()
+}
+
+/// Write an RST|ACK segment in an IPv6 packet in an Ethernet frame with
+/// zero MAC addresses; returns its length (74).
+fn write_rst6(out: &mut [u8], rst: &PendingRst) -> usize {
+    let mut frame = [0u8; wire::ETH_HLEN + 60];
+    [frame[12], frame[13]] = wire::ETHERTYPE_IPV6.to_be_bytes();
+    // Version 6, no traffic class or flow label, payload 20, TCP, hop 64.
+    frame[14..22].copy_from_slice(&[0x60, 0, 0, 0, 0, 20, wire::PROTO_TCP, 64]);
+    frame[22..38].copy_from_slice(&rst.src);
+    frame[38..54].copy_from_slice(&rst.dst);
+    let pseudo = checksum::sum(
+        checksum::sum(checksum::sum(0, &rst.src), &rst.dst),
+        &[0, 0, 0, 20, 0, 0, 0, wire::PROTO_TCP],
+    );
+    frame[54..74].copy_from_slice(&rst_segment(rst, pseudo));
+    out.iter_mut().zip(frame).for_each(|(o, b)| *o = b);
+    frame.len()
 }
 
 /// Flags no segment may carry: none of SYN, ACK, RST set; SYN with RST
@@ -1340,6 +1642,32 @@ fn tcp_flags_valid(flags: u8) -> bool {
         return false;
     }
     !(flags & SYN != 0 && flags & (RST | FIN) != 0)
+}
+
+/// Rewrite the ports of a TCP or UDP header at `l4_off` to `ports`
+/// (source, destination), applying `l4_delta` to its checksum: the 6to4
+/// path, where translation has already written the addresses.
+fn rewrite_ports(
+    bytes: &mut [u8],
+    l4_off: usize,
+    proto: u8,
+    ports: (u16, u16),
+    l4_delta: Delta,
+) -> Result<(), DropReason> {
+    let [s0, s1] = ports.0.to_be_bytes();
+    let [d0, d1] = ports.1.to_be_bytes();
+    if proto == wire::PROTO_TCP {
+        let t = wire::array_mut::<18>(bytes, l4_off)?;
+        let old = u16::from_be_bytes([t[16], t[17]]);
+        [t[16], t[17]] = l4_delta.apply(old).to_be_bytes();
+        [t[0], t[1], t[2], t[3]] = [s0, s1, d0, d1];
+    } else {
+        let u = wire::array_mut::<8>(bytes, l4_off)?;
+        let old = u16::from_be_bytes([u[6], u[7]]);
+        [u[6], u[7]] = l4_delta.apply_udp4(old).to_be_bytes();
+        [u[0], u[1], u[2], u[3]] = [s0, s1, d0, d1];
+    }
+    Ok(())
 }
 
 /// Rewrite an IPv4 TCP/UDP packet's source to `src` and destination to

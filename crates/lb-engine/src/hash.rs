@@ -35,6 +35,23 @@ pub(crate) fn flow4(
     fold_mul(h ^ K1, seed ^ K2)
 }
 
+/// Hash an IPv6 5-tuple.
+#[inline]
+pub(crate) fn flow6(
+    seed: u64,
+    proto: u8,
+    src: &[u8; 16],
+    sport: u16,
+    dst: &[u8; 16],
+    dport: u16,
+) -> u64 {
+    let (s, d) = (u128::from_be_bytes(*src), u128::from_be_bytes(*dst));
+    let folded_s = fold_mul((s >> 64) as u64 ^ K1, s as u64 ^ seed);
+    let folded_d = fold_mul((d >> 64) as u64 ^ K2, d as u64 ^ seed);
+    let rest = (u64::from(sport) << 48) | (u64::from(dport) << 32) | u64::from(proto);
+    fold_mul(folded_s ^ folded_d.rotate_left(29) ^ K0, rest ^ seed ^ K2)
+}
+
 /// Hash a client address alone (source affinity, Maglev by source).
 #[inline]
 pub(crate) fn source(seed: u64, addr: IpAddr) -> u64 {

@@ -669,9 +669,13 @@ fn rejected_changes() -> Vec<(String, Change, ConfigError)> {
             ConfigError::NoLocalAddressFor(v6("2001:db8::2")),
         ),
         (
-            "IPv6 VIP".into(),
-            add(|l| l.vip = v6("2001:db8::100")),
-            ConfigError::Ipv6Unsupported(v6("2001:db8::100")),
+            "IPv6 VIP with an IPv6 backend (6to6, not supported yet)".into(),
+            add(|l| {
+                l.vip = v6("2001:db8::100");
+                l.local.addresses.push(v6("2001:db8::64"));
+                l.backends.push(BackendConfig::new(v6("2001:db8::2"), 80));
+            }),
+            ConfigError::Ipv6Unsupported(v6("2001:db8::2")),
         ),
         (
             "zero affinity timeout".into(),
@@ -2446,7 +2450,9 @@ fn poll_timeout_and_poll_transmit() {
     let mut buf = [0u8; Engine::TRANSMIT_LEN + 10];
     let mut seen = Vec::new();
     while let Some((len, verdict)) = s.e.poll_transmit(&mut buf) {
-        assert_eq!(len, Engine::TRANSMIT_LEN);
+        // An IPv4 RST: Ethernet, IPv4, TCP (TRANSMIT_LEN leaves room for
+        // an IPv6 one).
+        assert_eq!(len, 14 + 20 + 20);
         let p = SlicedPacket::from_ethernet(&buf[..len]).unwrap();
         let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
             panic!("not TCP");
