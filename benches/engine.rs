@@ -7,6 +7,10 @@
 //!   per packet;
 //! - `new_session/{1k,1m}`: a SYN from a new client (scheduler, local port
 //!   allocator, table insert) into a table already holding that many;
+//! - `ttm_insert_v4` / `forward_with_options_v4`: a segment that gets the
+//!   TTM option, and the same segment once it no longer does;
+//! - `ttm_insert_v6` / `forward_6to4`: the same through a 6to4 listener
+//!   (IPv6 client, translated to IPv4, 20-byte option);
 //! - `expire`: per session, sweeping out 10,000 sessions past their
 //!   deadline.
 //!
@@ -145,7 +149,7 @@ fn ttm_insert(c: &mut Criterion) {
         let mut buf = vec![0u8; BATCH * SLOT];
         let now = Instant::from_secs(2);
         let mut next = 0;
-        let before = engine.counters().ttm_inserted;
+        check_insertion(&mut engine, &templates, !server_sent, name);
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -161,8 +165,60 @@ fn ttm_insert(c: &mut Criterion) {
                 total
             })
         });
-        let inserted = engine.counters().ttm_inserted - before;
-        assert_eq!(inserted > 0, !server_sent, "{name}: {inserted} insertions");
+    }
+    group.finish();
+}
+
+/// Check, before timing, that a segment of `templates` gets the option
+/// exactly when it should (and is forwarded).
+fn check_insertion(engine: &mut Engine, templates: &[Vec<u8>], want: bool, name: &str) {
+    let mut buf = vec![0u8; SLOT];
+    let before = engine.counters().ttm_inserted;
+    let verdict = benches::handle(engine, &mut buf, &templates[0]);
+    assert!(
+        matches!(verdict, Verdict::ToServer { .. }),
+        "{name}: {verdict:?}"
+    );
+    let inserted = engine.counters().ttm_inserted - before;
+    assert_eq!(inserted == 1, want, "{name}: {inserted} insertions");
+}
+
+/// `ttm_insert_v6`: an IPv6 client's segment through a 6to4 listener
+/// that gets the 20-byte option; `forward_6to4`: the same segment after
+/// the server's first byte (translated, no option). Sessions drawn from
+/// 1,000.
+fn six_to_four(c: &mut Criterion) {
+    const SESSIONS: u32 = 1_000;
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut rng = Rng(0x6704);
+    let templates: Vec<Vec<u8>> = (0..TEMPLATES)
+        .map(|_| {
+            let i = (rng.next_u64() % u64::from(SESSIONS)) as u32;
+            benches::client6_frame(benches::client6(i), false)
+        })
+        .collect();
+    for (name, server_sent) in [("ttm_insert_v6", false), ("forward_6to4", true)] {
+        let mut engine = benches::engine_6to4(SESSIONS, server_sent);
+        let mut buf = vec![0u8; BATCH * SLOT];
+        let now = Instant::from_secs(2);
+        let mut next = 0;
+        check_insertion(&mut engine, &templates, !server_sent, name);
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let len = restore(&mut buf, &templates, &mut next);
+                    let mut batch = frames(&mut buf, len);
+                    let t = WallClock::now();
+                    for frame in batch.iter_mut() {
+                        black_box(engine.handle_packet(now, frame));
+                    }
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
     }
     group.finish();
 }
@@ -270,6 +326,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = forward, ttm_insert, new_session, expire
+    targets = forward, ttm_insert, six_to_four, new_session, expire
 }
 criterion_main!(benches);

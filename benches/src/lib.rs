@@ -176,6 +176,94 @@ pub fn server_data_for(forwarded: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The IPv6 VIP of the benchmark's 6to4 listener (port 80).
+pub const VIP6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// The `i`-th IPv6 client of the 6to4 benchmarks.
+pub fn client6(i: u32) -> ([u8; 16], u16) {
+    let mut addr = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let host = (i / 60_000).to_be_bytes();
+    addr[12..16].copy_from_slice(&host);
+    (addr, 1024 + (i % 60_000) as u16)
+}
+
+/// An IPv6 client segment to the VIP6 port 80: a SYN, or an ACK of the
+/// server's SYN-ACK (ISN 5000) with NOP, NOP, timestamps and 64 bytes.
+pub fn client6_frame(client: ([u8; 16], u16), syn: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv6(client.0, VIP6, 64)
+        .tcp(client.1, 80, 1000, 64240);
+    if syn {
+        b.syn().write(&mut out, &[]).ok();
+    } else {
+        b.ack(5001)
+            .options(&[
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Noop,
+                etherparse::TcpOptionElement::Timestamp(1, 2),
+            ])
+            .unwrap_or_else(|e| panic!("options: {e}"))
+            .write(&mut out, &[0x5a; 64])
+            .ok();
+    }
+    out
+}
+
+/// An engine with a 6to4 listener (IPv6 VIP, IPv4 local addresses and
+/// servers) holding `sessions` sessions of [`client6`] `0..sessions`, each
+/// past the server's SYN-ACK; with `server_sent`, each also past the
+/// server's first byte (so that no option is added any more).
+pub fn engine_6to4(sessions: u32, server_sent: bool) -> Engine {
+    let mut engine = Engine::new(EngineConfig {
+        capacity: sessions + 1024,
+        quarantine_capacity: 1 << 16,
+        ..EngineConfig::default()
+    })
+    .unwrap_or_else(|e| panic!("engine: {e}"));
+    let locals = (0..8u8)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, 1, 100 + i)))
+        .collect();
+    let mut listener = ListenerConfig::new(
+        IpAddr::V6(VIP6.into()),
+        80,
+        Protocol::Tcp,
+        LocalPool::new(locals),
+    );
+    for i in 0..4u8 {
+        listener.backends.push(BackendConfig::new(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2 + i)),
+            8080,
+        ));
+    }
+    engine
+        .add_listener(listener)
+        .unwrap_or_else(|e| panic!("listener: {e}"));
+    let mut buf = vec![0u8; SLOT];
+    for i in 0..sessions {
+        let start = Frame::HEADROOM;
+        let syn = client6_frame(client6(i), true);
+        buf[start..start + syn.len()].copy_from_slice(&syn);
+        let mut f =
+            Frame::new(&mut buf, start, start + syn.len()).unwrap_or_else(|| panic!("range"));
+        let verdict = engine.handle_packet(Instant::from_secs(1), &mut f);
+        assert!(matches!(verdict, Verdict::ToServer { .. }), "{verdict:?}");
+        let synack = synack_for(f.bytes());
+        let verdict = handle(&mut engine, &mut buf, &synack);
+        assert!(matches!(verdict, Verdict::ToClient { .. }), "{verdict:?}");
+        if server_sent {
+            let ack = client6_frame(client6(i), false);
+            buf[start..start + ack.len()].copy_from_slice(&ack);
+            let mut f =
+                Frame::new(&mut buf, start, start + ack.len()).unwrap_or_else(|| panic!("range"));
+            engine.handle_packet(Instant::from_secs(1), &mut f);
+            let data = server_data_for(f.bytes());
+            handle(&mut engine, &mut buf, &data);
+        }
+    }
+    engine
+}
+
 /// Put `frame` into `buf` behind [`Frame::HEADROOM`] and hand it to the
 /// engine.
 pub fn handle(engine: &mut Engine, buf: &mut [u8], frame: &[u8]) -> Verdict {

@@ -136,7 +136,8 @@ pub struct TtmConfig {
     pub kind: u8,
     /// Kinds removed from every client segment before anything is inserted,
     /// so that a client can never choose the address the server sees: 253
-    /// and 254 by default (the TOA family's kinds).
+    /// and 254 by default (the TOA family's kinds). The engine always adds
+    /// `kind` itself to this set.
     pub strip: ttm_core::KindSet,
     /// Strip TCP timestamps (RFC 7323) from the handshake, as the product
     /// FAQ's balancer does; off by default, since the port quarantine makes
@@ -310,6 +311,10 @@ pub enum ConfigError {
     /// More listeners than a session can name.
     #[error("too many listeners")]
     TooManyListeners,
+    /// The TTM kind is one the TCP options walk reads as a standard option
+    /// (0, 1, 2, 3, 4, 5, 8).
+    #[error("TTM option kind {0} is a standard TCP option kind")]
+    BadTtmKind(u8),
     /// The scheduler's settings are wrong.
     #[error("scheduler: {0}")]
     Scheduler(#[from] SchedError),
@@ -346,6 +351,9 @@ impl ListenerConfig {
             .any(|t| t.is_zero() || *t > Timeouts::MAX)
         {
             return Err(ConfigError::BadTimeout);
+        }
+        if self.ttm.strip.with(self.ttm.kind).is_err() {
+            return Err(ConfigError::BadTtmKind(self.ttm.kind));
         }
         if let Some(a) = self.affinity
             && (a.timeout.is_zero() || a.timeout > Timeouts::MAX)

@@ -453,6 +453,13 @@ impl Engine {
                 IpAddr::V6(_) => None,
             })
             .collect();
+        // A client must never send the kind we write: strip it whatever
+        // the configured set says (validate() checked it can be added).
+        config.ttm.strip = config
+            .ttm
+            .strip
+            .with(config.ttm.kind)
+            .unwrap_or(config.ttm.strip);
         let ttm_on = config.protocol == Protocol::Tcp && config.ttm.enabled;
         let listener = Listener {
             ttm_on,
