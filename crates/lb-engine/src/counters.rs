@@ -67,6 +67,9 @@ pub struct Counters {
     pub ttm_pruned: u64,
     /// TTM/TOA-kind options that clients sent and the engine removed.
     pub ttm_spoofed: u64,
+    /// ICMP errors about a session (destination unreachable, time
+    /// exceeded, packet too big) forwarded to its other side.
+    pub icmp_errors_forwarded: u64,
     /// SYN-ACKs whose MSS was lowered to leave room for the option.
     pub mss_lowered: u64,
     /// Closed tuples the quarantine could not hold because it was full:
@@ -90,6 +93,7 @@ impl Default for Counters {
             ttm_pruned: 0,
             ttm_spoofed: 0,
             mss_lowered: 0,
+            icmp_errors_forwarded: 0,
         }
     }
 }

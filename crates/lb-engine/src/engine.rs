@@ -822,11 +822,11 @@ impl Engine {
             Err(verdict) => *verdict,
             Ok(p) => {
                 let result = match (&p.net, p.dir) {
-                    (Net::V4(ip), _) if ip.proto == wire::PROTO_ICMP => {
-                        Ok(self.icmp_to_vip(frame, ip))
+                    (Net::V4(ip), dir) if ip.proto == wire::PROTO_ICMP => {
+                        Ok(self.icmp4(frame, ip, dir))
                     }
                     (Net::V6(ip6), _) if ip6.proto == wire::PROTO_ICMPV6 => {
-                        Ok(self.icmp6_to_vip(frame, ip6))
+                        Ok(self.icmp6(frame, ip6))
                     }
                     (_, Dir::In) => self.inbound(now, frame, p),
                     (Net::V4(ip), Dir::Out) => self.outbound(now, frame, p, ip),
@@ -873,16 +873,15 @@ impl Engine {
         let l4 = match ip.proto {
             wire::PROTO_TCP => L4::tcp(bytes, ip.l4_off(), ip.l4_len()),
             wire::PROTO_UDP => L4::udp(bytes, ip.l4_off(), ip.l4_len()),
-            wire::PROTO_ICMP if to_vip => {
+            wire::PROTO_ICMP => {
                 return Ok(Packet {
                     net: Net::V4(ip),
                     l4: L4::default(),
-                    dir: Dir::In,
+                    dir: if to_vip { Dir::In } else { Dir::Out },
                     listener: 0,
                     hash: 0,
                 });
             }
-            wire::PROTO_ICMP => return Err(Verdict::Pass),
             _ => return Err(Verdict::Drop(DropReason::UnsupportedProtocol)),
         }
         .map_err(Verdict::Drop)?;
@@ -1095,6 +1094,30 @@ impl Engine {
         })
     }
 
+    /// The session of a packet from a server `(rip, rport)` to a local
+    /// address `(lip, lport)`, whose flow hash is `h`.
+    #[inline]
+    fn find_outbound(
+        &self,
+        h: u64,
+        proto: u8,
+        (rip, rport): ([u8; 4], u16),
+        (lip, lport): ([u8; 4], u16),
+    ) -> Option<u32> {
+        let listeners = &self.listeners;
+        self.table.find(h, Dir::Out, |s| {
+            s.lport == lport
+                && s.proto == proto
+                && listeners
+                    .get(usize::from(s.listener))
+                    .and_then(Option::as_ref)
+                    .is_some_and(|l| {
+                        l.backend_addr4(s.backend) == Some((rip, rport))
+                            && l.lip4(s.lip) == Some(lip)
+                    })
+        })
+    }
+
     /// Start a session for a client (IPv4 in the first 4 bytes of
     /// `client`, or IPv6 for a 6to4 listener).
     fn new_session(
@@ -1205,21 +1228,9 @@ impl Engine {
         ip: &Ipv4,
     ) -> Result<Verdict, DropReason> {
         let (l4, h) = (&p.l4, p.hash);
-        let (src, sport, dst, dport, proto) = (ip.src, l4.sport, ip.dst, l4.dport, ip.proto);
-        let listeners = &self.listeners;
+        let proto = ip.proto;
         let id = self
-            .table
-            .find(h, Dir::Out, |s| {
-                s.lport == dport
-                    && s.proto == proto
-                    && listeners
-                        .get(usize::from(s.listener))
-                        .and_then(Option::as_ref)
-                        .is_some_and(|l| {
-                            l.backend_addr4(s.backend) == Some((src, sport))
-                                && l.lip4(s.lip) == Some(dst)
-                        })
-            })
+            .find_outbound(h, proto, (ip.src, l4.sport), (ip.dst, l4.dport))
             .ok_or(DropReason::NoSession)?;
         let s = self.table.get_mut(id).ok_or(DropReason::NoSession)?;
         let listener = self
@@ -1298,6 +1309,171 @@ impl Engine {
             b.traffic.outbound(bytes);
         }
         Ok(Verdict::ToClient { next_hop })
+    }
+
+    /// ICMP to a VIP (`Dir::In`) or to a local address (`Dir::Out`): an
+    /// echo request to a VIP is answered; destination unreachable and time
+    /// exceeded about a session are forwarded to its other side; any other
+    /// error, and any other ICMP to a VIP, is dropped; other ICMP to a
+    /// local address (an echo request, say) is the host's.
+    fn icmp4(&mut self, frame: &mut Frame<'_>, ip: &Ipv4, dir: Dir) -> Verdict {
+        let kind = frame.bytes().get(ip.l4_off()).copied();
+        match (kind, dir) {
+            (Some(xlat::icmp_type::V4_ECHO_REQUEST), Dir::In) => self.icmp_to_vip(frame, ip),
+            (Some(xlat::icmp_type::V4_DEST_UNREACHABLE | xlat::icmp_type::V4_TIME_EXCEEDED), _) => {
+                self.icmp4_error(frame, ip, dir)
+                    .unwrap_or_else(Verdict::Drop)
+            }
+            (None, _) => Verdict::Drop(DropReason::Truncated),
+            // Other errors (source quench, redirect, parameter problem):
+            // never forwarded.
+            (Some(4 | 5 | xlat::icmp_type::V4_PARAMETER_PROBLEM), _) | (_, Dir::In) => {
+                Verdict::Drop(DropReason::IcmpUnsupported)
+            }
+            (_, Dir::Out) => Verdict::Pass,
+        }
+    }
+
+    /// ICMPv6 to an IPv6 VIP: echo, or an error from the client's side.
+    fn icmp6(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
+        match frame.bytes().get(ip6.l4_off).copied() {
+            Some(xlat::icmp_type::V6_ECHO_REQUEST) => self.icmp6_to_vip(frame, ip6),
+            Some(
+                xlat::icmp_type::V6_DEST_UNREACHABLE
+                | xlat::icmp_type::V6_PACKET_TOO_BIG
+                | xlat::icmp_type::V6_TIME_EXCEEDED,
+            ) => self.icmp6_error(frame, ip6).unwrap_or_else(Verdict::Drop),
+            None => Verdict::Drop(DropReason::Truncated),
+            Some(_) => Verdict::Drop(DropReason::IcmpUnsupported),
+        }
+    }
+
+    /// An ICMP error about a packet the engine sent: to a client (it came
+    /// back to the VIP, `Dir::In`) or to a server (it came back to the
+    /// local address, `Dir::Out`). It goes to the session's other side
+    /// with its outer addresses and its quoted packet rewritten as that
+    /// side sent it, so that path MTU discovery and unreachables work
+    /// through the balancer (6to4: translated to ICMPv6, RFC 7915 §4.2).
+    fn icmp4_error(
+        &mut self,
+        frame: &mut Frame<'_>,
+        ip: &Ipv4,
+        dir: Dir,
+    ) -> Result<Verdict, DropReason> {
+        let err = xlat::parse_icmp4_error(frame.bytes(), ip)?;
+        let f = err.flow;
+        let seed = self.config.hash_seed;
+        let id = match dir {
+            // We sent VIP:vport -> client:cport.
+            Dir::In => {
+                let lid = self
+                    .find_listener(u32_of(f.src), f.sport, f.proto)
+                    .ok_or(DropReason::IcmpNoSession)?;
+                let h = hash::flow4(seed, f.proto, f.dst, f.dport, f.src, f.sport);
+                let client = client16(f.dst);
+                self.table
+                    .find(h, Dir::In, |s| {
+                        s.listener == lid && s.cport == f.dport && s.client == client
+                    })
+                    .ok_or(DropReason::IcmpNoSession)?
+            }
+            // We sent lip:lport -> rip:rport.
+            Dir::Out => {
+                let h = hash::flow4(seed, f.proto, f.dst, f.dport, f.src, f.sport);
+                self.find_outbound(h, f.proto, (f.dst, f.dport), (f.src, f.sport))
+                    .ok_or(DropReason::IcmpNoSession)?
+            }
+        };
+        let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
+        let l = self.listener(s.listener).ok_or(DropReason::IcmpNoSession)?;
+        let (rip, rport) = l
+            .backend_addr4(s.backend)
+            .ok_or(DropReason::IcmpNoSession)?;
+        let lip = l.lip4(s.lip).ok_or(DropReason::IcmpNoSession)?;
+        let vport = l.config.port;
+        let verdict = match (dir, l.vip6) {
+            (Dir::In, _) => {
+                let to = xlat::ErrorRewrite {
+                    src: lip,
+                    dst: rip,
+                    inner_src: (rip, rport),
+                    inner_dst: (lip, s.lport),
+                };
+                xlat::icmp4_error_rewrite(frame, ip, &err, &to)?;
+                Verdict::ToServer {
+                    next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
+                }
+            }
+            (Dir::Out, None) => {
+                let (vip, client) = (l.vip4, client4(&s));
+                let to = xlat::ErrorRewrite {
+                    src: vip,
+                    dst: client,
+                    inner_src: (client, s.cport),
+                    inner_dst: (vip, vport),
+                };
+                xlat::icmp4_error_rewrite(frame, ip, &err, &to)?;
+                Verdict::ToClient {
+                    next_hop: IpAddr::V4(Ipv4Addr::from(client)),
+                }
+            }
+            (Dir::Out, Some(vip6)) => {
+                let to = xlat::ErrorRewrite {
+                    src: vip6,
+                    dst: s.client,
+                    inner_src: (s.client, s.cport),
+                    inner_dst: (vip6, vport),
+                };
+                xlat::icmp4_error_to_v6(frame, ip, &err, &to, xlat::NO_MTU_CAP)?;
+                Verdict::ToClient {
+                    next_hop: IpAddr::V6(Ipv6Addr::from(s.client)),
+                }
+            }
+        };
+        self.counters.icmp_errors_forwarded += 1;
+        Ok(verdict)
+    }
+
+    /// An ICMPv6 error from an IPv6 client's side about a packet the engine
+    /// sent it (6to4): translated to ICMP toward the server (RFC 7915 §5.2,
+    /// packet too big becoming fragmentation needed with the MTU less 20).
+    fn icmp6_error(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Result<Verdict, DropReason> {
+        let err = xlat::parse_icmp6_error(frame.bytes(), ip6)?;
+        let f = err.flow;
+        let lid = self
+            .find_listener6(u128::from_be_bytes(f.src), f.sport, f.proto)
+            .ok_or(DropReason::IcmpNoSession)?;
+        let h = hash::flow6(
+            self.config.hash_seed,
+            f.proto,
+            &f.dst,
+            f.dport,
+            &f.src,
+            f.sport,
+        );
+        let id = self
+            .table
+            .find(h, Dir::In, |s| {
+                s.listener == lid && s.cport == f.dport && s.client == f.dst
+            })
+            .ok_or(DropReason::IcmpNoSession)?;
+        let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
+        let l = self.listener(lid).ok_or(DropReason::IcmpNoSession)?;
+        let (rip, rport) = l
+            .backend_addr4(s.backend)
+            .ok_or(DropReason::IcmpNoSession)?;
+        let lip = l.lip4(s.lip).ok_or(DropReason::IcmpNoSession)?;
+        let to = xlat::ErrorRewrite {
+            src: lip,
+            dst: rip,
+            inner_src: (rip, rport),
+            inner_dst: (lip, s.lport),
+        };
+        xlat::icmp6_error_to_v4(frame, ip6, &err, &to, xlat::NO_MTU_CAP)?;
+        self.counters.icmp_errors_forwarded += 1;
+        Ok(Verdict::ToServer {
+            next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
+        })
     }
 
     /// An echo request to a VIP is answered while any listener of the VIP

@@ -77,8 +77,6 @@
 //! is [`DropReason::BadIpLength`]: the payload length does not hold it.
 //! The panic contract is the one of [`super`]: every read goes through
 //! `get` or [`array()`], whatever the bytes.
-// called by the engine once IPv6 is wired in
-#![cfg_attr(not(test), allow(dead_code))]
 
 use super::array;
 use crate::verdict::DropReason;
