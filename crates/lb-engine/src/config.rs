@@ -290,9 +290,9 @@ pub enum ConfigError {
     /// The backend's family has no local address to reach it from.
     #[error("backend {0} has no local address of its family")]
     NoLocalAddressFor(IpAddr),
-    /// IPv6 backends (6to6) are not supported yet; an IPv6 VIP with IPv4
-    /// backends and local addresses (6to4) is.
-    #[error("{0}: IPv6 backends are not supported yet (6to4 is: an IPv6 VIP with IPv4 backends)")]
+    /// An IPv6 backend behind an IPv4 VIP (4to6) is not served; 4to4, 6to4
+    /// and 6to6 are.
+    #[error("{0}: an IPv6 backend behind an IPv4 VIP (4to6) is not supported")]
     Ipv6Unsupported(IpAddr),
     /// A timeout is zero or longer than [`Timeouts::MAX`].
     #[error("timeouts must be above zero and at most 24 days")]
@@ -376,9 +376,16 @@ impl ListenerConfig {
                 });
             }
             self.check_backend_family(b)?;
-            if b.addr.is_ipv6() {
-                return Err(ConfigError::Ipv6Unsupported(b.addr));
-            }
+            self.check_backend_mode(b)?;
+        }
+        Ok(())
+    }
+
+    /// 4to4, 6to4 and 6to6 are served; an IPv6 backend behind an IPv4 VIP
+    /// (4to6) is not.
+    pub(crate) fn check_backend_mode(&self, b: &BackendConfig) -> Result<(), ConfigError> {
+        if self.vip.is_ipv4() && b.addr.is_ipv6() {
+            return Err(ConfigError::Ipv6Unsupported(b.addr));
         }
         Ok(())
     }

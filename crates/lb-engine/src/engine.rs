@@ -62,8 +62,10 @@ const PENDING_RSTS: usize = 1024;
 #[derive(Debug, Clone)]
 struct Backend {
     config: BackendConfig,
-    /// `config.addr` (always IPv4 for now), ready for the packet path.
+    /// `config.addr`, ready for the packet path: IPv4 in `addr4`, or IPv6
+    /// in `addr6` (the other is zero).
     addr4: [u8; 4],
+    addr6: Option<[u8; 16]>,
     /// Removed by configuration; kept until its last session ends.
     removed: bool,
     traffic: Traffic,
@@ -88,6 +90,8 @@ struct Listener {
     /// The local addresses by the allocator's index, IPv4 ones ready for
     /// the packet path.
     lips4: Vec<Option<[u8; 4]>>,
+    /// The same for IPv6 local addresses (6to6).
+    lips6: Vec<Option<[u8; 16]>>,
     /// The scheduler's view of `backends`, same indices.
     candidates: Vec<Candidate>,
     traffic: Traffic,
@@ -161,6 +165,18 @@ impl Listener {
         self.lips4.get(usize::from(index)).copied().flatten()
     }
 
+    #[inline]
+    fn lip6(&self, index: u16) -> Option<[u8; 16]> {
+        self.lips6.get(usize::from(index)).copied().flatten()
+    }
+
+    /// A 6to6 session's server and local addresses (IPv6 backend).
+    #[inline]
+    fn v6_path(&self, s: &Session) -> Option<([u8; 16], u16, [u8; 16])> {
+        let b = self.backends.get(s.backend as usize)?;
+        Some((b.addr6?, b.config.port, self.lip6(s.lip)?))
+    }
+
     fn has_live_backend(&self) -> bool {
         self.candidates.iter().any(Candidate::eligible)
     }
@@ -200,6 +216,8 @@ pub struct Engine {
     by_key6: Vec<((u128, u32), ListenerId)>,
     /// Sorted IPv6 VIPs.
     vips6: Vec<u128>,
+    /// Sorted IPv6 local addresses (6to6).
+    locals6: Vec<u128>,
     /// Sorted VIPs (IPv4 as u32).
     vips: Vec<u32>,
     /// Sorted local addresses of all listeners (IPv4 as u32).
@@ -236,6 +254,42 @@ enum Net {
     V6(Ipv6),
 }
 
+/// Where a packet's TCP header is, for `tcp_edit`.
+trait TcpAt {
+    fn headers(&self) -> Headers;
+}
+
+impl TcpAt for Ipv4 {
+    fn headers(&self) -> Headers {
+        Headers {
+            family: Family::V4,
+            l3: self.off,
+            l4: self.l4_off(),
+        }
+    }
+}
+
+impl TcpAt for Ipv6 {
+    fn headers(&self) -> Headers {
+        Headers {
+            family: Family::V6,
+            l3: self.off,
+            l4: self.l4_off,
+        }
+    }
+}
+
+/// How a packet from a client reaches its server.
+#[derive(Debug, Clone, Copy)]
+enum Path {
+    /// IPv4 to IPv4, and the session's local address.
+    Four(Ipv4, [u8; 4]),
+    /// IPv6 translated to IPv4: the translated header.
+    SixToFour(Ipv4),
+    /// IPv6 to IPv6: the header, the local and the server's addresses.
+    SixToSix(Ipv6, [u8; 16], [u8; 16]),
+}
+
 /// The port and protocol half of an IPv6 listener's key.
 fn port_proto(port: u16, proto: u8) -> u32 {
     (u32::from(port) << 8) | u32::from(proto)
@@ -256,12 +310,19 @@ fn expired(deadline: u32, now: u32) -> bool {
     (now.wrapping_sub(deadline) as i32) >= 0
 }
 
-/// An IPv4 address's octets; IPv6 backends are refused by configuration
-/// until the engine translates between families.
+/// An IPv4 address's octets, zero for IPv6.
 fn ipv4_octets(addr: IpAddr) -> [u8; 4] {
     match addr {
         IpAddr::V4(a) => a.octets(),
         IpAddr::V6(_) => [0; 4],
+    }
+}
+
+/// An IPv6 address's octets.
+fn ipv6_octets(addr: IpAddr) -> Option<[u8; 16]> {
+    match addr {
+        IpAddr::V4(_) => None,
+        IpAddr::V6(a) => Some(a.octets()),
     }
 }
 
@@ -296,6 +357,16 @@ fn u32_of(a: [u8; 4]) -> u32 {
     u32::from_be_bytes(a)
 }
 
+/// Add local addresses to the sorted sets of each family.
+fn index_locals(locals: &mut Vec<u32>, locals6: &mut Vec<u128>, addresses: &[IpAddr]) {
+    for addr in addresses {
+        match addr {
+            IpAddr::V4(a) => insert_sorted(locals, u32_of(a.octets())),
+            IpAddr::V6(a) => insert_sorted(locals6, u128::from_be_bytes(a.octets())),
+        }
+    }
+}
+
 fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
     if let Err(i) = v.binary_search(&x) {
         v.insert(i, x);
@@ -324,6 +395,7 @@ impl Engine {
             by_key: Vec::new(),
             by_key6: Vec::new(),
             vips6: Vec::new(),
+            locals6: Vec::new(),
             vips: Vec::new(),
             locals: Vec::new(),
             affinity: AffinityTable::new(config.affinity_capacity, config.hash_seed),
@@ -430,6 +502,7 @@ impl Engine {
             .map(|b| Backend {
                 config: *b,
                 addr4: ipv4_octets(b.addr),
+                addr6: ipv6_octets(b.addr),
                 removed: false,
                 traffic: Traffic::default(),
             })
@@ -460,10 +533,17 @@ impl Engine {
             .strip
             .with(config.ttm.kind)
             .unwrap_or(config.ttm.strip);
+        let lips6 = config
+            .local
+            .addresses
+            .iter()
+            .map(|&a| ipv6_octets(a))
+            .collect();
         let ttm_on = config.protocol == Protocol::Tcp && config.ttm.enabled;
         let listener = Listener {
             ttm_on,
             lips4,
+            lips6,
             vip4: vip,
             vip6,
             proto,
@@ -475,11 +555,11 @@ impl Engine {
             traffic: Traffic::default(),
             config,
         };
-        for addr in &listener.config.local.addresses {
-            if let IpAddr::V4(a) = addr {
-                insert_sorted(&mut self.locals, u32_of(a.octets()));
-            }
-        }
+        index_locals(
+            &mut self.locals,
+            &mut self.locals6,
+            &listener.config.local.addresses,
+        );
         self.index_vip(&listener, id);
         if slot == self.listeners.len() {
             self.listeners.push(Some(listener));
@@ -547,6 +627,7 @@ impl Engine {
         self.by_key.clear();
         self.vips.clear();
         self.locals.clear();
+        self.locals6.clear();
         for (i, l) in self.listeners.iter().enumerate() {
             let Some(l) = l else { continue };
             let id = ListenerId::try_from(i).unwrap_or(ListenerId::MAX);
@@ -558,11 +639,11 @@ impl Engine {
                 l,
                 id,
             );
-            for addr in &l.config.local.addresses {
-                if let IpAddr::V4(a) = addr {
-                    insert_sorted(&mut self.locals, u32_of(a.octets()));
-                }
-            }
+            index_locals(
+                &mut self.locals,
+                &mut self.locals6,
+                &l.config.local.addresses,
+            );
         }
     }
 
@@ -587,12 +668,11 @@ impl Engine {
             });
         }
         l.config.check_backend_family(&backend)?;
-        if backend.addr.is_ipv6() {
-            return Err(ConfigError::Ipv6Unsupported(backend.addr));
-        }
+        l.config.check_backend_mode(&backend)?;
         let entry = Backend {
             config: backend,
             addr4: ipv4_octets(backend.addr),
+            addr6: ipv6_octets(backend.addr),
             removed: false,
             traffic: Traffic::default(),
         };
@@ -825,13 +905,11 @@ impl Engine {
                     (Net::V4(ip), dir) if ip.proto == wire::PROTO_ICMP => {
                         Ok(self.icmp4(frame, ip, dir))
                     }
-                    (Net::V6(ip6), _) if ip6.proto == wire::PROTO_ICMPV6 => {
-                        Ok(self.icmp6(frame, ip6))
+                    (Net::V6(ip6), dir) if ip6.proto == wire::PROTO_ICMPV6 => {
+                        Ok(self.icmp6(frame, ip6, dir))
                     }
                     (_, Dir::In) => self.inbound(now, frame, p),
-                    (Net::V4(ip), Dir::Out) => self.outbound(now, frame, p, ip),
-                    // IPv6 reaches the engine only toward an IPv6 VIP.
-                    (Net::V6(_), Dir::Out) => Err(DropReason::NoSession),
+                    (_, Dir::Out) => self.outbound(now, frame, p),
                 };
                 result.unwrap_or_else(Verdict::Drop)
             }
@@ -917,14 +995,21 @@ impl Engine {
         self.by_key6.get(i).map(|&(_, id)| id)
     }
 
-    /// [`Engine::parse`] for an IPv6 frame: ours only toward an IPv6 VIP
-    /// (6to4 listeners).
+    /// [`Engine::parse`] for an IPv6 frame: ours toward an IPv6 VIP (6to4
+    /// and 6to6 listeners) or an IPv6 local address (6to6 replies).
     fn parse6(&self, frame: &mut Frame<'_>, l3: usize) -> Result<Packet, Verdict> {
         let bytes = frame.bytes();
         let dst = *wire::array::<16>(bytes, l3 + 24).map_err(Verdict::Drop)?;
-        if self.vips6.binary_search(&u128::from_be_bytes(dst)).is_err() {
+        let to_vip = self.vips6.binary_search(&u128::from_be_bytes(dst)).is_ok();
+        if !to_vip
+            && self
+                .locals6
+                .binary_search(&u128::from_be_bytes(dst))
+                .is_err()
+        {
             return Err(Verdict::Pass);
         }
+        let dir = if to_vip { Dir::In } else { Dir::Out };
         let ip6 = Ipv6::parse(bytes, l3).map_err(Verdict::Drop)?;
         if ip6.fragment {
             return Err(Verdict::Drop(DropReason::Fragment));
@@ -938,7 +1023,7 @@ impl Engine {
                 return Ok(Packet {
                     net: Net::V6(ip6),
                     l4: L4::default(),
-                    dir: Dir::In,
+                    dir,
                     listener: 0,
                     hash: 0,
                 });
@@ -949,9 +1034,12 @@ impl Engine {
         if ip6.proto == wire::PROTO_TCP && !tcp_flags_valid(l4.flags) {
             return Err(Verdict::Drop(DropReason::BadTcpFlags));
         }
-        let listener = self
-            .find_listener6(u128::from_be_bytes(dst), l4.dport, ip6.proto)
-            .ok_or(Verdict::Drop(DropReason::NoListener))?;
+        let listener = match dir {
+            Dir::In => self
+                .find_listener6(u128::from_be_bytes(dst), l4.dport, ip6.proto)
+                .ok_or(Verdict::Drop(DropReason::NoListener))?,
+            Dir::Out => 0,
+        };
         let hash = hash::flow6(
             self.config.hash_seed,
             ip6.proto,
@@ -963,7 +1051,7 @@ impl Engine {
         Ok(Packet {
             net: Net::V6(ip6),
             l4,
-            dir: Dir::In,
+            dir,
             listener,
             hash,
         })
@@ -1021,18 +1109,28 @@ impl Engine {
         let (Some(listener), Some(s)) = (listener, self.table.get_mut(id)) else {
             return Err(DropReason::NoSession);
         };
-        let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
         let lport = s.lport;
         let b = listener
             .backends
-            .get_mut(s.backend as usize)
+            .get(s.backend as usize)
             .ok_or(DropReason::NoSession)?;
-        let (rip, rport) = (b.addr4, b.config.port);
-        let ip = match &p.net {
-            Net::V4(ip) => *ip,
-            Net::V6(ip6) => {
+        let (rip, rport, rip6) = (b.addr4, b.config.port, b.addr6);
+        // 4to4 and 6to4 reach the server as IPv4 (6to4 translated here
+        // first); 6to6 stays IPv6.
+        let (at, path) = match (&p.net, rip6) {
+            (Net::V4(ip), _) => {
+                let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
+                (ip.headers(), Path::Four(*ip, lip))
+            }
+            (Net::V6(ip6), None) => {
+                let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
                 xlat::v6_to_v4(frame, ip6, lip, rip)?;
-                Ipv4::parse(frame.bytes(), ip6.off)?
+                let ip = Ipv4::parse(frame.bytes(), ip6.off)?;
+                (ip.headers(), Path::SixToFour(ip))
+            }
+            (Net::V6(ip6), Some(rip6)) => {
+                let lip6 = listener.lip6(s.lip).ok_or(DropReason::NoSession)?;
+                (ip6.headers(), Path::SixToSix(*ip6, lip6, rip6))
             }
         };
         let mut edited = None;
@@ -1050,33 +1148,29 @@ impl Engine {
                     strip_timestamps,
                     insert: wants.then(|| TtmOption::new(ttm.kind, client)),
                 };
-                let at = Headers {
-                    family: Family::V4,
-                    l3: ip.off,
-                    l4: ip.l4_off(),
-                };
                 edited = Some(tcp_edit::edit_options(frame, at, &edit)?);
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        let (ip_delta, l4_delta) = (s.ip_delta, s.l4_delta);
-        match p.net {
-            Net::V4(_) => rewrite4(
-                frame.bytes_mut(),
-                &ip,
-                (lip, lport),
-                (rip, rport),
-                Delta::from_folded(ip_delta, false),
-                Delta::from_folded(l4_delta, false),
-            )?,
-            Net::V6(_) => rewrite_ports(
-                frame.bytes_mut(),
-                ip.l4_off(),
-                proto,
-                (lport, rport),
-                Delta::from_folded(l4_delta, false),
-            )?,
-        }
+        let (ip_delta, l4_delta) = (
+            Delta::from_folded(s.ip_delta, false),
+            Delta::from_folded(s.l4_delta, false),
+        );
+        let bytes = frame.bytes_mut();
+        let next_hop = match path {
+            Path::Four(ip, lip) => {
+                rewrite4(bytes, &ip, (lip, lport), (rip, rport), ip_delta, l4_delta)?;
+                IpAddr::V4(Ipv4Addr::from(rip))
+            }
+            Path::SixToFour(ip) => {
+                rewrite_ports(bytes, ip.l4_off(), proto, (lport, rport), l4_delta)?;
+                IpAddr::V4(Ipv4Addr::from(rip))
+            }
+            Path::SixToSix(ip6, lip6, rip6) => {
+                rewrite6(bytes, &ip6, (lip6, lport), (rip6, rport), l4_delta)?;
+                IpAddr::V6(Ipv6Addr::from(rip6))
+            }
+        };
         // Bytes as received, before translation or any option.
         listener.traffic.inbound(received);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
@@ -1089,9 +1183,7 @@ impl Engine {
             c.ttm_pruned += u64::from(e.pruned > 0);
             c.ttm_spoofed += u64::from(e.spoofed);
         }
-        Ok(Verdict::ToServer {
-            next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
-        })
+        Ok(Verdict::ToServer { next_hop })
     }
 
     /// The session of a packet from a server `(rip, rport)` to a local
@@ -1115,6 +1207,27 @@ impl Engine {
                         l.backend_addr4(s.backend) == Some((rip, rport))
                             && l.lip4(s.lip) == Some(lip)
                     })
+        })
+    }
+
+    /// [`Engine::find_outbound`] for a 6to6 session's IPv6 packet.
+    #[inline]
+    fn find_outbound6(
+        &self,
+        h: u64,
+        proto: u8,
+        (rip, rport): ([u8; 16], u16),
+        (lip, lport): ([u8; 16], u16),
+    ) -> Option<u32> {
+        let listeners = &self.listeners;
+        self.table.find(h, Dir::Out, |s| {
+            s.lport == lport
+                && s.proto == proto
+                && listeners
+                    .get(usize::from(s.listener))
+                    .and_then(Option::as_ref)
+                    .and_then(|l| l.v6_path(s))
+                    == Some((rip, rport, lip))
         })
     }
 
@@ -1160,13 +1273,17 @@ impl Engine {
         if table.is_full() {
             return Err(DropReason::TableFull);
         }
-        let (rip, rport) = l.backend_addr4(backend).ok_or(DropReason::NoBackend)?;
+        let b = l
+            .backends
+            .get(backend as usize)
+            .ok_or(DropReason::NoBackend)?;
+        let (rip, rport, rip6) = (b.addr4, b.config.port, b.addr6);
         let (lip, lport) = l
             .allocator
             .allocate(
                 now,
                 proto,
-                IpAddr::V4(Ipv4Addr::from(rip)),
+                b.config.addr,
                 rport,
                 h,
                 quarantine,
@@ -1176,16 +1293,37 @@ impl Engine {
                 AllocateError::NoAddressOfFamily => DropReason::NoLocalAddress,
                 AllocateError::Exhausted => DropReason::PortsExhausted,
             })?;
-        let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
-        // 4to4: the addresses and ports change in place. 6to4: translation
-        // redoes the checksums for the addresses; only the ports are ours.
-        let ip_delta = match l.vip6 {
-            None => Delta::default()
-                .addr4(client4_of(client), lip4)
-                .addr4(l.vip4, rip),
-            Some(_) => Delta::default(),
+        // 4to4 and 6to6: the addresses and ports change in place (no IPv6
+        // header checksum, but the transport's covers the addresses).
+        // 6to4: translation redoes the checksums for the addresses; only
+        // the ports are ours.
+        let (ip_delta, addr_delta, out_hash) = match (l.vip6, rip6) {
+            (None, _) => {
+                let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
+                let d = Delta::default()
+                    .addr4(client4_of(client), lip4)
+                    .addr4(l.vip4, rip);
+                (d, d, hash::flow4(seed, proto, rip, rport, lip4, lport))
+            }
+            (Some(vip6), Some(rip6)) => {
+                let lip6 = l.lip6(lip).ok_or(DropReason::NoLocalAddress)?;
+                let d = Delta::default().addr16(&client, &lip6).addr16(&vip6, &rip6);
+                (
+                    Delta::default(),
+                    d,
+                    hash::flow6(seed, proto, &rip6, rport, &lip6, lport),
+                )
+            }
+            (Some(_), None) => {
+                let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
+                (
+                    Delta::default(),
+                    Delta::default(),
+                    hash::flow4(seed, proto, rip, rport, lip4, lport),
+                )
+            }
         };
-        let l4_delta = ip_delta.word(l4.sport, lport).word(l4.dport, rport);
+        let l4_delta = addr_delta.word(l4.sport, lport).word(l4.dport, rport);
         let session = Session {
             ip_delta: ip_delta.folded(),
             l4_delta: l4_delta.folded(),
@@ -1199,7 +1337,6 @@ impl Engine {
             proto,
             ..Session::default()
         };
-        let out_hash = hash::flow4(seed, proto, rip, rport, lip4, lport);
         let id = table
             .insert(session, h, out_hash)
             .map_err(|_| DropReason::TableFull)?;
@@ -1225,13 +1362,23 @@ impl Engine {
         now: Instant,
         frame: &mut Frame<'_>,
         p: &Packet,
-        ip: &Ipv4,
     ) -> Result<Verdict, DropReason> {
         let (l4, h) = (&p.l4, p.hash);
-        let proto = ip.proto;
-        let id = self
-            .find_outbound(h, proto, (ip.src, l4.sport), (ip.dst, l4.dport))
-            .ok_or(DropReason::NoSession)?;
+        let (proto, at, received, id) = match &p.net {
+            Net::V4(ip) => (
+                ip.proto,
+                ip.headers(),
+                ip.total,
+                self.find_outbound(h, ip.proto, (ip.src, l4.sport), (ip.dst, l4.dport)),
+            ),
+            Net::V6(ip6) => (
+                ip6.proto,
+                ip6.headers(),
+                ip6.end() - ip6.off,
+                self.find_outbound6(h, ip6.proto, (ip6.src, l4.sport), (ip6.dst, l4.dport)),
+            ),
+        };
+        let id = id.ok_or(DropReason::NoSession)?;
         let s = self.table.get_mut(id).ok_or(DropReason::NoSession)?;
         let listener = self
             .listeners
@@ -1242,11 +1389,6 @@ impl Engine {
             s.track_server(l4.flags, l4.seq, l4.ack, l4.seq_len());
             let synack = tcp_flags::SYN | tcp_flags::ACK;
             if l4.flags & synack == synack {
-                let at = Headers {
-                    family: Family::V4,
-                    l3: ip.off,
-                    l4: ip.l4_off(),
-                };
                 if listener.config.ttm.strip_timestamps {
                     let edit = OptionEdit {
                         strip: &KindSet::EMPTY,
@@ -1257,14 +1399,15 @@ impl Engine {
                 }
                 // Room for the option in a full-size segment: the client's
                 // segments carry it (8 bytes for an IPv4 client, 20 for an
-                // IPv6 one). 6to4 also loses 20 bytes to the larger IPv6
-                // header on the client's side: a segment the client sizes
-                // by the server's MSS must fit its own MTU.
-                let by = match listener.vip6 {
-                    None if listener.ttm_on => ttm_core::V4_LEN,
-                    None => 0,
-                    Some(_) if listener.ttm_on => ttm_core::V6_LEN + xlat::GROWTH,
-                    Some(_) => xlat::GROWTH,
+                // IPv6 one). A 6to4 client's segment, sized by its own
+                // MTU, shrinks by 20 bytes when translated to IPv4, and
+                // the server's, sized by the client's MSS, grows by 20
+                // toward an MTU the client's MSS already accounts for: the
+                // option is all there is to make room for.
+                let by = match (listener.ttm_on, listener.vip6) {
+                    (false, _) => 0,
+                    (true, None) => ttm_core::V4_LEN,
+                    (true, Some(_)) => ttm_core::V6_LEN,
                 };
                 if by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some() {
                     self.counters.mss_lowered += 1;
@@ -1273,21 +1416,39 @@ impl Engine {
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         let cport = s.cport;
-        let bytes = ip.total;
-        let next_hop = match listener.vip6 {
-            None => {
+        let vport = listener.config.port;
+        let (ip_delta, l4_delta) = (
+            Delta::from_folded(s.ip_delta, true),
+            Delta::from_folded(s.l4_delta, true),
+        );
+        let next_hop = match (&p.net, listener.vip6) {
+            (Net::V4(ip), None) => {
                 let client = client4(s);
                 rewrite4(
                     frame.bytes_mut(),
                     ip,
-                    (listener.vip4, listener.config.port),
+                    (listener.vip4, vport),
                     (client, cport),
-                    Delta::from_folded(s.ip_delta, true),
-                    Delta::from_folded(s.l4_delta, true),
+                    ip_delta,
+                    l4_delta,
                 )?;
                 IpAddr::V4(Ipv4Addr::from(client))
             }
-            Some(vip6) => {
+            (Net::V6(ip6), Some(vip6)) => {
+                // 6to6: addresses and ports in place.
+                rewrite6(
+                    frame.bytes_mut(),
+                    ip6,
+                    (vip6, vport),
+                    (s.client, cport),
+                    l4_delta,
+                )?;
+                IpAddr::V6(Ipv6Addr::from(s.client))
+            }
+            // An IPv6 session of an IPv4 VIP does not exist (4to6 is
+            // refused by configuration).
+            (Net::V6(_), None) => return Err(DropReason::NoSession),
+            (Net::V4(ip), Some(vip6)) => {
                 // 6to4: the ports first, on the IPv4 packet; then the
                 // header is translated to IPv6 toward the client. The
                 // SYN-ACK's edits may have changed its length: read the
@@ -1296,17 +1457,17 @@ impl Engine {
                     frame.bytes_mut(),
                     ip.l4_off(),
                     proto,
-                    (listener.config.port, cport),
-                    Delta::from_folded(s.l4_delta, true),
+                    (vport, cport),
+                    l4_delta,
                 )?;
                 let now_ip = Ipv4::parse(frame.bytes(), ip.off)?;
                 xlat::v4_to_v6(frame, &now_ip, vip6, s.client)?;
                 IpAddr::V6(Ipv6Addr::from(s.client))
             }
         };
-        listener.traffic.outbound(bytes);
+        listener.traffic.outbound(received);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
-            b.traffic.outbound(bytes);
+            b.traffic.outbound(received);
         }
         Ok(Verdict::ToClient { next_hop })
     }
@@ -1334,17 +1495,32 @@ impl Engine {
         }
     }
 
-    /// ICMPv6 to an IPv6 VIP: echo, or an error from the client's side.
-    fn icmp6(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
-        match frame.bytes().get(ip6.l4_off).copied() {
-            Some(xlat::icmp_type::V6_ECHO_REQUEST) => self.icmp6_to_vip(frame, ip6),
-            Some(
-                xlat::icmp_type::V6_DEST_UNREACHABLE
-                | xlat::icmp_type::V6_PACKET_TOO_BIG
-                | xlat::icmp_type::V6_TIME_EXCEEDED,
-            ) => self.icmp6_error(frame, ip6).unwrap_or_else(Verdict::Drop),
-            None => Verdict::Drop(DropReason::Truncated),
-            Some(_) => Verdict::Drop(DropReason::IcmpUnsupported),
+    /// ICMPv6 to an IPv6 VIP (`Dir::In`) or local address (`Dir::Out`),
+    /// as [`Engine::icmp4`] does for ICMP.
+    fn icmp6(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6, dir: Dir) -> Verdict {
+        match (frame.bytes().get(ip6.l4_off).copied(), dir) {
+            (Some(xlat::icmp_type::V6_ECHO_REQUEST), Dir::In) => self.icmp6_to_vip(frame, ip6),
+            (
+                Some(
+                    xlat::icmp_type::V6_DEST_UNREACHABLE
+                    | xlat::icmp_type::V6_PACKET_TOO_BIG
+                    | xlat::icmp_type::V6_TIME_EXCEEDED,
+                ),
+                _,
+            ) => self
+                .icmp6_error(frame, ip6, dir)
+                .unwrap_or_else(Verdict::Drop),
+            (None, _) => Verdict::Drop(DropReason::Truncated),
+            // Neighbour discovery (RFC 4861: router and neighbour
+            // solicitations and advertisements, redirect), to a VIP too
+            // (unicast reachability probes): the host's.
+            (Some(133..=137), _) => Verdict::Pass,
+            // Other errors (parameter problem, types below 128) are never
+            // forwarded; other informational messages to a local address
+            // are the host's.
+            (Some(kind), _) if kind < 128 => Verdict::Drop(DropReason::IcmpUnsupported),
+            (Some(_), Dir::In) => Verdict::Drop(DropReason::IcmpUnsupported),
+            (Some(_), Dir::Out) => Verdict::Pass,
         }
     }
 
@@ -1434,15 +1610,19 @@ impl Engine {
         Ok(verdict)
     }
 
-    /// An ICMPv6 error from an IPv6 client's side about a packet the engine
-    /// sent it (6to4): translated to ICMP toward the server (RFC 7915 §5.2,
-    /// packet too big becoming fragmentation needed with the MTU less 20).
-    fn icmp6_error(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Result<Verdict, DropReason> {
+    /// An ICMPv6 error about a packet the engine sent: to an IPv6 client
+    /// (`Dir::In`) or to an IPv6 server (`Dir::Out`, 6to6). Toward an IPv4
+    /// server (6to4) it is translated to ICMP (RFC 7915 §5.2, packet too
+    /// big becoming fragmentation needed with the MTU less 20); otherwise
+    /// rewritten as the other side sent the quoted packet.
+    fn icmp6_error(
+        &mut self,
+        frame: &mut Frame<'_>,
+        ip6: &Ipv6,
+        dir: Dir,
+    ) -> Result<Verdict, DropReason> {
         let err = xlat::parse_icmp6_error(frame.bytes(), ip6)?;
         let f = err.flow;
-        let lid = self
-            .find_listener6(u128::from_be_bytes(f.src), f.sport, f.proto)
-            .ok_or(DropReason::IcmpNoSession)?;
         let h = hash::flow6(
             self.config.hash_seed,
             f.proto,
@@ -1451,29 +1631,68 @@ impl Engine {
             &f.src,
             f.sport,
         );
-        let id = self
-            .table
-            .find(h, Dir::In, |s| {
-                s.listener == lid && s.cport == f.dport && s.client == f.dst
-            })
-            .ok_or(DropReason::IcmpNoSession)?;
+        let id = match dir {
+            // We sent VIP6:vport -> client:cport.
+            Dir::In => {
+                let lid = self
+                    .find_listener6(u128::from_be_bytes(f.src), f.sport, f.proto)
+                    .ok_or(DropReason::IcmpNoSession)?;
+                self.table.find(h, Dir::In, |s| {
+                    s.listener == lid && s.cport == f.dport && s.client == f.dst
+                })
+            }
+            // We sent lip6:lport -> rip6:rport.
+            Dir::Out => self.find_outbound6(h, f.proto, (f.dst, f.dport), (f.src, f.sport)),
+        }
+        .ok_or(DropReason::IcmpNoSession)?;
         let s = *self.table.get(id).ok_or(DropReason::IcmpNoSession)?;
-        let l = self.listener(lid).ok_or(DropReason::IcmpNoSession)?;
-        let (rip, rport) = l
-            .backend_addr4(s.backend)
-            .ok_or(DropReason::IcmpNoSession)?;
-        let lip = l.lip4(s.lip).ok_or(DropReason::IcmpNoSession)?;
-        let to = xlat::ErrorRewrite {
-            src: lip,
-            dst: rip,
-            inner_src: (rip, rport),
-            inner_dst: (lip, s.lport),
+        let l = self.listener(s.listener).ok_or(DropReason::IcmpNoSession)?;
+        let vip6 = l.vip6.ok_or(DropReason::IcmpNoSession)?;
+        let vport = l.config.port;
+        let verdict = match (dir, l.v6_path(&s)) {
+            (Dir::In, Some((rip6, rport, lip6))) => {
+                let to = xlat::ErrorRewrite {
+                    src: lip6,
+                    dst: rip6,
+                    inner_src: (rip6, rport),
+                    inner_dst: (lip6, s.lport),
+                };
+                xlat::icmp6_error_rewrite(frame, ip6, &err, &to)?;
+                Verdict::ToServer {
+                    next_hop: IpAddr::V6(Ipv6Addr::from(rip6)),
+                }
+            }
+            (Dir::In, None) => {
+                let (rip, rport) = l
+                    .backend_addr4(s.backend)
+                    .ok_or(DropReason::IcmpNoSession)?;
+                let lip = l.lip4(s.lip).ok_or(DropReason::IcmpNoSession)?;
+                let to = xlat::ErrorRewrite {
+                    src: lip,
+                    dst: rip,
+                    inner_src: (rip, rport),
+                    inner_dst: (lip, s.lport),
+                };
+                xlat::icmp6_error_to_v4(frame, ip6, &err, &to, xlat::NO_MTU_CAP)?;
+                Verdict::ToServer {
+                    next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
+                }
+            }
+            (Dir::Out, _) => {
+                let to = xlat::ErrorRewrite {
+                    src: vip6,
+                    dst: s.client,
+                    inner_src: (s.client, s.cport),
+                    inner_dst: (vip6, vport),
+                };
+                xlat::icmp6_error_rewrite(frame, ip6, &err, &to)?;
+                Verdict::ToClient {
+                    next_hop: IpAddr::V6(Ipv6Addr::from(s.client)),
+                }
+            }
         };
-        xlat::icmp6_error_to_v4(frame, ip6, &err, &to, xlat::NO_MTU_CAP)?;
         self.counters.icmp_errors_forwarded += 1;
-        Ok(Verdict::ToServer {
-            next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
-        })
+        Ok(verdict)
     }
 
     /// An echo request to a VIP is answered while any listener of the VIP
@@ -1643,7 +1862,18 @@ impl Engine {
         else {
             return;
         };
-        let (Some((rip, rport)), Some(lip)) = (l.backend_addr4(s.backend), l.lip4(s.lip)) else {
+        // The server side: IPv4 (4to4, 6to4) or IPv6 (6to6), as 16 bytes
+        // with IPv4 in the first 4.
+        let server_side = match l.v6_path(&s) {
+            Some((rip6, rport, lip6)) => Some((true, rip6, rport, lip6)),
+            None => match (l.backend_addr4(s.backend), l.lip4(s.lip)) {
+                (Some((rip, rport)), Some(lip)) => {
+                    Some((false, client16(rip), rport, client16(lip)))
+                }
+                _ => None,
+            },
+        };
+        let Some((server_v6, rip, rport, lip)) = server_side else {
             return;
         };
         let client = client4(&s);
@@ -1651,7 +1881,18 @@ impl Engine {
             None => hash::flow4(seed, s.proto, client, s.cport, l.vip4, l.config.port),
             Some(vip6) => hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, l.config.port),
         };
-        let out_hash = hash::flow4(seed, s.proto, rip, rport, lip, s.lport);
+        let out_hash = if server_v6 {
+            hash::flow6(seed, s.proto, &rip, rport, &lip, s.lport)
+        } else {
+            hash::flow4(
+                seed,
+                s.proto,
+                client4_of(rip),
+                rport,
+                client4_of(lip),
+                s.lport,
+            )
+        };
         if self.table.remove(id, in_hash, out_hash).is_none() {
             return;
         }
@@ -1677,9 +1918,9 @@ impl Engine {
             });
             self.pending.push_back(PendingRst {
                 to_client: false,
-                v6: false,
-                src: client16(lip),
-                dst: client16(rip),
+                v6: server_v6,
+                src: lip,
+                dst: rip,
                 sport: s.lport,
                 dport: rport,
                 seq: to_server_seq,
@@ -1696,11 +1937,18 @@ impl Engine {
         if expired {
             self.counters.sessions_expired += 1;
         }
+        let addr = |a: [u8; 16]| {
+            if server_v6 {
+                IpAddr::V6(Ipv6Addr::from(a))
+            } else {
+                IpAddr::V4(Ipv4Addr::from(client4_of(a)))
+            }
+        };
         let tuple = LocalTuple {
             proto: s.proto,
-            lip: IpAddr::V4(Ipv4Addr::from(lip)),
+            lip: addr(lip),
             lport: s.lport,
-            rip: IpAddr::V4(Ipv4Addr::from(rip)),
+            rip: addr(rip),
             rport,
         };
         if !self.quarantine.insert(now, &tuple) {
@@ -1739,10 +1987,20 @@ impl Engine {
 /// index's tag and the local port is taken as live without checking the
 /// rest of the key: a rare false positive only skips a free port.
 fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
-    let (IpAddr::V4(rip), IpAddr::V4(lip)) = (t.rip, t.lip) else {
-        return false;
+    let h = match (t.rip, t.lip) {
+        (IpAddr::V4(rip), IpAddr::V4(lip)) => {
+            hash::flow4(seed, t.proto, rip.octets(), t.rport, lip.octets(), t.lport)
+        }
+        (IpAddr::V6(rip), IpAddr::V6(lip)) => hash::flow6(
+            seed,
+            t.proto,
+            &rip.octets(),
+            t.rport,
+            &lip.octets(),
+            t.lport,
+        ),
+        _ => return false,
     };
-    let h = hash::flow4(seed, t.proto, rip.octets(), t.rport, lip.octets(), t.lport);
     table
         .find(h, Dir::Out, |s| s.lport == t.lport && s.proto == t.proto)
         .is_some()
@@ -1825,6 +2083,21 @@ fn tcp_flags_valid(flags: u8) -> bool {
         return false;
     }
     !(flags & SYN != 0 && flags & (RST | FIN) != 0)
+}
+
+/// Rewrite an IPv6 TCP/UDP packet's source to `src` and destination to
+/// `dst` (6to6), applying the session's precomputed change to the
+/// transport checksum (IPv6 has no header checksum).
+fn rewrite6(
+    bytes: &mut [u8],
+    ip6: &Ipv6,
+    src: ([u8; 16], u16),
+    dst: ([u8; 16], u16),
+    l4_delta: Delta,
+) -> Result<(), DropReason> {
+    *wire::array_mut::<16>(bytes, ip6.off + 8)? = src.0;
+    *wire::array_mut::<16>(bytes, ip6.off + 24)? = dst.0;
+    rewrite_ports(bytes, ip6.l4_off, ip6.proto, (src.1, dst.1), l4_delta)
 }
 
 /// Rewrite the ports of a TCP or UDP header at `l4_off` to `ports`

@@ -907,8 +907,6 @@ pub(crate) fn icmp4_error_rewrite(
 /// # Errors
 /// `IcmpNoSession` if `err` does not describe this packet; `Truncated` if
 /// the headers are not in the frame.
-// For 6to6 listeners (IPv6 servers), which the engine does not serve yet.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn icmp6_error_rewrite(
     frame: &mut Frame<'_>,
     ip: &Ipv6,

@@ -669,9 +669,8 @@ fn rejected_changes() -> Vec<(String, Change, ConfigError)> {
             ConfigError::NoLocalAddressFor(v6("2001:db8::2")),
         ),
         (
-            "IPv6 VIP with an IPv6 backend (6to6, not supported yet)".into(),
+            "IPv6 backend behind an IPv4 VIP (4to6)".into(),
             add(|l| {
-                l.vip = v6("2001:db8::100");
                 l.local.addresses.push(v6("2001:db8::64"));
                 l.backends.push(BackendConfig::new(v6("2001:db8::2"), 80));
             }),

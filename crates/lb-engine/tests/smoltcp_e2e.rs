@@ -5,6 +5,10 @@
 //! back (FULLNAT). Frames travel as Ethernet frames through the engine and
 //! as IP packets between smoltcp and the shim here. The clock jumps to the
 //! next deadline of either stack or the engine when nothing is in flight.
+//!
+//! Each scenario runs for an IPv4 client (an IPv4 VIP, 4to4) and for an
+//! IPv6 client (an IPv6 VIP of a 6to4 listener: the engine translates per
+//! RFC 7915 toward the same IPv4 server, from the same IPv4 local address).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,13 +26,97 @@ use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant as SmolInstant;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv6Address};
 
 const CLIENT: Ipv4Address = Ipv4Address::new(192, 0, 2, 10);
 const CLIENT_GW: Ipv4Address = Ipv4Address::new(192, 0, 2, 1);
 const VIP: Ipv4Address = Ipv4Address::new(198, 51, 100, 1);
 const SERVER: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 const LIP: Ipv4Address = Ipv4Address::new(10, 0, 0, 100);
+const CLIENT6: Ipv6Address = Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
+const CLIENT6_GW: Ipv6Address = Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+const VIP6: Ipv6Address = Ipv6Address::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+
+/// The client's side: an IPv4 client of an IPv4 VIP, or an IPv6 client of
+/// an IPv6 VIP (a 6to4 listener). The server's side is IPv4 either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    fn client(self) -> IpAddress {
+        match self {
+            Family::V4 => IpAddress::Ipv4(CLIENT),
+            Family::V6 => IpAddress::Ipv6(CLIENT6),
+        }
+    }
+
+    fn client_cidr(self) -> IpCidr {
+        match self {
+            Family::V4 => IpCidr::new(self.client(), 24),
+            Family::V6 => IpCidr::new(self.client(), 64),
+        }
+    }
+
+    fn gateway(self) -> IpAddress {
+        match self {
+            Family::V4 => IpAddress::Ipv4(CLIENT_GW),
+            Family::V6 => IpAddress::Ipv6(CLIENT6_GW),
+        }
+    }
+
+    fn vip(self) -> IpAddress {
+        match self {
+            Family::V4 => IpAddress::Ipv4(VIP),
+            Family::V6 => IpAddress::Ipv6(VIP6),
+        }
+    }
+
+    /// The IP version number of the client's packets.
+    fn version(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+
+    /// The TTM option's length for this client (ttm-core's encoding).
+    fn option_len(self) -> usize {
+        match self {
+            Family::V4 => ttm_core::V4_LEN,
+            Family::V6 => ttm_core::V6_LEN,
+        }
+    }
+
+    /// How much the engine lowers the server's MSS: the option's length.
+    /// (A 6to4 client's full-size segment loses 20 bytes of header when
+    /// translated to IPv4, which is what its 20-byte option takes back.)
+    fn mss_cut(self) -> u16 {
+        match self {
+            Family::V4 => 8,
+            Family::V6 => 20,
+        }
+    }
+
+    /// The length of an RST frame the engine sends to the client.
+    fn rst_frame_len(self) -> usize {
+        match self {
+            Family::V4 => 14 + 20 + 20,
+            Family::V6 => 14 + 40 + 20,
+        }
+    }
+}
+
+/// The EtherType of an IP packet, by its version.
+fn ethertype(ip: &[u8]) -> u16 {
+    match ip[0] >> 4 {
+        4 => 0x0800,
+        6 => 0x86dd,
+        v => panic!("IP version {v}"),
+    }
+}
 
 /// A device that queues IP packets.
 #[derive(Default)]
@@ -83,14 +171,20 @@ struct Host {
 }
 
 impl Host {
-    fn new(addr: Ipv4Address, gateway: Option<Ipv4Address>, seed: u64) -> Host {
+    fn new(addr: IpCidr, gateway: Option<IpAddress>, seed: u64) -> Host {
         let mut dev = Queue::default();
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = seed;
         let mut iface = Interface::new(config, &mut dev, SmolInstant::from_millis(0));
-        iface.update_ip_addrs(|a| a.push(IpCidr::new(IpAddress::Ipv4(addr), 24)).unwrap());
-        if let Some(gw) = gateway {
-            iface.routes_mut().add_default_ipv4_route(gw).unwrap();
+        iface.update_ip_addrs(|a| a.push(addr).unwrap());
+        match gateway {
+            Some(IpAddress::Ipv4(gw)) => {
+                iface.routes_mut().add_default_ipv4_route(gw).unwrap();
+            }
+            Some(IpAddress::Ipv6(gw)) => {
+                iface.routes_mut().add_default_ipv6_route(gw).unwrap();
+            }
+            None => {}
         }
         Host {
             iface,
@@ -129,6 +223,7 @@ impl Host {
 
 /// The client, the engine and the server, and everything that crossed.
 struct Net {
+    family: Family,
     engine: Engine,
     client: Host,
     server: Host,
@@ -141,11 +236,15 @@ struct Net {
     /// The acknowledgment number of the last TCP segment each stack sent.
     last_ack_from_client: Option<u32>,
     last_ack_from_server: Option<u32>,
-    /// The packets the engine sent on its own (idle-expiry RSTs).
+    /// The frames the engine sent on its own (idle-expiry RSTs), as
+    /// `Engine::poll_transmit` wrote them (Ethernet header included).
     emitted: Vec<(Verdict, Vec<u8>)>,
 }
 
-fn engine() -> Engine {
+/// An engine with a TCP listener (port 80 to the server's 8080) and a UDP
+/// one (53 to 5353) on the family's VIP; IPv4 local address and server
+/// either way, so that the IPv6 VIP's listeners are 6to4.
+fn engine(family: Family) -> Engine {
     let mut engine = Engine::new(EngineConfig {
         capacity: 1024,
         ..EngineConfig::default()
@@ -153,7 +252,7 @@ fn engine() -> Engine {
     .unwrap();
     let local = LocalPool::new(vec![std::net::IpAddr::V4(LIP)]);
     for (port, protocol, server_port) in [(80, Protocol::Tcp, 8080), (53, Protocol::Udp, 5353)] {
-        let mut listener = ListenerConfig::new(VIP.into(), port, protocol, local.clone());
+        let mut listener = ListenerConfig::new(family.vip().into(), port, protocol, local.clone());
         listener
             .backends
             .push(BackendConfig::new(SERVER.into(), server_port));
@@ -163,11 +262,12 @@ fn engine() -> Engine {
 }
 
 impl Net {
-    fn new() -> Net {
+    fn new(family: Family) -> Net {
         Net {
-            engine: engine(),
-            client: Host::new(CLIENT, Some(CLIENT_GW), 1),
-            server: Host::new(SERVER, None, 2),
+            family,
+            engine: engine(family),
+            client: Host::new(family.client_cidr(), Some(family.gateway()), 1),
+            server: Host::new(IpCidr::new(IpAddress::Ipv4(SERVER), 24), None, 2),
             now_ms: 1,
             drops: Vec::new(),
             to_server: Vec::new(),
@@ -187,25 +287,37 @@ impl Net {
     fn through_engine(&mut self, packet: &[u8]) {
         let mut buf = vec![0u8; Frame::HEADROOM + 14 + packet.len() + 64];
         let start = Frame::HEADROOM;
-        buf[start + 12..start + 14].copy_from_slice(&0x0800u16.to_be_bytes());
+        buf[start + 12..start + 14].copy_from_slice(&ethertype(packet).to_be_bytes());
         buf[start + 14..start + 14 + packet.len()].copy_from_slice(packet);
         let mut frame = Frame::new(&mut buf, start, start + 14 + packet.len()).unwrap();
         let now = self.now();
         let verdict = self.engine.handle_packet(now, &mut frame);
-        let ip = frame.bytes()[14..].to_vec();
-        self.deliver(verdict, ip);
+        self.deliver(verdict, frame.bytes());
     }
 
-    fn deliver(&mut self, verdict: Verdict, ip: Vec<u8>) {
+    /// Deliver an Ethernet frame out of the engine: its IP packet goes to
+    /// the stack the verdict names, after checks on the EtherType, the IP
+    /// version and every checksum.
+    fn deliver(&mut self, verdict: Verdict, frame: &[u8]) {
+        let ip = frame[14..].to_vec();
         check_checksums(&ip);
+        if matches!(verdict, Verdict::ToServer { .. } | Verdict::ToClient { .. }) {
+            assert_eq!(
+                u16::from_be_bytes([frame[12], frame[13]]),
+                ethertype(&ip),
+                "the EtherType follows the IP version"
+            );
+        }
         match verdict {
             Verdict::ToServer { next_hop } => {
                 assert_eq!(next_hop, std::net::IpAddr::V4(SERVER));
+                assert_eq!(ip[0] >> 4, 4, "the server's side is IPv4");
                 self.to_server.push(ip.clone());
                 self.server.dev.rx.push_back(ip);
             }
             Verdict::ToClient { next_hop } => {
-                assert_eq!(next_hop, std::net::IpAddr::V4(CLIENT));
+                assert_eq!(next_hop, std::net::IpAddr::from(self.family.client()));
+                assert_eq!(ip[0] >> 4, self.family.version(), "the client's family");
                 self.to_client.push(ip.clone());
                 self.client.dev.rx.push_back(ip);
             }
@@ -235,8 +347,8 @@ impl Net {
         self.engine.handle_timeout(t);
         let mut buf = [0u8; Engine::TRANSMIT_LEN];
         while let Some((len, verdict)) = self.engine.poll_transmit(&mut buf) {
-            self.emitted.push((verdict, buf[14..len].to_vec()));
-            self.deliver(verdict, buf[14..len].to_vec());
+            self.emitted.push((verdict, buf[..len].to_vec()));
+            self.deliver(verdict, &buf[..len]);
             moved = true;
         }
         moved
@@ -297,49 +409,68 @@ fn tcp_fields(ip: &[u8]) -> (bool, bool, u32, u32, u16, u16) {
     )
 }
 
-/// Checksums recomputed by etherparse, independently of the engine.
+/// Checksums recomputed by etherparse, independently of the engine: the
+/// IPv4 header's, and TCP's or UDP's over the IPv4 or IPv6 pseudo-header.
 fn check_checksums(ip: &[u8]) {
+    enum Header {
+        V4(etherparse::Ipv4Header),
+        V6(etherparse::Ipv6Header),
+    }
     let packet = etherparse::SlicedPacket::from_ip(ip).expect("a valid IP packet");
-    let Some(etherparse::NetSlice::Ipv4(v4)) = &packet.net else {
-        panic!("not IPv4");
+    let header = match &packet.net {
+        Some(etherparse::NetSlice::Ipv4(v4)) => {
+            let header = v4.header().to_header();
+            assert_eq!(
+                header.header_checksum,
+                header.calc_header_checksum(),
+                "IPv4 header checksum"
+            );
+            Header::V4(header)
+        }
+        Some(etherparse::NetSlice::Ipv6(v6)) => {
+            assert!(v6.extensions().is_empty(), "no extension headers");
+            Header::V6(v6.header().to_header())
+        }
+        other => panic!("not IP: {other:?}"),
     };
-    let header = v4.header().to_header();
-    assert_eq!(
-        header.header_checksum,
-        header.calc_header_checksum(),
-        "IPv4 header checksum"
-    );
-    let payload = v4.payload().payload;
     match &packet.transport {
         Some(etherparse::TransportSlice::Tcp(tcp)) => {
-            let want = tcp
-                .to_header()
-                .calc_checksum_ipv4(&header, payload.get(tcp.header_len()..).unwrap())
-                .unwrap();
-            assert_eq!(tcp.checksum(), want, "TCP checksum");
+            let h = tcp.to_header();
+            let want = match &header {
+                Header::V4(ip) => h.calc_checksum_ipv4(ip, tcp.payload()),
+                Header::V6(ip) => h.calc_checksum_ipv6(ip, tcp.payload()),
+            };
+            assert_eq!(tcp.checksum(), want.unwrap(), "TCP checksum");
         }
         Some(etherparse::TransportSlice::Udp(udp)) => {
-            let want = udp
-                .to_header()
-                .calc_checksum_ipv4(&header, udp.payload())
-                .unwrap();
-            assert_eq!(udp.checksum(), want, "UDP checksum");
+            let h = udp.to_header();
+            let want = match &header {
+                Header::V4(ip) => h.calc_checksum_ipv4(ip, udp.payload()),
+                Header::V6(ip) => h.calc_checksum_ipv6(ip, udp.payload()),
+            };
+            assert_eq!(udp.checksum(), want.unwrap(), "UDP checksum");
         }
         other => panic!("unexpected transport {other:?}"),
     }
 }
 
 /// What the server received carries the client's real address in the TTM
-/// option exactly where it should (ttm-core decodes it): on the client's
-/// segments that acknowledge the server's SYN-ACK before the server's
-/// first byte, and on no other segment; and every packet still fits the
-/// 1500-byte MTU, with full-size segments (the SYN-ACK's MSS was lowered
-/// by the option's length).
+/// option exactly where it should (ttm-core decodes it, at the length of
+/// the client's family): on the client's segments that acknowledge the
+/// server's SYN-ACK before the server's first byte, and on no other
+/// segment; and every packet each way still fits the 1500-byte MTU, with
+/// full-size segments (the SYN-ACK's MSS was lowered by the option's
+/// length, and for 6to4 by the IPv6 header's growth too).
 fn check_ttm_on_the_server_side(
     to_server: &[Vec<u8>],
     to_client: &[Vec<u8>],
     client: std::net::SocketAddr,
 ) {
+    let family = if client.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    };
     let synack = to_client
         .iter()
         .find_map(|ip| {
@@ -358,8 +489,20 @@ fn check_ttm_on_the_server_side(
     });
     assert_eq!(
         mss,
-        Some(1460 - 8),
-        "the SYN-ACK's MSS is lowered by the option"
+        Some(1460 - family.mss_cut()),
+        "the SYN-ACK's MSS is lowered by the option (and the header growth)"
+    );
+    let mut largest_to_client = 0;
+    for ip in to_client {
+        assert!(ip.len() <= 1500, "{} bytes to the client", ip.len());
+        let packet = etherparse::SlicedPacket::from_ip(ip).unwrap();
+        if let Some(etherparse::TransportSlice::Tcp(tcp)) = packet.transport {
+            largest_to_client = largest_to_client.max(tcp.payload().len());
+        }
+    }
+    assert!(
+        largest_to_client >= 1400,
+        "full-size segments to the client: {largest_to_client}"
     );
     let mut with_option = 0;
     let mut largest_payload = 0;
@@ -377,6 +520,7 @@ fn check_ttm_on_the_server_side(
         }
         if let Some(option) = found {
             assert_eq!(option.client(), client);
+            assert_eq!(option.buffer_len(), family.option_len());
             assert_eq!(
                 tcp.acknowledgment_number(),
                 synack.sequence_number.wrapping_add(1),
@@ -400,7 +544,16 @@ const MB: usize = 1 << 20;
 
 #[test]
 fn tcp_one_megabyte_each_way_then_close() {
-    let mut net = Net::new();
+    one_megabyte_each_way_then_close(Family::V4);
+}
+
+#[test]
+fn tcp_6to4_one_megabyte_each_way_then_close() {
+    one_megabyte_each_way_then_close(Family::V6);
+}
+
+fn one_megabyte_each_way_then_close(family: Family) {
+    let mut net = Net::new(family);
     let c = net.client.tcp();
     let s = net.server.tcp();
     net.server
@@ -412,7 +565,7 @@ fn tcp_one_megabyte_each_way_then_close() {
     net.client
         .sockets
         .get_mut::<tcp::Socket>(c)
-        .connect(cx, (IpAddress::Ipv4(VIP), 80), 40000)
+        .connect(cx, (family.vip(), 80), 40000)
         .unwrap();
 
     let (mut c_sent, mut c_recv, mut s_sent, mut s_recv) = (0usize, 0usize, 0usize, 0usize);
@@ -471,7 +624,7 @@ fn tcp_one_megabyte_each_way_then_close() {
     check_ttm_on_the_server_side(
         &net.to_server,
         &net.to_client,
-        std::net::SocketAddr::from(([192, 0, 2, 10], 40000)),
+        std::net::SocketAddr::new(family.client().into(), 40000),
     );
     let traffic = *net.engine.listener_traffic(0).unwrap();
     assert!(
@@ -503,7 +656,16 @@ fn tcp_one_megabyte_each_way_then_close() {
 
 #[test]
 fn udp_request_and_reply() {
-    let mut net = Net::new();
+    udp_request_and_reply_for(Family::V4);
+}
+
+#[test]
+fn udp_6to4_request_and_reply() {
+    udp_request_and_reply_for(Family::V6);
+}
+
+fn udp_request_and_reply_for(family: Family) {
+    let mut net = Net::new(family);
     let c = net.client.udp();
     let s = net.server.udp();
     net.client
@@ -516,7 +678,7 @@ fn udp_request_and_reply() {
         .get_mut::<udp::Socket>(s)
         .bind(5353)
         .unwrap();
-    let vip = IpEndpoint::new(IpAddress::Ipv4(VIP), 53);
+    let vip = IpEndpoint::new(family.vip(), 53);
     for i in 0..5u8 {
         net.client
             .sockets
@@ -556,7 +718,16 @@ fn udp_request_and_reply() {
 
 #[test]
 fn idle_established_session_gets_rst_both_ways() {
-    let mut net = Net::new();
+    idle_established_session_gets_rst(Family::V4);
+}
+
+#[test]
+fn idle_6to4_established_session_gets_rst_both_ways() {
+    idle_established_session_gets_rst(Family::V6);
+}
+
+fn idle_established_session_gets_rst(family: Family) {
+    let mut net = Net::new(family);
     let c = net.client.tcp();
     let s = net.server.tcp();
     net.server
@@ -568,7 +739,7 @@ fn idle_established_session_gets_rst_both_ways() {
     net.client
         .sockets
         .get_mut::<tcp::Socket>(c)
-        .connect(cx, (IpAddress::Ipv4(VIP), 80), 40001)
+        .connect(cx, (family.vip(), 80), 40001)
         .unwrap();
     net.run_until(10_000, |net| {
         net.client.sockets.get::<tcp::Socket>(c).state() == tcp::State::Established
@@ -607,15 +778,25 @@ fn idle_established_session_gets_rst_both_ways() {
     // What each stack acknowledged last is what it expects next.
     let client_rcv_nxt = net.last_ack_from_client.unwrap();
     let server_rcv_nxt = net.last_ack_from_server.unwrap();
-    for (verdict, ip) in &net.emitted {
+    for (verdict, frame) in &net.emitted {
+        let ip = &frame[14..];
         let (rst, ack, seq, _, sport, dport) = tcp_fields(ip);
         assert!(rst && ack);
         match verdict {
             Verdict::ToClient { .. } => {
+                // 14 + 20 + 20 bytes for IPv4, 14 + 40 + 20 for IPv6.
+                assert_eq!(
+                    frame.len(),
+                    family.rst_frame_len(),
+                    "RST frame to the client"
+                );
+                assert_eq!(ip[0] >> 4, family.version());
                 assert_eq!((sport, dport), (80, 40001));
                 assert_eq!(seq, client_rcv_nxt, "RST to the client");
             }
             Verdict::ToServer { .. } => {
+                assert_eq!(frame.len(), 14 + 20 + 20, "RST frame to the server");
+                assert_eq!(ip[0] >> 4, 4);
                 assert_eq!(dport, 8080);
                 assert_eq!(seq, server_rcv_nxt, "RST to the server");
             }

@@ -95,6 +95,17 @@ impl Delta {
             .word(u16::from_be_bytes([c, d]), u16::from_be_bytes([g, h]))
     }
 
+    /// Account for a 16-byte value (an IPv6 address) changing.
+    #[inline]
+    pub(crate) fn addr16(mut self, old: &[u8; 16], new: &[u8; 16]) -> Delta {
+        for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
+            if let (&[o0, o1], &[n0, n1]) = (o, n) {
+                self = self.word(u16::from_be_bytes([o0, o1]), u16::from_be_bytes([n0, n1]));
+            }
+        }
+        self
+    }
+
     /// The change folded to 16 bits, to be stored and applied later.
     pub(crate) fn folded(self) -> u16 {
         let mut acc = self.0;
