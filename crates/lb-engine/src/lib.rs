@@ -1,6 +1,7 @@
-//! The sans-I/O packet engine: FULLNAT for TCP and UDP, session tables with
-//! idle timeouts, weighted schedulers, the local address pool, ping on the
-//! VIP, and counters.
+//! The sans-I/O packet engine: FULLNAT for TCP and UDP (4to4, 6to4 and
+//! 6to6), the TTM option that carries the client's address to the real
+//! server, session tables with idle timeouts, weighted schedulers, the
+//! local address pool, ICMP errors and ping on the VIP, and counters.
 //!
 //! `no_std` with `alloc`, no `unsafe`, no clock, no I/O: the caller passes
 //! time in and acts on what the engine returns, as quinn-proto's core does.
