@@ -616,6 +616,10 @@ typedef struct ttm_counters {
    */
   uint64_t sessions_reset;
   /**
+   * Closing sessions replaced by a new SYN from the same client port.
+   */
+  uint64_t sessions_replaced;
+  /**
    * RSTs queued by idle expiry.
    */
   uint64_t rst_sent;
@@ -628,15 +632,16 @@ typedef struct ttm_counters {
    */
   uint64_t ttm_inserted;
   /**
-   * Handshake ACKs with no room for the option.
+   * Segments that should have got the option but could not (IP length
+   * limit, or too little headroom).
    */
   uint64_t ttm_missed;
   /**
-   * Client packets from which TTM options were stripped.
+   * Segments whose lesser options were pruned to make room for it.
    */
   uint64_t ttm_pruned;
   /**
-   * Client packets that carried a TTM option of their own.
+   * TTM/TOA-kind options that clients sent and the engine removed.
    */
   uint64_t ttm_spoofed;
   /**
@@ -644,7 +649,7 @@ typedef struct ttm_counters {
    */
   uint64_t icmp_errors_forwarded;
   /**
-   * SYNs whose MSS was lowered.
+   * SYN-ACKs whose MSS was lowered.
    */
   uint64_t mss_lowered;
   /**

@@ -54,6 +54,10 @@ pub struct Counters {
     /// Sessions removed by configuration (a listener removed, a backend's
     /// sessions reset).
     pub sessions_reset: u64,
+    /// Closing sessions (TIME_WAIT or CLOSE) that a new SYN from the same
+    /// client port replaced. Sessions alive = created - expired - reset -
+    /// replaced.
+    pub sessions_replaced: u64,
     /// RST segments emitted when established TCP sessions idled out.
     pub rst_sent: u64,
     /// Echo requests answered.
@@ -85,6 +89,7 @@ impl Default for Counters {
             sessions_created: 0,
             sessions_expired: 0,
             sessions_reset: 0,
+            sessions_replaced: 0,
             rst_sent: 0,
             echo_replies: 0,
             quarantine_overflow: 0,

@@ -1096,6 +1096,7 @@ impl Engine {
                     }) =>
             {
                 self.end_session(id, now, false);
+                self.counters.sessions_replaced += 1;
                 self.new_session(now, lid, h, proto, client, l4)?
             }
             Some(id) => id,

@@ -1868,6 +1868,7 @@ fn a_new_syn_replaces_a_time_wait_or_close_session() {
     );
     assert_eq!(s.e.session_count(), 1);
     assert_eq!(s.e.counters().sessions_created, 2);
+    assert_eq!(s.e.counters().sessions_replaced, 1);
     let t = s.e.listener_traffic(0).unwrap();
     assert_eq!((t.new_sessions, t.active_sessions), (2, 1));
     assert_eq!(s.e.quarantined(), 1);
@@ -1883,6 +1884,7 @@ fn a_new_syn_replaces_a_time_wait_or_close_session() {
     assert!(third.tuple() != first.tuple() && third.tuple() != second.tuple());
     assert_eq!(s.e.session_count(), 1);
     assert_eq!(s.e.counters().sessions_created, 3);
+    assert_eq!(s.e.counters().sessions_replaced, 2);
     assert_eq!(s.e.listener_traffic(0).unwrap().new_sessions, 3);
     assert_eq!(s.e.backend_traffic(0, 0).unwrap().active_sessions, 1);
     // An established session is not replaced by a SYN (a retransmission

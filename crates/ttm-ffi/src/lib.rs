@@ -1552,21 +1552,24 @@ pub struct ttm_counters {
     pub sessions_expired: u64,
     /// Sessions ended by a reset of their backend or listener.
     pub sessions_reset: u64,
+    /// Closing sessions replaced by a new SYN from the same client port.
+    pub sessions_replaced: u64,
     /// RSTs queued by idle expiry.
     pub rst_sent: u64,
     /// Echo replies.
     pub echo_replies: u64,
     /// TTM options inserted.
     pub ttm_inserted: u64,
-    /// Handshake ACKs with no room for the option.
+    /// Segments that should have got the option but could not (IP length
+    /// limit, or too little headroom).
     pub ttm_missed: u64,
-    /// Client packets from which TTM options were stripped.
+    /// Segments whose lesser options were pruned to make room for it.
     pub ttm_pruned: u64,
-    /// Client packets that carried a TTM option of their own.
+    /// TTM/TOA-kind options that clients sent and the engine removed.
     pub ttm_spoofed: u64,
     /// ICMP errors forwarded.
     pub icmp_errors_forwarded: u64,
-    /// SYNs whose MSS was lowered.
+    /// SYN-ACKs whose MSS was lowered.
     pub mss_lowered: u64,
     /// Tuples the quarantine had no room for.
     pub quarantine_overflow: u64,
@@ -1605,6 +1608,7 @@ pub unsafe extern "C" fn ttm_engine_counters(
             sessions_created: c.sessions_created,
             sessions_expired: c.sessions_expired,
             sessions_reset: c.sessions_reset,
+            sessions_replaced: c.sessions_replaced,
             rst_sent: c.rst_sent,
             echo_replies: c.echo_replies,
             ttm_inserted: c.ttm_inserted,
