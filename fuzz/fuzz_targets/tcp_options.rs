@@ -33,7 +33,7 @@ fn naive<'a>(area: &'a [u8], accept: &KindSet) -> Result<Option<&'a [u8]>, ()> {
             2 => len == 4,
             3 => len == 3,
             4 => len == 2,
-            5 => len > 2 && (len - 2) % 8 == 0,
+            5 => len > 2 && (len - 2).is_multiple_of(8),
             8 => len == 10,
             _ => true,
         };

@@ -1716,7 +1716,12 @@ impl Engine {
         let Ok(old) = wire::be16(bytes, off + 2) else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        let icmp_sum = Delta::default().word(0x0800, 0x0000).apply(old);
+        // A sum of 0 is sent as 0xffff: an all-zero message's checksum
+        // (RFC 1071), which receivers check as such.
+        let icmp_sum = match Delta::default().word(0x0800, 0x0000).apply(old) {
+            0 => 0xffff,
+            sum => sum,
+        };
         let ttl_word = |b: &[u8]| wire::be16(b, ip.off + ipv4_field::TTL);
         let Ok(old_ttl_word) = ttl_word(bytes) else {
             return Verdict::Drop(DropReason::Truncated);
@@ -1779,7 +1784,10 @@ impl Engine {
             }
             self.answers_ping(|l| l.vip6 == Some(vip))?;
             let old = wire::be16(bytes, ip6.l4_off + 2)?;
-            let sum = Delta::default().word(0x8000, 0x8100).apply(old);
+            let sum = match Delta::default().word(0x8000, 0x8100).apply(old) {
+                0 => 0xffff,
+                sum => sum,
+            };
             *wire::array_mut::<1>(bytes, ip6.l4_off)? = [129];
             wire::set_be16(bytes, ip6.l4_off + 2, sum)?;
             *wire::array_mut::<1>(bytes, ip6.off + 7)? = [64];
