@@ -1188,7 +1188,7 @@ impl Engine {
     }
 
     /// The session of a packet from a server `(rip, rport)` to a local
-    /// address `(lip, lport)`, whose flow hash is `h`.
+    /// address `(lip, lport)`, whose flow hash is `h` (4to4 and 6to4).
     #[inline]
     fn find_outbound(
         &self,
@@ -1197,17 +1197,8 @@ impl Engine {
         (rip, rport): ([u8; 4], u16),
         (lip, lport): ([u8; 4], u16),
     ) -> Option<u32> {
-        let listeners = &self.listeners;
-        self.table.find(h, Dir::Out, |s| {
-            s.lport == lport
-                && s.proto == proto
-                && listeners
-                    .get(usize::from(s.listener))
-                    .and_then(Option::as_ref)
-                    .is_some_and(|l| {
-                        l.backend_addr4(s.backend) == Some((rip, rport))
-                            && l.lip4(s.lip) == Some(lip)
-                    })
+        self.find_outbound_by(h, proto, lport, |l, s| {
+            l.backend_addr4(s.backend) == Some((rip, rport)) && l.lip4(s.lip) == Some(lip)
         })
     }
 
@@ -1220,6 +1211,22 @@ impl Engine {
         (rip, rport): ([u8; 16], u16),
         (lip, lport): ([u8; 16], u16),
     ) -> Option<u32> {
+        self.find_outbound_by(h, proto, lport, |l, s| {
+            l.v6_path(s) == Some((rip, rport, lip))
+        })
+    }
+
+    /// The outbound lookup both families share: the index's candidates for
+    /// `h`, checked on protocol and local port, then on the addresses that
+    /// `server_is` compares through the session's listener.
+    #[inline]
+    fn find_outbound_by(
+        &self,
+        h: u64,
+        proto: u8,
+        lport: u16,
+        server_is: impl Fn(&Listener, &Session) -> bool,
+    ) -> Option<u32> {
         let listeners = &self.listeners;
         self.table.find(h, Dir::Out, |s| {
             s.lport == lport
@@ -1227,8 +1234,7 @@ impl Engine {
                 && listeners
                     .get(usize::from(s.listener))
                     .and_then(Option::as_ref)
-                    .and_then(|l| l.v6_path(s))
-                    == Some((rip, rport, lip))
+                    .is_some_and(|l| server_is(l, s))
         })
     }
 
