@@ -2,4 +2,5 @@
 //! neighbour resolution, health checks, metrics and replay.
 
 pub mod config;
+pub mod health;
 pub mod install;
