@@ -4,3 +4,5 @@
 pub mod config;
 pub mod health;
 pub mod install;
+pub mod metrics;
+pub mod replay;
