@@ -2,7 +2,14 @@
 //! neighbour resolution, health checks, metrics and replay.
 
 pub mod config;
+pub mod datapath;
 pub mod health;
 pub mod install;
+pub mod l2;
 pub mod metrics;
+pub mod netlink;
+pub mod reflect;
 pub mod replay;
+pub mod runner;
+pub mod xdp;
+pub mod xsk;

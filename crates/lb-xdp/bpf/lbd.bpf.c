@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: (MIT OR GPL-2.0)
+//
+// lbd's XDP program: hands IPv4 and IPv6 TCP, UDP and ICMP packets
+// addressed to the balancer's VIPs and local addresses (LIPs) to the
+// AF_XDP socket of the receive queue they arrived on; passes everything
+// else (ARP, NDP, the host's own traffic, other protocols) to the kernel.
+//
+// The address set is the hash map `lbd_addrs`, which lbd rewrites on
+// reload; IPv4 addresses are keyed as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+// Built by crates/lb-xdp/build.rs with `clang -O2 -g -target bpf`.
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_QUEUES 64
+#define MAX_ADDRS 4096
+
+// The VIPs and LIPs: the value is unused (1).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_ADDRS);
+	__type(key, struct in6_addr);
+	__type(value, __u8);
+} lbd_addrs SEC(".maps");
+
+// One AF_XDP socket per receive queue.
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} lbd_xsks SEC(".maps");
+
+// Counters, per CPU: see enum stat.
+enum stat {
+	STAT_REDIRECTED = 0,
+	STAT_PASSED = 1,
+	// For the balancer, but no socket on its queue: dropped, so that the
+	// host's own stack never answers for a VIP.
+	STAT_NO_SOCKET = 2,
+	STAT_COUNT = 3,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} lbd_stats SEC(".maps");
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&lbd_stats, &which);
+	if (n)
+		*n += 1;
+}
+
+static __always_inline int pass(void)
+{
+	count(STAT_PASSED);
+	return XDP_PASS;
+}
+
+static __always_inline int to_lbd(struct xdp_md *ctx)
+{
+	__u32 queue = ctx->rx_queue_index;
+	if (bpf_map_lookup_elem(&lbd_xsks, &queue)) {
+		count(STAT_REDIRECTED);
+		return bpf_redirect_map(&lbd_xsks, queue, XDP_DROP);
+	}
+	count(STAT_NO_SOCKET);
+	return XDP_DROP;
+}
+
+static __always_inline int ours(const struct in6_addr *addr)
+{
+	return bpf_map_lookup_elem(&lbd_addrs, addr) != 0;
+}
+
+SEC("xdp")
+int lbd_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > end)
+		return pass();
+
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+		if ((void *)(ip + 1) > end)
+			return pass();
+		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
+		    ip->protocol != IPPROTO_ICMP)
+			return pass();
+		struct in6_addr key = {};
+		key.in6_u.u6_addr16[5] = 0xffff;
+		key.in6_u.u6_addr32[3] = ip->daddr;
+		return ours(&key) ? to_lbd(ctx) : pass();
+	}
+
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+		if ((void *)(ip6 + 1) > end)
+			return pass();
+		__u8 next = ip6->nexthdr;
+		if (next == IPPROTO_ICMPV6) {
+			// Neighbour discovery (router and neighbour solicitations and
+			// advertisements, redirects) is the kernel's.
+			struct icmp6hdr *icmp = (void *)(ip6 + 1);
+			if ((void *)(icmp + 1) > end)
+				return pass();
+			if (icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137)
+				return pass();
+		} else if (next != IPPROTO_TCP && next != IPPROTO_UDP &&
+			   next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
+			   next != IPPROTO_DSTOPTS) {
+			return pass();
+		}
+		struct in6_addr key = ip6->daddr;
+		return ours(&key) ? to_lbd(ctx) : pass();
+	}
+
+	return pass();
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

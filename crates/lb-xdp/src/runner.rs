@@ -1,0 +1,403 @@
+//! `lbd run`: attach to the interface, start one loop per queue, and serve
+//! the control plane from the main thread — health-check results, SIGHUP
+//! reloads, the metrics snapshot, and a clean shutdown on SIGINT/SIGTERM
+//! that stops the loops and detaches XDP.
+
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use lb_engine::Engine;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::datapath::{LoopCounters, Shared, Worker, lock};
+use crate::health::{self, Checker, Target};
+use crate::install::Installed;
+use crate::l2::L2;
+use crate::metrics::{self, HealthState, NeighStats, RingStats, Snapshot};
+use crate::netlink;
+use crate::xdp::XdpProgram;
+use crate::xsk::Xsk;
+
+/// Why `lbd run` stopped before serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration file is wrong.
+    #[error("{path}: {errors}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Every error, one per line.
+        errors: String,
+    },
+    /// Something the host refused (interface, XDP, AF_XDP, memory).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A queue's loop and what the control thread keeps of it.
+struct Queue {
+    shared: Arc<Mutex<Shared>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Everything `lbd run` holds.
+struct Runner {
+    path: PathBuf,
+    config: Config,
+    queues: Vec<Queue>,
+    program: XdpProgram,
+    stop: Arc<AtomicBool>,
+    checker: Option<Checker>,
+    events: Receiver<health::Event>,
+    events_tx: mpsc::Sender<health::Event>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+fn format_errors(errors: &[crate::config::ConfigError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Load `path`, attach, and serve until SIGINT or SIGTERM.
+///
+/// # Errors
+/// A bad configuration, or a host that refuses the interface, XDP or
+/// AF_XDP.
+pub fn run(path: &Path) -> Result<(), RunError> {
+    let config = Config::load(path).map_err(|errors| RunError::Config {
+        path: path.to_owned(),
+        errors: format_errors(&errors),
+    })?;
+    let setup = |what: &str, e: &dyn std::fmt::Display| RunError::Setup(format!("{what}: {e}"));
+    let interface = config
+        .interfaces
+        .first()
+        .ok_or_else(|| RunError::Setup("no interface configured".into()))?
+        .clone();
+    let ifindex = netlink::ifindex(&interface.name).map_err(|e| setup(&interface.name, &e))?;
+    let mac = netlink::mac_address(&interface.name).map_err(|e| setup(&interface.name, &e))?;
+    let mut program =
+        XdpProgram::attach(&interface.name, interface.xdp_mode).map_err(|e| setup("XDP", &e))?;
+    program
+        .set_addresses(&config.addresses())
+        .map_err(|e| setup("XDP address map", &e))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let epoch = Instant::now();
+    let mut queues = Vec::new();
+    for queue in 0..interface.queues {
+        let mut engine = Engine::new(config.engine).map_err(|e| setup("engine", &e))?;
+        let installed =
+            Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
+        let shared = Arc::new(Mutex::new(Shared {
+            engine,
+            installed,
+            counters: LoopCounters::default(),
+            xsk: Default::default(),
+            kernel: None,
+            l2: Default::default(),
+        }));
+        let l2 = L2::new(ifindex, mac, config.neighbour_queue).map_err(|e| setup("netlink", &e))?;
+        // The socket is made on the queue's thread (its rings are not
+        // `Send`), which hands its descriptor back for the XSK map.
+        let (fd_tx, fd_rx) = mpsc::channel::<Result<RawFd, String>>();
+        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        let worker_shared = Arc::clone(&shared);
+        let worker_stop = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("lbd-q{queue}"))
+            .spawn(move || {
+                let xsk = match Xsk::bind(ifindex, queue) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let _ = fd_tx.send(Err(format!("AF_XDP socket on queue {queue}: {e}")));
+                        return;
+                    }
+                };
+                let _ = fd_tx.send(Ok(xsk.fd().as_raw_fd()));
+                if go_rx.recv() != Ok(true) {
+                    return;
+                }
+                Worker {
+                    queue,
+                    xsk,
+                    l2,
+                    shared: worker_shared,
+                    stop: worker_stop,
+                    epoch,
+                }
+                .run();
+            })
+            .map_err(|e| setup("thread", &e))?;
+        let fd = fd_rx
+            .recv()
+            .map_err(|e| setup("queue thread", &e))?
+            .map_err(RunError::Setup)?;
+        // SAFETY: the socket stays open until the thread ends; the map
+        // keeps its own reference once set.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let mapped = program.set_socket(queue, &borrowed);
+        let _ = go_tx.send(mapped.is_ok());
+        mapped.map_err(|e| setup("XSK map", &e))?;
+        queues.push(Queue {
+            shared,
+            thread: Some(thread),
+        });
+    }
+    info!(
+        interface = %interface.name,
+        queues = interface.queues,
+        listeners = config.listeners.len(),
+        "lbd is up"
+    );
+
+    let (events_tx, events) = mpsc::channel();
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let _metrics = match config.metrics {
+        Some(addr) => {
+            let server = metrics::serve(addr, Arc::clone(&snapshot))
+                .map_err(|e| setup(&format!("metrics on {addr}"), &e))?;
+            info!(addr = %server.local_addr(), "metrics at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
+    let mut runner = Runner {
+        path: path.to_owned(),
+        checker: None,
+        config,
+        queues,
+        program,
+        stop,
+        events,
+        events_tx,
+        snapshot,
+        reloads_ok: 0,
+        reloads_failed: 0,
+    };
+    runner.start_checks();
+    runner.serve();
+    runner.shutdown();
+    Ok(())
+}
+
+impl Runner {
+    /// The control loop: health events, signals, metrics.
+    fn serve(&mut self) {
+        let hup = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        for (signal, flag) in [
+            (signal_hook::consts::SIGHUP, &hup),
+            (signal_hook::consts::SIGINT, &term),
+            (signal_hook::consts::SIGTERM, &term),
+        ] {
+            if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
+                warn!(signal, error = %e, "cannot catch signal");
+            }
+        }
+        let mut last_snapshot = Instant::now() - Duration::from_secs(2);
+        while !term.load(Ordering::Relaxed) {
+            match self.events.recv_timeout(Duration::from_millis(50)) {
+                Ok(event) => self.apply_health(&event),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            }
+            if hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            if last_snapshot.elapsed() >= Duration::from_millis(500) {
+                self.publish();
+                last_snapshot = Instant::now();
+            }
+            if self
+                .queues
+                .iter()
+                .any(|q| q.thread.as_ref().is_some_and(|t| t.is_finished()))
+            {
+                error!("a queue's loop ended; stopping");
+                break;
+            }
+        }
+    }
+
+    fn start_checks(&mut self) {
+        let mut targets = Vec::new();
+        for l in &self.config.listeners {
+            let Some(check) = &l.health else { continue };
+            for b in &l.engine.backends {
+                targets.push(Target {
+                    listener: l.name.clone(),
+                    backend: std::net::SocketAddr::new(b.addr, b.port),
+                    check: check.clone(),
+                });
+            }
+        }
+        // The checker starts every backend up, as the engine does; a
+        // backend a previous checker had marked down is marked up again
+        // until its checks fail `fall` times.
+        for q in &self.queues {
+            let mut s = lock(&q.shared);
+            let Shared {
+                engine, installed, ..
+            } = &mut *s;
+            for t in &targets {
+                installed.set_up(engine, &t.listener, t.backend, true);
+            }
+        }
+        self.checker = None; // stop the old checker first
+        self.checker = Some(Checker::start(targets, self.events_tx.clone()));
+    }
+
+    fn apply_health(&mut self, event: &health::Event) {
+        if event.up {
+            info!(listener = %event.listener, backend = %event.backend, reason = %event.reason, "backend up");
+        } else {
+            warn!(listener = %event.listener, backend = %event.backend, reason = %event.reason, "backend down");
+        }
+        for q in &self.queues {
+            let mut s = lock(&q.shared);
+            let Shared {
+                engine, installed, ..
+            } = &mut *s;
+            installed.set_up(engine, &event.listener, event.backend, event.up);
+        }
+    }
+
+    fn reload(&mut self) {
+        let new = match Config::load(&self.path) {
+            Ok(c) => c,
+            Err(errors) => {
+                self.reloads_failed += 1;
+                error!(
+                    path = %self.path.display(),
+                    "reload refused, the running configuration stays:\n{}",
+                    format_errors(&errors)
+                );
+                return;
+            }
+        };
+        let restart = self.config.restart_needed(&new);
+        if !restart.is_empty() {
+            self.reloads_failed += 1;
+            error!(
+                sections = %restart.join(", "),
+                "reload refused, the running configuration stays: these sections change only with a restart"
+            );
+            return;
+        }
+        // Addresses first (new ones are added before old ones go), then
+        // the engines.
+        let mut addresses = new.addresses();
+        for a in self.config.addresses() {
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+        if let Err(e) = self.program.set_addresses(&addresses) {
+            self.reloads_failed += 1;
+            error!(error = %e, "reload refused: XDP address map");
+            return;
+        }
+        let mut failed = false;
+        for (i, q) in self.queues.iter().enumerate() {
+            let mut s = lock(&q.shared);
+            let Shared {
+                engine, installed, ..
+            } = &mut *s;
+            match installed.reload(engine, &new) {
+                Ok(report) => {
+                    if i == 0 {
+                        info!("reloaded: {report}");
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    error!(queue = i, error = %e, "reload failed in the engine");
+                }
+            }
+        }
+        if let Err(e) = self.program.set_addresses(&new.addresses()) {
+            warn!(error = %e, "XDP address map: old addresses not removed");
+        }
+        if failed {
+            self.reloads_failed += 1;
+        } else {
+            self.reloads_ok += 1;
+        }
+        self.config = new;
+        self.start_checks();
+    }
+
+    /// Fill the metrics snapshot from every queue.
+    fn publish(&mut self) {
+        let mut snap = Snapshot::default();
+        let mut neigh = NeighStats::default();
+        for (i, q) in self.queues.iter().enumerate() {
+            let s = lock(&q.shared);
+            snap.add_engine(&s.engine, &s.installed);
+            let k = s.kernel.unwrap_or_default();
+            snap.rings.push(RingStats {
+                queue: u32::try_from(i).unwrap_or(u32::MAX),
+                rx_packets: s.counters.rx_packets,
+                rx_batches: s.counters.rx_batches,
+                tx_packets: s.counters.tx_packets,
+                tx_wakeups: s.xsk.tx_wakeups,
+                rx_wakeups: s.xsk.rx_wakeups,
+                fill_ring_empty: s.xsk.fill_starved,
+                tx_ring_full: s.xsk.tx_ring_full,
+                kernel_rx_dropped: k.rx_dropped,
+                kernel_rx_ring_full: k.rx_ring_full,
+                kernel_fill_ring_empty: k.rx_fill_ring_empty_descs,
+                kernel_tx_ring_empty: k.tx_ring_empty_descs,
+                poll_sleeps: s.counters.poll_sleeps,
+            });
+            neigh.resolved += s.l2.resolved;
+            neigh.queued += s.l2.queued;
+            neigh.queue_dropped += s.l2.queue_dropped;
+            neigh.unresolved_dropped += s.l2.unresolved_dropped;
+        }
+        snap.describe_listeners(&self.config);
+        snap.neigh = neigh;
+        snap.config_reloads_ok = self.reloads_ok;
+        snap.config_reloads_failed = self.reloads_failed;
+        if let Some(checker) = &self.checker {
+            snap.health = checker
+                .status()
+                .into_iter()
+                .map(|s| HealthState {
+                    listener: s.listener,
+                    addr: s.backend,
+                    up: s.up,
+                    checks_ok: s.checks.saturating_sub(s.failures),
+                    checks_failed: s.failures,
+                })
+                .collect();
+        }
+        *self.snapshot.lock().unwrap_or_else(PoisonError::into_inner) = snap;
+    }
+
+    fn shutdown(mut self) {
+        info!("stopping");
+        self.checker = None;
+        self.stop.store(true, Ordering::Relaxed);
+        for q in &mut self.queues {
+            if let Some(t) = q.thread.take()
+                && t.join().is_err()
+            {
+                error!("a queue's loop panicked");
+            }
+        }
+        drop(self.program);
+        info!("XDP detached; bye");
+    }
+}
