@@ -495,7 +495,7 @@ impl Engine {
             return Err(ConfigError::LocalIsVip(config.vip));
         }
         let mut scheduler = Scheduler::new(&config.scheduler)?;
-        let allocator = PortAllocator::new(&config.local)?;
+        let allocator = PortAllocator::new(&config.local, self.config.hash_seed)?;
         let backends: Vec<Backend> = config
             .backends
             .iter()

@@ -34,8 +34,10 @@
 //! released longest ago: out of quarantine first. The walk keeps finding a
 //! tuple at the first probe until nearly all of an RS's tuples are live or
 //! quarantined, where random probing would need `1 / (1 - f)` probes with a
-//! fraction `f` taken. The hashes are not keyed: the outbound tuple faces
-//! the RS network, and clients never see the local port.
+//! fraction `f` taken. The offset is keyed with the engine's hash seed (RFC
+//! 6056's secret): a restarted balancer, whose quarantine starts empty,
+//! then starts somewhere else than its predecessor, not on the tuples that
+//! the predecessor closed last and the RSs still hold in TIME_WAIT.
 //!
 //! # How far it searches
 //!
@@ -245,12 +247,15 @@ pub(crate) struct PortAllocator {
     port_count: u32,
     /// Per-destination cursors (RFC 6056 Algorithm 4's `table`).
     cursors: Vec<u64>,
+    /// The key of the destination hash.
+    key: u64,
 }
 
 impl PortAllocator {
-    /// An allocator over `pool`, which it validates. Allocates here, never
-    /// in [`PortAllocator::allocate`].
-    pub(crate) fn new(pool: &LocalPool) -> Result<PortAllocator, LportError> {
+    /// An allocator over `pool`, which it validates, whose search offsets
+    /// are keyed with `key`. Allocates here, never in
+    /// [`PortAllocator::allocate`].
+    pub(crate) fn new(pool: &LocalPool, key: u64) -> Result<PortAllocator, LportError> {
         pool.validate()?;
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
@@ -273,6 +278,7 @@ impl PortAllocator {
             first_port,
             port_count: u32::from(last_port - first_port) + 1,
             cursors: vec![0; CURSORS],
+            key,
         })
     }
 
@@ -327,7 +333,7 @@ impl PortAllocator {
             (!in_use(&tuple) && !quarantine.contains(now, &tuple)).then_some((index, lport))
         };
 
-        let destination = destination_hash(proto, rip, rport);
+        let destination = destination_hash(self.key, proto, rip, rport);
         let slot = (destination >> 56) as usize % CURSORS;
         let cursor = self.cursors.get(slot).copied().unwrap_or(0);
         // A small space is searched whole; a large one in two halves.
@@ -363,9 +369,9 @@ impl PortAllocator {
     }
 }
 
-/// A hash of a destination `(proto, rip, rport)`: RFC 6056's `F` (the
-/// whole value) and `G` (its top byte picks the cursor).
-fn destination_hash(proto: u8, rip: IpAddr, rport: u16) -> u64 {
+/// A hash of a destination `(proto, rip, rport)` keyed with `key`: RFC
+/// 6056's `F` (the whole value) and `G` (its top byte picks the cursor).
+fn destination_hash(key: u64, proto: u8, rip: IpAddr, rport: u16) -> u64 {
     let (family, bits) = address_bits(rip);
     [
         u64::from(proto) << 17 | family << 16 | u64::from(rport),
@@ -373,7 +379,9 @@ fn destination_hash(proto: u8, rip: IpAddr, rport: u16) -> u64 {
         bits as u64,
     ]
     .into_iter()
-    .fold(0xD6E8_FEB8_6659_FD93, |hash, word| mix64(hash ^ word))
+    .fold(mix64(0xD6E8_FEB8_6659_FD93 ^ key), |hash, word| {
+        mix64(hash ^ word)
+    })
 }
 
 #[cfg(test)]
@@ -492,7 +500,7 @@ mod test {
             LocalPool::default().validate(),
             Err(LportError::NoAddresses)
         );
-        let a = PortAllocator::new(&p).unwrap();
+        let a = PortAllocator::new(&p, 0).unwrap();
         assert_eq!(a.port_count, 64512);
     }
 
@@ -546,7 +554,7 @@ mod test {
         ];
         for (p, error) in cases {
             assert_eq!(p.validate(), Err(error.clone()), "{p:?}");
-            assert_eq!(PortAllocator::new(&p).unwrap_err(), error);
+            assert_eq!(PortAllocator::new(&p, 0).unwrap_err(), error);
         }
 
         // A single port is a range.
@@ -572,12 +580,35 @@ mod test {
     }
 
     #[test]
+    fn the_key_moves_where_the_walk_starts() {
+        // A restarted balancer (new key, empty quarantine) must not walk
+        // the tuples its predecessor used last: the RSs hold them in
+        // TIME_WAIT. Same key, same tuples; another key, none shared.
+        let p = pool(&["10.0.0.1", "10.0.0.2"], 1024..=65535);
+        let first = |key: u64| {
+            let mut a = PortAllocator::new(&p, key).unwrap();
+            let q = quarantine_for(&p);
+            let mut s = Sessions::new();
+            (0..200)
+                .map(|i| {
+                    s.open(&mut a, &q, Instant::ZERO, TCP, ip("192.0.2.10"), 80, i)
+                        .unwrap()
+                })
+                .collect::<BTreeSet<_>>()
+        };
+        let before = first(0x1234_5678_9abc_def0);
+        assert_eq!(before.len(), 200);
+        assert_eq!(first(0x1234_5678_9abc_def0), before);
+        assert!(first(0x0fed_cba9_8765_4321).is_disjoint(&before));
+    }
+
+    #[test]
     fn family_selection() {
         let p = pool(
             &["10.0.0.1", "2001:db8::1", "10.0.0.2", "2001:db8::2"],
             2000..=2999,
         );
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let q = quarantine_for(&p);
         let mut s = Sessions::new();
         let mut v4_lips = BTreeSet::new();
@@ -599,7 +630,7 @@ mod test {
         assert_eq!(v6_lips.len(), 2);
 
         let v4_only = pool(&["10.0.0.1"], 2000..=2999);
-        let mut a = PortAllocator::new(&v4_only).unwrap();
+        let mut a = PortAllocator::new(&v4_only, 0).unwrap();
         let mut asked = false;
         let r = a.allocate(Instant::ZERO, TCP, ip("2001:db8:1::10"), 80, 0, &q, |_| {
             asked = true;
@@ -609,7 +640,7 @@ mod test {
         assert!(!asked);
 
         let v6_only = pool(&["2001:db8::1"], 2000..=2999);
-        let mut a = PortAllocator::new(&v6_only).unwrap();
+        let mut a = PortAllocator::new(&v6_only, 0).unwrap();
         let r = a.allocate(Instant::ZERO, TCP, ip("192.0.2.10"), 80, 0, &q, |_| false);
         assert_eq!(r, Err(AllocateError::NoAddressOfFamily));
     }
@@ -617,7 +648,7 @@ mod test {
     #[test]
     fn lip_accessor_follows_the_pool_order() {
         let p = pool(&["2001:db8::1", "10.0.0.1"], 2000..=2999);
-        let a = PortAllocator::new(&p).unwrap();
+        let a = PortAllocator::new(&p, 0).unwrap();
         assert_eq!(a.lip(0), Some(ip("2001:db8::1")));
         assert_eq!(a.lip(1), Some(ip("10.0.0.1")));
         assert_eq!(a.lip(2), None);
@@ -626,7 +657,7 @@ mod test {
     #[test]
     fn small_range_exhaustion_is_exact_and_recovers_after_the_period() {
         let p = pool(&["10.0.0.1"], 5000..=5007);
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let mut q = quarantine_for(&p);
         let mut s = Sessions::new();
         let rs = ip("192.0.2.10");
@@ -669,7 +700,7 @@ mod test {
     fn the_last_free_tuple_of_a_small_space_is_always_found() {
         // 2 LIPs x 32 ports = 64 candidates: searched whole.
         let p = pool(&["10.0.0.1", "10.0.0.2"], 6000..=6031);
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let q = quarantine_for(&p);
         let mut s = Sessions::new();
         let rs = ip("192.0.2.10");
@@ -696,7 +727,7 @@ mod test {
     #[test]
     fn each_rs_has_its_own_tuples() {
         let p = pool(&["10.0.0.1"], 7000..=7007);
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let q = quarantine_for(&p);
         let mut s = Sessions::new();
         for rs in [("192.0.2.10", 80), ("192.0.2.10", 8080), ("192.0.2.11", 80)] {
@@ -721,7 +752,7 @@ mod test {
     fn probes_are_bounded() {
         let q = Quarantine::with_capacity(16, Duration::from_secs(120));
         let busy = |p: &LocalPool| {
-            let mut a = PortAllocator::new(p).unwrap();
+            let mut a = PortAllocator::new(p, 0).unwrap();
             let mut probes = 0;
             let r = a.allocate(Instant::ZERO, TCP, ip("192.0.2.10"), 80, 5, &q, |_| {
                 probes += 1;
@@ -746,7 +777,7 @@ mod test {
         // a SYN may fail early, but the cursor moves on by 32, so one of the
         // next ceil(200 / 32) = 7 SYNs finds a free tuple if there is one.
         let p = pool(&["10.0.0.1", "10.0.0.2"], 2000..=2099);
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let q = quarantine_for(&p);
         let mut s = Sessions::new();
         let mut rng = Rng(11);
@@ -778,7 +809,7 @@ mod test {
         // Open and close 900 sessions in a row on 1000 ports: each new one
         // takes the next port at the first probe, never one just released.
         let p = pool(&["10.0.0.1"], 10_000..=10_999);
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let mut q = quarantine_for(&p);
         let mut s = Sessions::new();
         let rs = ip("192.0.2.10");
@@ -803,7 +834,7 @@ mod test {
             &["10.0.0.1", "2001:db8::1", "10.0.0.2", "2001:db8::2"],
             3000..=3023,
         );
-        let mut a = PortAllocator::new(&p).unwrap();
+        let mut a = PortAllocator::new(&p, 0).unwrap();
         let mut q = Quarantine::with_capacity(100_000, period);
         let mut s = Sessions::new();
         let mut closed: BTreeMap<LocalTuple, Instant> = BTreeMap::new();
