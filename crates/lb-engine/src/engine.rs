@@ -1392,6 +1392,9 @@ impl Engine {
             .get_mut(usize::from(s.listener))
             .and_then(Option::as_mut)
             .ok_or(DropReason::NoSession)?;
+        // Counted once the frame is sure to be forwarded: a later step can
+        // still drop it (6to4 without the headroom to grow into IPv6).
+        let mut mss_lowered = false;
         if proto == wire::PROTO_TCP {
             s.track_server(l4.flags, l4.seq, l4.ack, l4.seq_len());
             let synack = tcp_flags::SYN | tcp_flags::ACK;
@@ -1416,9 +1419,7 @@ impl Engine {
                     (true, None) => ttm_core::V4_LEN,
                     (true, Some(_)) => ttm_core::V6_LEN,
                 };
-                if by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some() {
-                    self.counters.mss_lowered += 1;
-                }
+                mss_lowered = by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some();
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
@@ -1472,6 +1473,7 @@ impl Engine {
                 IpAddr::V6(Ipv6Addr::from(s.client))
             }
         };
+        self.counters.mss_lowered += u64::from(mss_lowered);
         listener.traffic.outbound(received);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
             b.traffic.outbound(received);

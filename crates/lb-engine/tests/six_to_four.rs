@@ -376,3 +376,39 @@ fn ipv6_that_is_not_ours_or_is_refused() {
     assert_eq!(run(&mut e, &frag).0, Verdict::Drop(DropReason::Fragment));
     assert_eq!(e.session_count(), 0);
 }
+
+/// A SYN-ACK toward a 6to4 client grows by 20 bytes into IPv6: in a frame
+/// without that headroom it is dropped, as truncated, and the MSS it had
+/// lowered on the way is not counted (found by the `engine_packet` fuzz
+/// target). The server's retransmission, with room, goes through.
+#[test]
+fn syn_ack_without_headroom_is_dropped_and_not_counted() {
+    let mut e = engine();
+    let syn = tcp6(
+        (true, None),
+        1000,
+        &[TcpOptionElement::MaximumSegmentSize(1440)],
+        b"",
+    );
+    assert!(matches!(run(&mut e, &syn).0, Verdict::ToServer { .. }));
+    let synack = tcp4_from_server(
+        true,
+        5000,
+        1001,
+        &[TcpOptionElement::MaximumSegmentSize(1460)],
+        b"",
+    );
+    let mut buf = vec![0u8; 4 + synack.len()];
+    buf[4..].copy_from_slice(&synack);
+    let mut frame = Frame::new(&mut buf, 4, 4 + synack.len()).unwrap();
+    assert_eq!(
+        e.handle_packet(Instant::from_secs(1), &mut frame),
+        Verdict::Drop(DropReason::Truncated)
+    );
+    assert_eq!(e.counters().mss_lowered, 0);
+    assert_eq!(e.counters().drops[DropReason::Truncated.index()], 1);
+    assert_eq!(e.listener_traffic(0).unwrap().packets_out, 0);
+
+    assert!(matches!(run(&mut e, &synack).0, Verdict::ToClient { .. }));
+    assert_eq!(e.counters().mss_lowered, 1);
+}
