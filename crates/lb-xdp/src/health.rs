@@ -48,6 +48,10 @@ pub struct Target {
     pub backend: SocketAddr,
     /// What to check and how often.
     pub check: HealthCheck,
+    /// The state the backend starts in: up for a new one (as the engine
+    /// starts it), the state the previous checker left for one that a
+    /// reload keeps.
+    pub up: bool,
 }
 
 /// A backend's state changed.
@@ -127,8 +131,8 @@ struct Hysteresis {
 }
 
 impl Hysteresis {
-    const fn new() -> Hysteresis {
-        Hysteresis { up: true, run: 0 }
+    const fn new(up: bool) -> Hysteresis {
+        Hysteresis { up, run: 0 }
     }
 
     /// Record one result; `true` when the state flipped. `rise` and `fall`
@@ -153,8 +157,8 @@ impl Hysteresis {
 impl Checker {
     /// Start checking every target.
     ///
-    /// Each target starts `up` (as the engine's backends do), so an
-    /// [`Event`] is sent only on a change: after `fall` consecutive failures
+    /// Each target starts in its `up` state, so an [`Event`] is sent only
+    /// on a change: after `fall` consecutive failures
     /// an up backend goes down; after `rise` consecutive successes a down
     /// one comes up. Each change is also logged (`warn` down, `info` up).
     /// Events are sent while the schedule's lock is held, so an event is in
@@ -169,8 +173,8 @@ impl Checker {
         for (i, target) in targets.into_iter().enumerate() {
             queue.push(Reverse((now + spread(target.check.interval, i, n), i)));
             slots.push(Slot {
+                hysteresis: Hysteresis::new(target.up),
                 target: Arc::new(target),
-                hysteresis: Hysteresis::new(),
                 checks: 0,
                 failures: 0,
                 last: None,
@@ -487,7 +491,7 @@ mod tests {
 
     /// Feed results; return the indices (1-based) where the state flipped.
     fn flips(results: &[bool], rise: u32, fall: u32) -> Vec<(usize, bool)> {
-        let mut h = Hysteresis::new();
+        let mut h = Hysteresis::new(true);
         let mut out = Vec::new();
         for (i, &ok) in results.iter().enumerate() {
             if h.record(ok, rise, fall) {

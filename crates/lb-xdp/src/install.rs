@@ -288,6 +288,17 @@ impl Installed {
         true
     }
 
+    /// Whether a backend is up in the engine: `None` if the listener or
+    /// backend is not installed.
+    pub fn is_up(&self, listener: &str, backend: SocketAddr) -> Option<bool> {
+        let entry = self.listeners.iter().find(|e| e.name == listener)?;
+        entry
+            .backends
+            .iter()
+            .find(|b| b.addr == backend)
+            .map(|b| b.up)
+    }
+
     /// For metrics: each listener's name, id, and backends (address, id,
     /// weight, up), in configuration order.
     pub fn listeners(&self) -> impl Iterator<Item = InstalledListener<'_>> {

@@ -44,6 +44,7 @@ fn target(backend: SocketAddr, check: HealthCheck) -> Target {
         listener: "web".to_owned(),
         backend,
         check,
+        up: true,
     }
 }
 
@@ -491,6 +492,7 @@ fn many_idle_targets_stop_promptly() {
             listener: format!("l{i}"),
             backend: addr,
             check: check(CheckKind::Tcp, 60_000, 1000, 1, 1),
+            up: true,
         })
         .collect();
     let (tx, events) = mpsc::channel();
@@ -510,5 +512,27 @@ fn no_targets_is_fine() {
     let (tx, _events) = mpsc::channel();
     let checker = Checker::start(Vec::new(), tx);
     assert!(checker.states().is_empty());
+    stop(checker);
+}
+
+#[test]
+fn a_target_that_starts_down_comes_up_after_rise_successes() {
+    // What a reload does for a backend the previous checker had marked
+    // down: the new checker starts it down, so it is not sent sessions
+    // again before it has passed `rise` checks.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _acceptor = Acceptor::new(listener);
+    let mut t = target(addr, check(CheckKind::Tcp, 50, 1000, 3, 2));
+    t.up = false;
+    let (tx, events) = mpsc::channel();
+    let checker = Checker::start(vec![t], tx);
+    assert_eq!(checker.states(), vec![("web".to_owned(), addr, false)]);
+    let up = events.recv_timeout(PATIENCE).expect("no up event");
+    assert!(up.up);
+    assert_eq!(up.reason, "connected");
+    // `rise` successes made the change (the first check was not enough).
+    assert!(checker.status()[0].checks >= 3);
+    assert!(events.try_recv().is_err());
     stop(checker);
 }
