@@ -50,7 +50,8 @@ pub struct Interface {
     /// Its name, e.g. `eth0`.
     pub name: String,
     /// Receive queues served, one AF_XDP socket and one engine each,
-    /// starting at queue 0.
+    /// starting at queue 0. Only 1 is accepted for now (see
+    /// `examples/lbd.toml`), and the interface must have no other queue.
     pub queues: u32,
     /// How the XDP program is attached.
     pub xdp_mode: XdpMode,
@@ -60,9 +61,9 @@ pub struct Interface {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum XdpMode {
-    /// Native (driver) mode: needed for queues other than 0.
+    /// Native (driver) mode: the XDP program runs in the driver.
     Driver,
-    /// Generic (skb) mode: works everywhere, slower, queue 0 only.
+    /// Generic (skb) mode: works on any interface, slower.
     Generic,
 }
 
@@ -607,14 +608,16 @@ fn interfaces(r: &mut Report<'_>, docs: &[Spanned<InterfaceDoc>]) -> Vec<Interfa
             }
             let queues = bounded(r, d.queues.as_ref(), 1, (1, 4096), "queues");
             let xdp_mode = d.xdp_mode.unwrap_or(XdpMode::Driver);
-            if xdp_mode == XdpMode::Generic
-                && queues > 1
+            if queues > 1
                 && let Some(q) = &d.queues
             {
                 r.at(
                     &q.span(),
-                    "xdp_mode = \"generic\" delivers to queue 0 only: \
-                     use queues = 1 or xdp_mode = \"driver\"",
+                    "queues above 1 are refused: under FULLNAT a server's reply must reach \
+                     the queue whose engine holds its session, which needs the NIC to steer \
+                     each queue's local ports to it (flow steering, as DPVS does); lbd does \
+                     not set that up yet. Use queues = 1 and one receive queue \
+                     (ethtool -L IFACE combined 1)",
                 );
             }
             Interface {

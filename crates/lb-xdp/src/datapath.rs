@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant as StdInstant;
 
+use arrayvec::ArrayVec;
+
 use lb_engine::{Engine, Frame, Instant, Verdict};
 
 use crate::install::Installed;
@@ -19,10 +21,14 @@ use crate::l2::{L2, L2Counters, Lookup, swap_macs};
 use crate::xsk::{FRAME_SIZE, Held, Xsk, XskCounters};
 
 /// Frames taken from the RX ring at once.
-pub const BATCH: u32 = 64;
+pub const BATCH: usize = 64;
 /// Where `lbd` writes frames it makes itself (RSTs) in a chunk: the same
 /// headroom the kernel leaves in front of received frames.
 const OWN_FRAME_OFFSET: usize = 256;
+/// Frames of its own (the RSTs of expiry) `lbd` makes at most per pass of
+/// the loop, so that a mass expiry neither starves the fill ring nor
+/// delays received frames; the rest wait for the next pass.
+const OWN_FRAMES_PER_PASS: usize = 64;
 /// The longest sleep in `poll`, so that the stop flag is seen promptly.
 const MAX_SLEEP_MS: i32 = 100;
 
@@ -41,6 +47,9 @@ pub struct LoopCounters {
     /// frame back, so they are dropped here (the XDP program only gives
     /// `lbd` frames for its own addresses, so this stays near zero).
     pub pass_dropped: u64,
+    /// Frames dropped because their batch broke the UMEM bookkeeping
+    /// (stays 0 unless something is wrong).
+    pub batch_errors: u64,
 }
 
 /// One queue's engine and figures, shared with the control thread.
@@ -85,32 +94,41 @@ pub struct Worker {
 impl Worker {
     /// Run until `stop` is set.
     pub fn run(mut self) {
-        let mut rx: Vec<Held> = Vec::with_capacity(BATCH as usize);
-        let mut tx: Vec<Held> = Vec::with_capacity(2 * BATCH as usize);
-        let mut verdicts = [Verdict::Pass; BATCH as usize];
+        let shared = Arc::clone(&self.shared);
+        let mut rx: Vec<Held> = Vec::with_capacity(BATCH);
+        let mut tx: Vec<Held> = Vec::with_capacity(2 * BATCH + OWN_FRAMES_PER_PASS);
+        let mut verdicts = [Verdict::Pass; BATCH];
         let mut ready = Vec::new();
         let mut expired = Vec::new();
         let mut counters = LoopCounters::default();
         while !self.stop.load(Ordering::Relaxed) {
             self.xsk.recycle();
+            // Frames still in the TX ring from the last pass (copy mode
+            // sends a budget per wakeup).
+            self.xsk.kick();
             rx.clear();
             tx.clear();
-            self.xsk.receive(BATCH, &mut rx);
+            self.xsk.receive(BATCH as u32, &mut rx);
             let wall = StdInstant::now();
             let now = Instant::from_nanos(
                 u64::try_from(wall.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX),
             );
             let next_timer;
             {
-                let shared = Arc::clone(&self.shared);
                 let mut guard = lock(&shared);
                 let shared = &mut *guard;
                 if !rx.is_empty() {
                     counters.rx_packets += rx.len() as u64;
                     counters.rx_batches += 1;
-                    self.process(&mut shared.engine, now, &mut rx, &mut verdicts);
-                    for (held, verdict) in rx.iter().zip(verdicts.iter()) {
-                        self.route(*held, *verdict, wall, &mut tx, &mut counters);
+                    if self.process(&mut shared.engine, now, &mut rx, &mut verdicts) {
+                        for (held, verdict) in rx.iter().zip(verdicts.iter()) {
+                            self.route(*held, *verdict, wall, &mut tx, &mut counters);
+                        }
+                    } else {
+                        counters.batch_errors += rx.len() as u64;
+                        for held in &rx {
+                            self.xsk.release(held.chunk);
+                        }
                     }
                 }
                 if shared.engine.poll_timeout().is_some_and(|t| t <= now) {
@@ -156,32 +174,41 @@ impl Worker {
     }
 
     /// The engine's batch over the received frames; each frame's range is
-    /// updated to what the engine made of it.
+    /// updated to what the engine made of it, and `verdicts` starts with
+    /// one verdict per frame. False, with nothing done, if the batch breaks
+    /// the UMEM bookkeeping (a bug: the caller drops the frames).
     fn process(
         &mut self,
         engine: &mut Engine,
         now: Instant,
         rx: &mut [Held],
-        verdicts: &mut [Verdict],
-    ) {
-        let Some(chunks) = self.xsk.chunks_mut(rx) else {
-            return;
-        };
-        let mut frames: Vec<Frame<'_>> = Vec::with_capacity(rx.len());
-        for (chunk, held) in chunks.into_iter().zip(rx.iter()) {
-            match Frame::new(chunk, held.start, held.end) {
-                Some(f) => frames.push(f),
-                None => return, // cannot happen: `receive` checked the range
+        verdicts: &mut [Verdict; BATCH],
+    ) -> bool {
+        let mut ranges: ArrayVec<(usize, usize), BATCH> = ArrayVec::new();
+        {
+            let Some(chunks) = self.xsk.chunks_mut(rx) else {
+                return false;
+            };
+            let mut frames: ArrayVec<Frame<'_>, BATCH> = ArrayVec::new();
+            for (chunk, held) in chunks.zip(rx.iter()) {
+                let Some(frame) = Frame::new(chunk, held.start, held.end) else {
+                    return false;
+                };
+                if frames.try_push(frame).is_err() {
+                    return false;
+                }
             }
+            let Some(out) = verdicts.get_mut(..frames.len()) else {
+                return false;
+            };
+            engine.handle_batch(now, &mut frames, out);
+            ranges.extend(frames.iter().map(|f| (f.start(), f.end())));
         }
-        let n = frames.len().min(verdicts.len());
-        if let (Some(frames), Some(out)) = (frames.get_mut(..n), verdicts.get_mut(..n)) {
-            engine.handle_batch(now, frames, out);
+        for (held, (start, end)) in rx.iter_mut().zip(ranges) {
+            held.start = start;
+            held.end = end;
         }
-        for (held, frame) in rx.iter_mut().zip(frames.iter()) {
-            held.start = frame.start();
-            held.end = frame.end();
-        }
+        true
     }
 
     /// Send a processed frame on, hold it for its next hop, or free it.
@@ -229,7 +256,9 @@ impl Worker {
     }
 
     /// Frames the engine makes itself (the RSTs of expiry): each into a
-    /// free chunk, then on like a forwarded frame.
+    /// free chunk, then on like a forwarded frame. At most
+    /// [`OWN_FRAMES_PER_PASS`] a pass, and never from the chunks kept in
+    /// reserve: the engine keeps the rest for the next pass.
     fn transmit_own(
         &mut self,
         engine: &mut Engine,
@@ -237,7 +266,10 @@ impl Worker {
         tx: &mut Vec<Held>,
         counters: &mut LoopCounters,
     ) {
-        while let Some(chunk) = self.xsk.alloc() {
+        for _ in 0..OWN_FRAMES_PER_PASS {
+            let Some(chunk) = self.xsk.alloc(false) else {
+                return;
+            };
             let made = self
                 .xsk
                 .chunk_mut(chunk)

@@ -24,6 +24,14 @@ pub const GIVE_UP: Duration = Duration::from_secs(3);
 const RECHECK: Duration = Duration::from_millis(5);
 /// Destinations cached at most; the cache is emptied when it is full.
 const CACHE_LIMIT: usize = 1 << 16;
+/// How long a destination with no route out of our interface is
+/// remembered as such, so that a flood of packets toward it costs one
+/// netlink request a second, not one a packet.
+const UNREACHABLE_TTL: Duration = Duration::from_secs(1);
+/// Frames held for unresolved next hops, at most, over all next hops: a
+/// scan of unresolvable addresses must not take the chunks the fill ring
+/// needs.
+pub const HELD_LIMIT: usize = 512;
 
 /// What [`L2::lookup`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +63,8 @@ pub struct L2Counters {
 
 #[derive(Debug, Clone, Copy)]
 struct Hop {
-    mac: [u8; 6],
+    /// `None`: no route out of our interface.
+    mac: Option<[u8; 6]>,
     checked: Instant,
 }
 
@@ -73,6 +82,8 @@ pub struct L2 {
     mac: [u8; 6],
     hops: HashMap<IpAddr, Hop>,
     waiting: HashMap<IpAddr, Waiting>,
+    /// Frames in `waiting`, over all next hops.
+    held: usize,
     queue_limit: usize,
     counters: L2Counters,
 }
@@ -89,6 +100,7 @@ impl L2 {
             mac,
             hops: HashMap::new(),
             waiting: HashMap::new(),
+            held: 0,
             queue_limit,
             counters: L2Counters::default(),
         })
@@ -106,14 +118,20 @@ impl L2 {
 
     /// Where a frame for `dst` goes.
     pub fn lookup(&mut self, dst: IpAddr, now: Instant) -> Lookup {
-        if let Some(hop) = self.hops.get(&dst)
-            && now.duration_since(hop.checked) < TTL
-        {
-            return Lookup::Mac(hop.mac);
+        if let Some(hop) = self.hops.get(&dst) {
+            match hop.mac {
+                Some(mac) if now.duration_since(hop.checked) < TTL => return Lookup::Mac(mac),
+                None if now.duration_since(hop.checked) < UNREACHABLE_TTL => {
+                    self.counters.unreachable += 1;
+                    return Lookup::Unreachable;
+                }
+                _ => {}
+            }
         }
         let route = match self.rtnl.route(dst) {
             Ok(Some(r)) if r.ifindex == self.ifindex => r,
             Ok(_) => {
+                self.remember(dst, None, now);
                 self.counters.unreachable += 1;
                 return Lookup::Unreachable;
             }
@@ -124,10 +142,7 @@ impl L2 {
         };
         match self.rtnl.neighbour(route.next_hop, self.ifindex) {
             Ok(Some(mac)) => {
-                if self.hops.len() >= CACHE_LIMIT {
-                    self.hops.clear();
-                }
-                self.hops.insert(dst, Hop { mac, checked: now });
+                self.remember(dst, Some(mac), now);
                 Lookup::Mac(mac)
             }
             Ok(None) => {
@@ -145,9 +160,21 @@ impl L2 {
         }
     }
 
+    fn remember(&mut self, dst: IpAddr, mac: Option<[u8; 6]>, now: Instant) {
+        if self.hops.len() >= CACHE_LIMIT {
+            self.hops.clear();
+        }
+        self.hops.insert(dst, Hop { mac, checked: now });
+    }
+
     /// Hold `frame` until `next_hop` resolves; gives it back (to be dropped,
-    /// and counted here) if that next hop's queue is full.
+    /// and counted here) if that next hop's queue is full, or if
+    /// [`HELD_LIMIT`] frames are held already.
     pub fn hold(&mut self, next_hop: IpAddr, frame: Held, now: Instant) -> Result<(), Held> {
+        if self.held >= HELD_LIMIT {
+            self.counters.queue_dropped += 1;
+            return Err(frame);
+        }
         let w = self.waiting.entry(next_hop).or_insert_with(|| Waiting {
             frames: Vec::new(),
             since: now,
@@ -159,12 +186,13 @@ impl L2 {
         }
         self.counters.queued += 1;
         w.frames.push(frame);
+        self.held += 1;
         Ok(())
     }
 
     /// Frames held now.
     pub fn held(&self) -> usize {
-        self.waiting.values().map(|w| w.frames.len()).sum()
+        self.held
     }
 
     /// Ask again about next hops frames wait for: frames whose next hop
@@ -188,16 +216,23 @@ impl L2 {
             match self.rtnl.neighbour(*next_hop, self.ifindex) {
                 Ok(Some(mac)) => {
                     self.counters.resolved += 1;
+                    self.held -= w.frames.len();
                     ready.extend(w.frames.drain(..).map(|f| (f, mac)));
                     done.push(*next_hop);
                 }
-                Ok(None) if now.duration_since(w.since) >= GIVE_UP => {
-                    self.counters.unresolved_dropped += w.frames.len() as u64;
-                    expired.append(&mut w.frames);
-                    done.push(*next_hop);
+                // Not resolved, or netlink failing: either way the frames
+                // wait no longer than GIVE_UP.
+                found => {
+                    if found.is_err() {
+                        self.counters.netlink_errors += 1;
+                    }
+                    if now.duration_since(w.since) >= GIVE_UP {
+                        self.counters.unresolved_dropped += w.frames.len() as u64;
+                        self.held -= w.frames.len();
+                        expired.append(&mut w.frames);
+                        done.push(*next_hop);
+                    }
                 }
-                Ok(None) => {}
-                Err(_) => self.counters.netlink_errors += 1,
             }
         }
         for hop in done {

@@ -73,6 +73,14 @@ pub struct RingStats {
     pub kernel_tx_ring_empty: u64,
     /// Times the loop slept in `poll` because its rings were idle.
     pub poll_sleeps: u64,
+    /// TX wakeups the kernel refused (an error other than "again").
+    pub tx_wakeup_errors: u64,
+    /// Frames dropped because they broke the UMEM bookkeeping (stays 0
+    /// unless something is wrong).
+    pub bookkeeping_errors: u64,
+    /// Frames the engine passed to the host: `lbd` cannot hand a frame
+    /// back to the kernel, so they are dropped.
+    pub pass_dropped: u64,
 }
 
 /// Neighbour resolution statistics.
@@ -408,7 +416,7 @@ const TRAFFIC_FAMILIES: [TrafficFamily; 6] = [
 /// The ring families: (name suffix, help, field).
 type RingFamily = (&'static str, &'static str, fn(&RingStats) -> u64);
 
-const RING_FAMILIES: [RingFamily; 12] = [
+const RING_FAMILIES: [RingFamily; 15] = [
     ("rx_packets_total", "Frames taken from the RX ring.", |r| {
         r.rx_packets
     }),
@@ -464,6 +472,21 @@ const RING_FAMILIES: [RingFamily; 12] = [
         "poll_sleeps_total",
         "Times the loop slept in poll on idle rings.",
         |r| r.poll_sleeps,
+    ),
+    (
+        "tx_wakeup_errors_total",
+        "TX wakeups the kernel refused.",
+        |r| r.tx_wakeup_errors,
+    ),
+    (
+        "bookkeeping_errors_total",
+        "Frames dropped for breaking the UMEM bookkeeping (0 unless a bug).",
+        |r| r.bookkeeping_errors,
+    ),
+    (
+        "pass_dropped_total",
+        "Frames the engine passed to the host, dropped (lbd cannot hand them back).",
+        |r| r.pass_dropped,
     ),
 ];
 

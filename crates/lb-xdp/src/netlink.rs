@@ -220,6 +220,21 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     }
 }
 
+/// How many receive queues the interface called `name` has (its `rx-N`
+/// queues in sysfs).
+///
+/// # Errors
+/// No such interface.
+pub fn rx_queues(name: &str) -> io::Result<u32> {
+    let mut n = 0;
+    for entry in std::fs::read_dir(format!("/sys/class/net/{name}/queues"))? {
+        if entry?.file_name().to_string_lossy().starts_with("rx-") {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// The MAC address of the interface called `name`, from sysfs.
 ///
 /// # Errors

@@ -87,6 +87,16 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         .clone();
     let ifindex = netlink::ifindex(&interface.name).map_err(|e| setup(&interface.name, &e))?;
     let mac = netlink::mac_address(&interface.name).map_err(|e| setup(&interface.name, &e))?;
+    // The XDP program drops what is for the balancer on a queue with no
+    // socket (the host must not answer for a VIP): every queue needs one.
+    let rx_queues = netlink::rx_queues(&interface.name).map_err(|e| setup(&interface.name, &e))?;
+    if rx_queues != interface.queues {
+        return Err(RunError::Setup(format!(
+            "{} has {rx_queues} receive queue(s) and lbd serves {}: packets on the others \
+             would be lost; make them equal (ethtool -L {} combined {})",
+            interface.name, interface.queues, interface.name, interface.queues
+        )));
+    }
     let mut program =
         XdpProgram::attach(&interface.name, interface.xdp_mode).map_err(|e| setup("XDP", &e))?;
     program
@@ -230,31 +240,36 @@ impl Runner {
         }
     }
 
+    /// (Re)start the health checks for the running configuration. The old
+    /// checker stops first and the events it had sent are applied, so that
+    /// none arrives after the new one starts; each backend then starts in
+    /// the state the engines have for it (up for a new one), so a reload
+    /// neither revives a backend that is down nor loses one that came up.
     fn start_checks(&mut self) {
+        self.checker = None;
+        while let Ok(event) = self.events.try_recv() {
+            self.apply_health(&event);
+        }
         let mut targets = Vec::new();
-        for l in &self.config.listeners {
-            let Some(check) = &l.health else { continue };
-            for b in &l.engine.backends {
-                targets.push(Target {
-                    listener: l.name.clone(),
-                    backend: std::net::SocketAddr::new(b.addr, b.port),
-                    check: check.clone(),
-                });
+        {
+            let first = self.queues.first().map(|q| lock(&q.shared));
+            for l in &self.config.listeners {
+                let Some(check) = &l.health else { continue };
+                for b in &l.engine.backends {
+                    let backend = std::net::SocketAddr::new(b.addr, b.port);
+                    let up = first
+                        .as_ref()
+                        .and_then(|s| s.installed.is_up(&l.name, backend))
+                        .unwrap_or(true);
+                    targets.push(Target {
+                        listener: l.name.clone(),
+                        backend,
+                        check: check.clone(),
+                        up,
+                    });
+                }
             }
         }
-        // The checker starts every backend up, as the engine does; a
-        // backend a previous checker had marked down is marked up again
-        // until its checks fail `fall` times.
-        for q in &self.queues {
-            let mut s = lock(&q.shared);
-            let Shared {
-                engine, installed, ..
-            } = &mut *s;
-            for t in &targets {
-                installed.set_up(engine, &t.listener, t.backend, true);
-            }
-        }
-        self.checker = None; // stop the old checker first
         self.checker = Some(Checker::start(targets, self.events_tx.clone()));
     }
 
@@ -360,6 +375,9 @@ impl Runner {
                 kernel_fill_ring_empty: k.rx_fill_ring_empty_descs,
                 kernel_tx_ring_empty: k.tx_ring_empty_descs,
                 poll_sleeps: s.counters.poll_sleeps,
+                tx_wakeup_errors: s.xsk.tx_wakeup_errors,
+                bookkeeping_errors: s.xsk.bookkeeping_errors + s.counters.batch_errors,
+                pass_dropped: s.counters.pass_dropped,
             });
             neigh.resolved += s.l2.resolved;
             neigh.queued += s.l2.queued;

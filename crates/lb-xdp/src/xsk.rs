@@ -4,10 +4,13 @@
 //! bookkeeping, and holds the crate's only `unsafe` on packet memory.
 //!
 //! Every chunk of the UMEM is, at any time, in exactly one place: free
-//! (on the socket's free list), in the kernel (fill or TX ring), or held by `lbd`
-//! (a received frame being processed, or waiting for its next hop's MAC
-//! address). Chunks are [`FRAME_SIZE`] bytes, aligned, so a descriptor's
-//! chunk is its address rounded down.
+//! (on the socket's free list), in the kernel (fill, RX or TX ring), or
+//! held by `lbd` (a received frame being processed, a frame of its own, or
+//! one waiting for its next hop's MAC address). Chunks are [`FRAME_SIZE`]
+//! bytes, aligned, so a descriptor's chunk is its address rounded down.
+//! [`Book`] records each chunk's place and checks every move, so that the
+//! bytes of a chunk are handed out only while `lbd` holds it, whatever a
+//! caller (or a kernel) does wrong: a wrong move is refused and counted.
 
 use std::io;
 use std::num::NonZeroU32;
@@ -26,6 +29,11 @@ pub const FRAMES: u32 = 4096;
 const FQ_SIZE: u32 = 2048;
 /// Entries of the RX and TX rings.
 const RING_SIZE: u32 = 2048;
+/// Chunks kept off the fill ring, for the frames `lbd` makes itself.
+const RESERVE: usize = 64;
+/// `sendto` calls at most per [`Xsk::kick`]: with the kernel's copy-mode
+/// budget of 32 frames a call, enough for a full batch and its replies.
+const KICKS: u32 = 8;
 
 /// A frame `lbd` holds: the chunk, and where the packet lies in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +44,21 @@ pub struct Held {
     pub start: usize,
     /// One past the packet's last byte, from the chunk's start.
     pub end: usize,
+}
+
+/// Where a chunk is: the bookkeeping that makes handing out its bytes
+/// sound, checked on every transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// On the free list.
+    Free,
+    /// In the fill ring, the RX ring or the TX ring: the kernel's.
+    Kernel,
+    /// Held by `lbd` (received and being processed, waiting for a next
+    /// hop, or allocated for a frame of its own).
+    Held,
+    /// Lent out by [`Xsk::chunks_mut`] while it checks a batch.
+    Lent,
 }
 
 /// Anonymous, page-aligned memory for a UMEM, unmapped on drop.
@@ -89,6 +112,78 @@ pub struct XskCounters {
     pub fill_starved: u64,
     /// Frames dropped because the TX ring was full.
     pub tx_ring_full: u64,
+    /// `sendto` calls that the kernel answered with an error other than
+    /// "try again".
+    pub tx_wakeup_errors: u64,
+    /// Descriptors or chunks that broke the bookkeeping (a descriptor
+    /// outside the UMEM, a chunk released twice, an empty frame to send):
+    /// refused, never touched. Stays 0 unless something is wrong.
+    pub bookkeeping_errors: u64,
+}
+
+/// Where every chunk is, and the free list.
+struct Book {
+    /// The state of each chunk, by index (offset / FRAME_SIZE).
+    state: Vec<State>,
+    free: Vec<u64>,
+    counters: XskCounters,
+}
+
+impl Book {
+    fn new() -> Book {
+        Book {
+            state: vec![State::Free; FRAMES as usize],
+            free: (0..FRAMES)
+                .rev()
+                .map(|i| u64::from(i * FRAME_SIZE))
+                .collect(),
+            counters: XskCounters::default(),
+        }
+    }
+
+    /// The index of the chunk at `offset`, if it is one: aligned, inside
+    /// the UMEM.
+    fn index(&self, offset: u64) -> Option<usize> {
+        if !offset.is_multiple_of(u64::from(FRAME_SIZE)) {
+            return None;
+        }
+        let i = usize::try_from(offset / u64::from(FRAME_SIZE)).ok()?;
+        (i < self.state.len()).then_some(i)
+    }
+
+    fn is(&self, offset: u64, state: State) -> bool {
+        self.index(offset).and_then(|i| self.state.get(i)) == Some(&state)
+    }
+
+    /// Move the chunk at `offset` from `from` to `to`; false (and counted)
+    /// if it is not a chunk or not in `from`.
+    fn transition(&mut self, offset: u64, from: State, to: State) -> bool {
+        match self.index(offset) {
+            Some(i) if self.state.get(i) == Some(&from) => {
+                if let Some(s) = self.state.get_mut(i) {
+                    *s = to;
+                }
+                true
+            }
+            _ => {
+                self.counters.bookkeeping_errors += 1;
+                false
+            }
+        }
+    }
+
+    /// A held chunk back to the free list.
+    fn release(&mut self, offset: u64) {
+        if self.transition(offset, State::Held, State::Free) {
+            self.free.push(offset);
+        }
+    }
+
+    /// Whether `h` may go to the kernel for sending: a whole, non-empty
+    /// frame in a chunk that `lbd` holds.
+    fn sendable(&self, h: &Held) -> bool {
+        h.start < h.end && h.end <= FRAME_SIZE as usize && self.is(h.chunk, State::Held)
+    }
 }
 
 /// An AF_XDP socket bound to one queue of an interface, with its own UMEM.
@@ -102,10 +197,9 @@ pub struct Xsk {
     _socket: Socket,
     _umem: Umem,
     area: Area,
-    free: Vec<u64>,
+    book: Book,
     /// Frames the TX ring holds, not yet completed.
     in_flight: u32,
-    counters: XskCounters,
 }
 
 impl Xsk {
@@ -146,10 +240,6 @@ impl Xsk {
         let rx = user.map_rx().map_err(errno)?;
         let tx = user.map_tx().map_err(errno)?;
         umem.bind(&user).map_err(errno)?;
-        let free = (0..FRAMES)
-            .rev()
-            .map(|i| u64::from(i * FRAME_SIZE))
-            .collect();
         let mut xsk = Xsk {
             rx,
             tx,
@@ -158,9 +248,8 @@ impl Xsk {
             _socket: socket,
             _umem: umem,
             area,
-            free,
+            book: Book::new(),
             in_flight: 0,
-            counters: XskCounters::default(),
         };
         xsk.refill();
         Ok(xsk)
@@ -175,7 +264,7 @@ impl Xsk {
 
     /// `lbd`'s own ring counters.
     pub fn counters(&self) -> XskCounters {
-        self.counters
+        self.book.counters
     }
 
     /// The kernel's counters for this socket.
@@ -185,16 +274,20 @@ impl Xsk {
 
     /// Chunks neither in the kernel nor held: free for a new frame.
     pub fn free_chunks(&self) -> usize {
-        self.free.len()
+        self.book.free.len()
     }
 
     /// Take back what the kernel has sent, and top the fill ring up.
     pub fn recycle(&mut self) {
         {
+            let book = &mut self.book;
             let mut done = self.device.complete(FQ_SIZE);
             while let Some(addr) = done.read() {
-                self.free.push(addr & !u64::from(FRAME_SIZE - 1));
+                let chunk = addr - addr % u64::from(FRAME_SIZE);
                 self.in_flight = self.in_flight.saturating_sub(1);
+                if book.transition(chunk, State::Kernel, State::Free) {
+                    book.free.push(chunk);
+                }
             }
             done.release();
         }
@@ -203,122 +296,196 @@ impl Xsk {
 
     fn refill(&mut self) {
         // Keep a reserve for RSTs and replies; the rest goes to the kernel.
-        let reserve = 64;
-        let spare = self.free.len().saturating_sub(reserve);
+        let book = &mut self.book;
+        let spare = book.free.len().saturating_sub(RESERVE);
         if spare == 0 {
-            self.counters.fill_starved += 1;
+            book.counters.fill_starved += 1;
             return;
         }
         let n = u32::try_from(spare).unwrap_or(u32::MAX).min(FQ_SIZE);
+        let at = book.free.len() - n as usize;
         let mut fill = self.device.fill(n);
-        let at = self.free.len() - n as usize;
-        let inserted = fill.insert(self.free[at..].iter().copied()) as usize;
+        let inserted = fill.insert(book.free[at..].iter().copied()) as usize;
         fill.commit();
-        self.free.drain(at..at + inserted);
+        let Book { free, state, .. } = book;
+        for chunk in free.drain(at..at + inserted) {
+            // Chunks on the free list are aligned and in range.
+            if let Some(s) = usize::try_from(chunk / u64::from(FRAME_SIZE))
+                .ok()
+                .and_then(|i| state.get_mut(i))
+            {
+                *s = State::Kernel;
+            }
+        }
     }
 
     /// Take up to `max` received frames into `out`.
     pub fn receive(&mut self, max: u32, out: &mut Vec<Held>) {
+        let book = &mut self.book;
         let mut rx = self.rx.receive(max);
         while let Some(desc) = rx.read() {
-            let chunk = desc.addr & !u64::from(FRAME_SIZE - 1);
+            let chunk = desc.addr - desc.addr % u64::from(FRAME_SIZE);
+            if !book.transition(chunk, State::Kernel, State::Held) {
+                continue; // not a chunk the kernel had: never touch it
+            }
             let start = (desc.addr - chunk) as usize;
             let end = start + desc.len as usize;
-            if chunk + u64::from(FRAME_SIZE) > self.area.len as u64 || end > FRAME_SIZE as usize {
-                continue; // cannot happen with a sane kernel; never touch it
+            if end > FRAME_SIZE as usize {
+                book.counters.bookkeeping_errors += 1;
+                book.release(chunk);
+                continue;
             }
             out.push(Held { chunk, start, end });
         }
         rx.release();
     }
 
-    /// Whether the kernel wants a `poll` to go on filling the RX ring.
-    pub fn rx_needs_wakeup(&self) -> bool {
-        self.device.needs_wakeup()
-    }
-
-    /// A free chunk, for a frame `lbd` makes itself (an RST).
-    pub fn alloc(&mut self) -> Option<u64> {
-        self.free.pop()
+    /// A free chunk, for a frame `lbd` makes itself (an RST), as long as
+    /// more than the reserve is left, or from the reserve if `reserve`.
+    pub fn alloc(&mut self, reserve: bool) -> Option<u64> {
+        if !reserve && self.book.free.len() <= RESERVE {
+            return None;
+        }
+        let chunk = self.book.free.pop()?;
+        self.book
+            .transition(chunk, State::Free, State::Held)
+            .then_some(chunk)
     }
 
     /// Give a held chunk back.
     pub fn release(&mut self, chunk: u64) {
-        self.free.push(chunk);
+        self.book.release(chunk);
     }
 
-    /// The bytes of each chunk in `frames`, all at once, mutable.
+    /// The bytes of each chunk in `frames`, mutable, in order.
     ///
-    /// Returns `None` if two frames name the same chunk or one lies outside
-    /// the UMEM (either would be a bookkeeping bug).
-    pub fn chunks_mut<'a>(&'a mut self, frames: &[Held]) -> Option<Vec<&'a mut [u8]>> {
-        let mut seen: Vec<u64> = frames.iter().map(|h| h.chunk).collect();
-        seen.sort_unstable();
-        if seen.windows(2).any(|w| w[0] == w[1])
-            || seen
-                .last()
-                .is_some_and(|&c| c + u64::from(FRAME_SIZE) > self.area.len as u64)
-        {
+    /// Returns `None` (and counts it) if a frame names a chunk that `lbd`
+    /// does not hold, or two frames name the same chunk: either would be a
+    /// bookkeeping bug. Allocates nothing.
+    pub fn chunks_mut<'a>(
+        &'a mut self,
+        frames: &'a [Held],
+    ) -> Option<impl Iterator<Item = &'a mut [u8]> + 'a> {
+        // Lend each chunk once: a second mention finds it lent already.
+        let lent = frames
+            .iter()
+            .take_while(|h| self.book.transition(h.chunk, State::Held, State::Lent))
+            .count();
+        for h in frames.iter().take(lent) {
+            self.book.transition(h.chunk, State::Lent, State::Held);
+        }
+        if lent < frames.len() {
             return None;
         }
-        Some(
-            frames
-                .iter()
-                .map(|h| {
-                    // SAFETY: the chunk lies inside the mapping (checked
-                    // above), the chunks are pairwise distinct (checked
-                    // above), and each is held by `lbd`, so the kernel does
-                    // not write it; the slices borrow `self` mutably, so no
-                    // other slice of the area exists meanwhile.
-                    unsafe {
-                        std::slice::from_raw_parts_mut(
-                            self.area.ptr.as_ptr().add(h.chunk as usize),
-                            FRAME_SIZE as usize,
-                        )
-                    }
-                })
-                .collect(),
-        )
+        let base = self.area.ptr;
+        Some(frames.iter().map(move |h| {
+            // SAFETY: every chunk was checked above to be a chunk of the
+            // area (aligned, its index below FRAMES, so its FRAME_SIZE
+            // bytes lie inside the mapping), to be held by `lbd` (so the
+            // kernel neither reads nor writes it), and to appear once in
+            // `frames` (so the slices do not overlap). The slices borrow
+            // `self` mutably for 'a: no other slice of the area, and no
+            // change of state, can happen while they live.
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    base.as_ptr().add(h.chunk as usize),
+                    FRAME_SIZE as usize,
+                )
+            }
+        }))
     }
 
-    /// One chunk's bytes, mutable.
+    /// One held chunk's bytes, mutable.
     pub fn chunk_mut(&mut self, chunk: u64) -> Option<&mut [u8]> {
-        let held = [Held {
-            chunk,
-            start: 0,
-            end: 0,
-        }];
-        self.chunks_mut(&held)?.pop()
+        if !self.book.is(chunk, State::Held) {
+            self.book.counters.bookkeeping_errors += 1;
+            return None;
+        }
+        // SAFETY: the chunk lies inside the mapping (aligned, its index
+        // below FRAMES) and is held by `lbd`, so the kernel does not touch
+        // it; the slice borrows `self` mutably, so no other slice of the
+        // area exists while it lives.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.area.ptr.as_ptr().add(chunk as usize),
+                FRAME_SIZE as usize,
+            )
+        })
     }
 
     /// Queue frames for sending; the chunks go to the kernel. Frames that
-    /// do not fit in the TX ring are released and counted; returns how
-    /// many were queued.
+    /// do not fit in the TX ring are released and counted, as are frames
+    /// that are empty or not held (which the kernel would never complete,
+    /// or must never get); returns how many were queued.
     pub fn transmit(&mut self, frames: &[Held]) -> u32 {
-        if frames.is_empty() {
-            return 0;
-        }
-        let n = u32::try_from(frames.len()).unwrap_or(u32::MAX);
-        let sent = {
-            let mut tx = self.tx.transmit(n);
-            let sent = tx.insert(frames.iter().map(|h| XdpDesc {
+        let book = &mut self.book;
+        let n = frames.iter().filter(|h| book.sendable(h)).count();
+        let mut sent = 0;
+        if n > 0 {
+            let mut tx = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
+            // In order; `insert` stops where the ring has no more room.
+            sent = tx.insert(frames.iter().filter(|h| book.sendable(h)).map(|h| XdpDesc {
                 addr: h.chunk + h.start as u64,
                 len: (h.end - h.start) as u32,
                 options: 0,
             }));
             tx.commit();
-            sent
-        };
+        }
+        let mut queued = 0;
+        for h in frames {
+            if !book.sendable(h) {
+                book.counters.bookkeeping_errors += 1;
+                if book.is(h.chunk, State::Held) {
+                    book.release(h.chunk);
+                }
+            } else if queued < sent {
+                queued += 1;
+                book.transition(h.chunk, State::Held, State::Kernel);
+            } else {
+                book.counters.tx_ring_full += 1;
+                book.release(h.chunk);
+            }
+        }
         self.in_flight += sent;
-        for h in frames.iter().skip(sent as usize) {
-            self.counters.tx_ring_full += 1;
-            self.free.push(h.chunk);
-        }
-        if sent > 0 && self.tx.needs_wakeup() {
-            self.tx.wake();
-            self.counters.tx_wakeups += 1;
-        }
+        self.kick();
         sent
+    }
+
+    /// Make the kernel send what the TX ring holds, if it asked to be
+    /// woken for that. In copy mode (veth, generic XDP) the flag is always
+    /// set and each `sendto` sends a small budget of frames (32), so the
+    /// loop calls this on every pass while frames are pending, and it
+    /// repeats the call while the kernel says "again".
+    pub fn kick(&mut self) {
+        for _ in 0..KICKS {
+            if self.tx.pending() == 0 || !self.tx.needs_wakeup() {
+                return;
+            }
+            self.book.counters.tx_wakeups += 1;
+            // SAFETY: `sendto` with no buffer and no address, on the
+            // socket's descriptor, which is open while `self.tx` lives.
+            let r = unsafe {
+                libc::sendto(
+                    self.tx.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+            if r < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    // This call's budget is spent, or the device is busy:
+                    // again.
+                    Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => {}
+                    _ => {
+                        self.book.counters.tx_wakeup_errors += 1;
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     /// Frames handed to the kernel for sending and not yet completed.
@@ -330,7 +497,7 @@ impl Xsk {
     /// kernel's RX side if the fill ring asked for it.
     pub fn wait(&mut self, timeout_ms: i32) {
         if self.device.needs_wakeup() {
-            self.counters.rx_wakeups += 1;
+            self.book.counters.rx_wakeups += 1;
         }
         let mut pfd = libc::pollfd {
             fd: self.user.as_raw_fd(),

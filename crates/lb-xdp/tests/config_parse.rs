@@ -306,7 +306,7 @@ fn listener_and_interface_rules() {
     let text = format!("{}\n[[interface]]\nname = \"eth1\"\n", with_interface(""));
     assert_eq!(one_error(&text, "the balancer is one-armed"), (4, 1));
     let text = with_interface("xdp_mode = \"generic\"\nqueues = 4\n");
-    assert_eq!(one_error(&text, "queue 0 only"), (4, 10));
+    assert_eq!(one_error(&text, "queues above 1 are refused"), (4, 10));
     let text = "[[interface]]\nname = \"a-very-long-interface\"\n";
     assert_eq!(one_error(text, "is not an interface name"), (2, 8));
     assert_eq!(one_error("", "no [[interface]]"), (0, 0));
@@ -376,7 +376,7 @@ fn several_errors_are_all_reported() {
     assert_eq!(
         at,
         [
-            (5, 10),  // queues with generic mode
+            (5, 10),  // queues above 1
             (9, 14),  // sweep_tick above sweep_period
             (10, 14), // quarantine too long
             (13, 10), // metrics address without a port
