@@ -40,15 +40,17 @@ enum Command {
         output: PathBuf,
     },
     /// The benchmark's I/O ceiling: forward every frame for ADDRESSES to
-    /// one MAC address, with no load balancing (see `scripts/bench-lbd`).
+    /// the given MAC addresses in turn, with no load balancing (see
+    /// `scripts/bench-lbd`).
     #[command(hide = true)]
     Reflect {
         /// The interface.
         #[arg(long)]
         interface: String,
-        /// The MAC address frames are sent to.
-        #[arg(long)]
-        to: String,
+        /// A MAC address frames are sent to; repeat it for several (a
+        /// MAC given twice gets twice the frames).
+        #[arg(long, required = true)]
+        to: Vec<String>,
         /// Generic (skb) XDP instead of driver mode.
         #[arg(long)]
         generic: bool,
@@ -96,16 +98,20 @@ fn main() -> ExitCode {
             generic,
             addresses,
         } => {
-            let Some(mac) = lb_xdp::netlink::parse_mac(&to) else {
-                eprintln!("lbd reflect: bad MAC address {to:?}");
-                return ExitCode::FAILURE;
-            };
+            let mut macs = Vec::new();
+            for t in &to {
+                let Some(mac) = lb_xdp::netlink::parse_mac(t) else {
+                    eprintln!("lbd reflect: bad MAC address {t:?}");
+                    return ExitCode::FAILURE;
+                };
+                macs.push(mac);
+            }
             let mode = if generic {
                 lb_xdp::config::XdpMode::Generic
             } else {
                 lb_xdp::config::XdpMode::Driver
             };
-            match lb_xdp::reflect::reflect(&interface, mode, &addresses, mac) {
+            match lb_xdp::reflect::reflect(&interface, mode, &addresses, &macs) {
                 Ok(c) => {
                     println!("forwarded {} poll_sleeps {}", c.forwarded, c.poll_sleeps);
                     ExitCode::SUCCESS

@@ -24,7 +24,7 @@ pub struct ReflectCounters {
 }
 
 /// Forward every frame for `addresses` arriving on queue 0 of `interface`
-/// to `to`, until SIGINT or SIGTERM.
+/// to the MAC addresses of `to` in turn, until SIGINT or SIGTERM.
 ///
 /// # Errors
 /// The host refused the interface, XDP or AF_XDP.
@@ -32,8 +32,11 @@ pub fn reflect(
     interface: &str,
     mode: XdpMode,
     addresses: &[IpAddr],
-    to: [u8; 6],
+    to: &[[u8; 6]],
 ) -> Result<ReflectCounters, String> {
+    if to.is_empty() {
+        return Err("no MAC address to send to".into());
+    }
     let ifindex = netlink::ifindex(interface).map_err(|e| format!("{interface}: {e}"))?;
     let mac = netlink::mac_address(interface).map_err(|e| format!("{interface}: {e}"))?;
     let mut program = XdpProgram::attach(interface, mode).map_err(|e| e.to_string())?;
@@ -51,6 +54,7 @@ pub fn reflect(
     }
     let mut counters = ReflectCounters::default();
     let mut rx: Vec<Held> = Vec::with_capacity(64);
+    let mut turn = to.iter().cycle();
     while !stop.load(Ordering::Relaxed) {
         xsk.recycle();
         rx.clear();
@@ -62,8 +66,8 @@ pub fn reflect(
         }
         if let Some(chunks) = xsk.chunks_mut(&rx) {
             for (chunk, held) in chunks.into_iter().zip(&rx) {
-                if let Some(frame) = chunk.get_mut(held.start..held.end) {
-                    l2.write_header(frame, to);
+                if let (Some(frame), Some(mac)) = (chunk.get_mut(held.start..held.end), turn.next()) {
+                    l2.write_header(frame, *mac);
                 }
             }
         }
