@@ -321,18 +321,25 @@ int ttm_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+// The believed client of a socket, if it has one.
+static __always_inline struct ttm_peer *kept_peer(struct bpf_sock *sk)
+{
+	if (!sk)
+		return 0;
+	struct ttm_sock *st = bpf_sk_storage_get(&ttm_socks, sk, 0, 0);
+	if (!st || !st->kept)
+		return 0;
+	return &st->peer;
+}
+
 SEC("cgroup/getsockopt")
 int ttm_getsockopt(struct bpf_sockopt *ctx)
 {
 	if (ctx->level != SOL_IP || ctx->optname != TTM_SO_GET_PEER)
 		return 1;
-	struct bpf_sock *sk = ctx->sk;
-	if (!sk)
+	struct ttm_peer *peer = kept_peer(ctx->sk);
+	if (!peer)
 		return 1;
-	struct ttm_sock *st = bpf_sk_storage_get(&ttm_socks, sk, 0, 0);
-	if (!st || !st->kept)
-		return 1;
-	struct ttm_peer *peer = &st->peer;
 	__u8 *out = ctx->optval;
 	// A buffer shorter than the record keeps the kernel's answer.
 	if ((void *)(out + sizeof(*peer)) > ctx->optval_end)
@@ -349,13 +356,9 @@ int ttm_getsockopt(struct bpf_sockopt *ctx)
 SEC("cgroup/getpeername4")
 int ttm_getpeername4(struct bpf_sock_addr *ctx)
 {
-	struct bpf_sock *sk = ctx->sk;
-	if (!sk)
+	struct ttm_peer *peer = kept_peer(ctx->sk);
+	if (!peer || peer->af != AF_INET)
 		return 1;
-	struct ttm_sock *st = bpf_sk_storage_get(&ttm_socks, sk, 0, 0);
-	if (!st || !st->kept || st->peer.af != AF_INET)
-		return 1;
-	struct ttm_peer *peer = &st->peer;
 	__u32 a;
 	__builtin_memcpy(&a, peer->addr, 4);
 	ctx->user_ip4 = a;
@@ -367,13 +370,9 @@ int ttm_getpeername4(struct bpf_sock_addr *ctx)
 SEC("cgroup/getpeername6")
 int ttm_getpeername6(struct bpf_sock_addr *ctx)
 {
-	struct bpf_sock *sk = ctx->sk;
-	if (!sk)
+	struct ttm_peer *peer = kept_peer(ctx->sk);
+	if (!peer)
 		return 1;
-	struct ttm_sock *st = bpf_sk_storage_get(&ttm_socks, sk, 0, 0);
-	if (!st || !st->kept)
-		return 1;
-	struct ttm_peer *peer = &st->peer;
 	// The peer the kernel is about to return: an IPv4-mapped address
 	// (::ffff:a.b.c.d) takes an IPv4 client, a native one an IPv6 client.
 	int mapped = ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 &&
