@@ -45,7 +45,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netns.topology import CLIENT, LIPS, RS, VIP, Topology  # noqa: E402
+from netns.topology import CLIENT, LIPS, RS, VIP, Topology, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -259,14 +259,8 @@ backend b
         return p
 
     def stop(self, p: Optional[subprocess.Popen]) -> None:
-        if p is None:
-            return
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+        if p is not None:
+            stop_process(p, 10)
 
     # -- loads --------------------------------------------------------------
     def udp(self, pid: Optional[int], sinks: tuple[str, ...]) -> tuple[float, float, float]:

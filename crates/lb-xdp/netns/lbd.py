@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-from .topology import LB, LIPS, RS, VIP, VIP6, Topology
+from .topology import LB, LIPS, RS, VIP, VIP6, Topology, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 METRICS = f"{LB}:9100"
@@ -222,14 +222,8 @@ class Lbd:
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM, wait, and check that lbd exited with 0."""
         assert self.proc is not None, "lbd was not started"
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise LbdError(f"lbd did not stop within {timeout}s of SIGTERM; log:\n{self.log()}")
+        if not stop_process(self.proc, timeout):
+            raise LbdError(f"lbd did not stop within {timeout}s of SIGTERM; log:\n{self.log()}")
         self.returncode = self.proc.returncode
         self._close_log()
         if self.returncode != 0:
@@ -238,16 +232,8 @@ class Lbd:
 
     def kill(self) -> None:
         """Teardown: SIGTERM, then SIGKILL if needed; never raises."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:
-                self.proc.send_signal(signal.SIGTERM)
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
         if self.proc is not None:
+            stop_process(self.proc, 5)
             self.returncode = self.proc.returncode
         self._close_log()
 

@@ -251,16 +251,25 @@ def _sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def stop_process(p: subprocess.Popen[Any], timeout: float, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` and wait up to ``timeout`` seconds, then SIGKILL. True
+    if the process ended by itself (or had already)."""
+    if p.poll() is not None:
+        return True
+    try:
+        p.send_signal(sig)
+        p.wait(timeout)
+        return True
+    except ProcessLookupError:
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        return False
+
+
 def _terminate(p: subprocess.Popen[Any], grace: float = 3) -> None:
-    if p.poll() is None:
-        try:
-            p.terminate()
-            p.wait(grace)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(grace)
-        except ProcessLookupError:
-            pass
+    stop_process(p, grace)
     for f in (p.stdin, p.stdout, p.stderr):
         try:
             if f is not None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .lbd import LbdError, cargo_binary
+from .topology import stop_process
 
 
 class AgentRunError(AssertionError):
@@ -114,27 +115,16 @@ class TtmAgent:
     def stop(self, timeout: float = 10) -> int:
         """SIGTERM; check that it exits with 0 and says it detached."""
         assert self.proc is not None, "ttm-agent was not started"
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AgentRunError(f"ttm-agent did not stop within {timeout}s; log:\n{self.log()}")
+        if not stop_process(self.proc, timeout):
+            raise AgentRunError(f"ttm-agent did not stop within {timeout}s; log:\n{self.log()}")
         if self.proc.returncode != 0 or "detached" not in self.log():
             raise AgentRunError(f"ttm-agent exited with {self.proc.returncode}; log:\n{self.log()}")
         return self.proc.returncode
 
     def close(self) -> None:
         """Stop everything made here; never raises."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 5)
         if self._log is not None and not self._log.closed:
             self._log.close()
         procs = self.cgroup / "cgroup.procs"
