@@ -66,7 +66,8 @@ pub fn reflect(
         }
         if let Some(chunks) = xsk.chunks_mut(&rx) {
             for (chunk, held) in chunks.into_iter().zip(&rx) {
-                if let (Some(frame), Some(mac)) = (chunk.get_mut(held.start..held.end), turn.next()) {
+                if let (Some(frame), Some(mac)) = (chunk.get_mut(held.start..held.end), turn.next())
+                {
                     l2.write_header(frame, *mac);
                 }
             }
