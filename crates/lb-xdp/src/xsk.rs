@@ -8,7 +8,7 @@
 //! held by `lbd` (a received frame being processed, a frame of its own, or
 //! one waiting for its next hop's MAC address). Chunks are [`FRAME_SIZE`]
 //! bytes, aligned, so a descriptor's chunk is its address rounded down.
-//! [`Book`] records each chunk's place and checks every move, so that the
+//! `Book` records each chunk's place and checks every move, so that the
 //! bytes of a chunk are handed out only while `lbd` holds it, whatever a
 //! caller (or a kernel) does wrong: a wrong move is refused and counted.
 
