@@ -26,9 +26,10 @@ pub const BATCH: usize = 64;
 /// headroom the kernel leaves in front of received frames.
 const OWN_FRAME_OFFSET: usize = 256;
 /// Frames of its own (the RSTs of expiry) `lbd` makes at most per pass of
-/// the loop, so that a mass expiry neither starves the fill ring nor
-/// delays received frames; the rest wait for the next pass.
-const OWN_FRAMES_PER_PASS: usize = 64;
+/// the loop: the chunks kept in reserve, refilled every pass, so that a
+/// mass expiry neither starves the fill ring nor delays received frames;
+/// the engine keeps the rest for the next pass.
+const OWN_FRAMES_PER_PASS: usize = crate::xsk::RESERVE;
 /// The longest sleep in `poll`, so that the stop flag is seen promptly.
 const MAX_SLEEP_MS: i32 = 100;
 
@@ -257,8 +258,7 @@ impl Worker {
 
     /// Frames the engine makes itself (the RSTs of expiry): each into a
     /// free chunk, then on like a forwarded frame. At most
-    /// [`OWN_FRAMES_PER_PASS`] a pass, and never from the chunks kept in
-    /// reserve: the engine keeps the rest for the next pass.
+    /// [`OWN_FRAMES_PER_PASS`] a pass.
     fn transmit_own(
         &mut self,
         engine: &mut Engine,
@@ -267,7 +267,7 @@ impl Worker {
         counters: &mut LoopCounters,
     ) {
         for _ in 0..OWN_FRAMES_PER_PASS {
-            let Some(chunk) = self.xsk.alloc(false) else {
+            let Some(chunk) = self.xsk.alloc() else {
                 return;
             };
             let made = self

@@ -29,8 +29,9 @@ pub const FRAMES: u32 = 4096;
 const FQ_SIZE: u32 = 2048;
 /// Entries of the RX and TX rings.
 const RING_SIZE: u32 = 2048;
-/// Chunks kept off the fill ring, for the frames `lbd` makes itself.
-const RESERVE: usize = 64;
+/// Chunks kept off the fill ring, for the frames `lbd` makes itself (at
+/// most this many a pass of the loop, see `datapath`).
+pub const RESERVE: usize = 64;
 /// `sendto` calls at most per [`Xsk::kick`]: with the kernel's copy-mode
 /// budget of 32 frames a call, enough for a full batch and its replies.
 const KICKS: u32 = 8;
@@ -340,12 +341,10 @@ impl Xsk {
         rx.release();
     }
 
-    /// A free chunk, for a frame `lbd` makes itself (an RST), as long as
-    /// more than the reserve is left, or from the reserve if `reserve`.
-    pub fn alloc(&mut self, reserve: bool) -> Option<u64> {
-        if !reserve && self.book.free.len() <= RESERVE {
-            return None;
-        }
+    /// A free chunk, for a frame `lbd` makes itself (an RST). The fill ring
+    /// is never given the last [`RESERVE`] free chunks, so these are there
+    /// even when the kernel holds the rest.
+    pub fn alloc(&mut self) -> Option<u64> {
         let chunk = self.book.free.pop()?;
         self.book
             .transition(chunk, State::Free, State::Held)
