@@ -79,8 +79,7 @@ def through_lbd(servers: dict[str, Agent], local_ports: set[int]) -> list[dict]:
     """What the servers recorded of the client connections with these
     local ports (the balancer's health checks aside)."""
     seen = [p for s in servers.values() for p in s.peers(port=PORT)]
-    mine = [p for p in seen if p["ttm"].get("port") in local_ports]
-    return mine
+    return [p for p in seen if p["ttm"].get("port") in local_ports]
 
 
 def test_check_says_this_host_can_run_it(agent_binary: Path) -> None:
