@@ -37,7 +37,10 @@ struct {
 	__type(value, __u32);
 } lbd_xsks SEC(".maps");
 
-// Counters, per CPU: see enum stat.
+// Counters, per CPU and per receive queue: the counter `stat` of queue
+// `q` is at key q * STAT_COUNT + stat; queues from MAX_QUEUES on share the
+// last row, q = MAX_QUEUES. For each queue, redirected + passed +
+// no_socket = every packet the program saw.
 enum stat {
 	STAT_REDIRECTED = 0,
 	STAT_PASSED = 1,
@@ -49,21 +52,25 @@ enum stat {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_COUNT);
+	__uint(max_entries, (MAX_QUEUES + 1) * STAT_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
 } lbd_stats SEC(".maps");
 
-static __always_inline void count(__u32 which)
+static __always_inline void count(struct xdp_md *ctx, __u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&lbd_stats, &which);
+	__u32 queue = ctx->rx_queue_index;
+	if (queue > MAX_QUEUES)
+		queue = MAX_QUEUES;
+	__u32 key = queue * STAT_COUNT + which;
+	__u64 *n = bpf_map_lookup_elem(&lbd_stats, &key);
 	if (n)
 		*n += 1;
 }
 
-static __always_inline int pass(void)
+static __always_inline int pass(struct xdp_md *ctx)
 {
-	count(STAT_PASSED);
+	count(ctx, STAT_PASSED);
 	return XDP_PASS;
 }
 
@@ -71,10 +78,10 @@ static __always_inline int to_lbd(struct xdp_md *ctx)
 {
 	__u32 queue = ctx->rx_queue_index;
 	if (bpf_map_lookup_elem(&lbd_xsks, &queue)) {
-		count(STAT_REDIRECTED);
+		count(ctx, STAT_REDIRECTED);
 		return bpf_redirect_map(&lbd_xsks, queue, XDP_DROP);
 	}
-	count(STAT_NO_SOCKET);
+	count(ctx, STAT_NO_SOCKET);
 	return XDP_DROP;
 }
 
@@ -91,44 +98,44 @@ int lbd_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > end)
-		return pass();
+		return pass(ctx);
 
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
-			return pass();
+			return pass(ctx);
 		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
 		    ip->protocol != IPPROTO_ICMP)
-			return pass();
+			return pass(ctx);
 		struct in6_addr key = {};
 		key.in6_u.u6_addr16[5] = 0xffff;
 		key.in6_u.u6_addr32[3] = ip->daddr;
-		return ours(&key) ? to_lbd(ctx) : pass();
+		return ours(&key) ? to_lbd(ctx) : pass(ctx);
 	}
 
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = (void *)(eth + 1);
 		if ((void *)(ip6 + 1) > end)
-			return pass();
+			return pass(ctx);
 		__u8 next = ip6->nexthdr;
 		if (next == IPPROTO_ICMPV6) {
 			// Neighbour discovery (router and neighbour solicitations and
 			// advertisements, redirects) is the kernel's.
 			struct icmp6hdr *icmp = (void *)(ip6 + 1);
 			if ((void *)(icmp + 1) > end)
-				return pass();
+				return pass(ctx);
 			if (icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137)
-				return pass();
+				return pass(ctx);
 		} else if (next != IPPROTO_TCP && next != IPPROTO_UDP &&
 			   next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
 			   next != IPPROTO_DSTOPTS) {
-			return pass();
+			return pass(ctx);
 		}
 		struct in6_addr key = ip6->daddr;
-		return ours(&key) ? to_lbd(ctx) : pass();
+		return ours(&key) ? to_lbd(ctx) : pass(ctx);
 	}
 
-	return pass();
+	return pass(ctx);
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -18,16 +18,66 @@ use crate::config::XdpMode;
 /// parser wants it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lbd.bpf.o"));
 
-/// Counters of the XDP program, summed over CPUs.
+/// Receive queues the program counts one by one (`MAX_QUEUES` in
+/// `bpf/lbd.bpf.c`); the queues from this one on are counted together.
+pub const STATS_QUEUES: u32 = 64;
+/// Counters per queue (`STAT_COUNT` in `bpf/lbd.bpf.c`).
+const STAT_COUNT: u32 = 3;
+
+/// Counters of the XDP program for one receive queue, summed over CPUs,
+/// since this process attached it. Every packet the program saw on the
+/// queue is in exactly one of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XdpStats {
-    /// Packets handed to an AF_XDP socket.
+    /// Packets handed to the queue's AF_XDP socket (which the kernel may
+    /// still drop: see its `XDP_STATISTICS`).
     pub redirected: u64,
     /// Packets passed to the kernel.
     pub passed: u64,
     /// Packets for the balancer that arrived on a queue without a socket,
     /// dropped.
     pub no_socket: u64,
+}
+
+/// The program's counters (the per-CPU array `lbd_stats`, keyed by
+/// `queue * STAT_COUNT + stat`), and what they held when this process
+/// attached: a program kept attached across restarts (and its map) goes
+/// on counting, and the figures are this process's.
+struct StatsMap {
+    map: PerCpuArray<MapData, u64>,
+    base: Vec<u64>,
+}
+
+impl StatsMap {
+    fn new(map: PerCpuArray<MapData, u64>) -> Result<StatsMap, XdpError> {
+        let mut stats = StatsMap {
+            map,
+            base: Vec::new(),
+        };
+        stats.base = (0..(STATS_QUEUES + 1) * STAT_COUNT)
+            .map(|key| stats.sum(key))
+            .collect::<Result<_, _>>()?;
+        Ok(stats)
+    }
+
+    /// The counter at `key`, summed over CPUs, as the map holds it.
+    fn sum(&self, key: u32) -> Result<u64, XdpError> {
+        Ok(self
+            .map
+            .get(&key, 0)?
+            .iter()
+            .fold(0u64, |a, n| a.wrapping_add(*n)))
+    }
+
+    /// The counter at `key` since the baseline.
+    fn since(&self, key: u32) -> Result<u64, XdpError> {
+        let base = usize::try_from(key)
+            .ok()
+            .and_then(|i| self.base.get(i))
+            .copied()
+            .unwrap_or(0);
+        Ok(self.sum(key)?.wrapping_sub(base))
+    }
 }
 
 /// Why the program could not be set up.
@@ -51,7 +101,7 @@ pub enum XdpError {
 pub struct XdpProgram {
     addrs: BpfHashMap<MapData, [u8; 16], u8>,
     xsks: XskMap<MapData>,
-    stats: PerCpuArray<MapData, u64>,
+    stats: StatsMap,
     installed: Vec<[u8; 16]>,
     // Last: dropping it detaches and unloads the program.
     _ebpf: Ebpf,
@@ -82,10 +132,10 @@ impl XdpProgram {
             ebpf.take_map("lbd_xsks")
                 .ok_or(XdpError::Missing("map lbd_xsks"))?,
         )?;
-        let stats = PerCpuArray::try_from(
+        let stats = StatsMap::new(PerCpuArray::try_from(
             ebpf.take_map("lbd_stats")
                 .ok_or(XdpError::Missing("map lbd_stats"))?,
-        )?;
+        )?)?;
         Ok(XdpProgram {
             addrs,
             xsks,
@@ -122,17 +172,18 @@ impl XdpProgram {
         Ok(())
     }
 
-    /// The program's counters, summed over CPUs.
+    /// The program's counters for receive queue `queue`, summed over
+    /// CPUs, since this process attached it. Queues from
+    /// [`STATS_QUEUES`] on share one set of counters.
     ///
     /// # Errors
     /// The map cannot be read.
-    pub fn stats(&self) -> Result<XdpStats, XdpError> {
-        let sum =
-            |i: u32| -> Result<u64, XdpError> { Ok(self.stats.get(&i, 0)?.iter().copied().sum()) };
+    pub fn stats(&self, queue: u32) -> Result<XdpStats, XdpError> {
+        let row = queue.min(STATS_QUEUES) * STAT_COUNT;
         Ok(XdpStats {
-            redirected: sum(0)?,
-            passed: sum(1)?,
-            no_socket: sum(2)?,
+            redirected: self.stats.since(row)?,
+            passed: self.stats.since(row + 1)?,
+            no_socket: self.stats.since(row + 2)?,
         })
     }
 }
