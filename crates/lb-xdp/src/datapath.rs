@@ -2,6 +2,12 @@
 //! 2, TX; the engine's timers and the RSTs of expiry; sleeping in `poll`
 //! when the rings are idle.
 //!
+//! Every frame ends in the socket's ledger (see [`crate::ledger`]): sent,
+//! dropped with a reason, or held. A pass takes no more frames (received,
+//! made, or released by layer 2) than the TX backlog has room for, so that
+//! no frame is ever dropped for a full TX ring: while the ring stays full,
+//! received frames wait in the kernel's RX ring instead.
+//!
 //! The queue's engine lives in a [`Shared`] behind a mutex, which the loop
 //! holds while it works on a batch and releases before it sleeps, so that
 //! the control thread (health checks, reloads, metrics) changes or reads
@@ -18,6 +24,7 @@ use lb_engine::{Engine, Frame, Instant, Verdict};
 
 use crate::install::Installed;
 use crate::l2::{L2, L2Counters, Lookup, swap_macs};
+use crate::ledger::{Dropped, Ledger, Loss};
 use crate::xsk::{FRAME_SIZE, Held, Xsk, XskCounters};
 
 /// Frames taken from the RX ring at once.
@@ -32,6 +39,8 @@ const OWN_FRAME_OFFSET: usize = 256;
 const OWN_FRAMES_PER_PASS: usize = crate::xsk::RESERVE;
 /// The longest sleep in `poll`, so that the stop flag is seen promptly.
 const MAX_SLEEP_MS: i32 = 100;
+/// How often the kernel's counters of the socket are read.
+const KERNEL_STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Counters of the queue's loop.
 #[derive(Debug, Clone, Copy, Default)]
@@ -67,6 +76,8 @@ pub struct Shared {
     pub kernel: Option<xdpilone::xdp::XdpStatisticsV2>,
     /// Neighbour resolution counters.
     pub l2: L2Counters,
+    /// What became of every frame.
+    pub ledger: Ledger,
 }
 
 /// Lock a queue's shared state, whether or not a thread panicked while
@@ -97,19 +108,30 @@ impl Worker {
     pub fn run(mut self) {
         let shared = Arc::clone(&self.shared);
         let mut rx: Vec<Held> = Vec::with_capacity(BATCH);
-        let mut tx: Vec<Held> = Vec::with_capacity(2 * BATCH + OWN_FRAMES_PER_PASS);
+        // A pass sends no more than the backlog has room for.
+        let mut tx: Vec<Held> = Vec::with_capacity(crate::xsk::BACKLOG);
         let mut verdicts = [Verdict::Pass; BATCH];
         let mut ready = Vec::new();
         let mut expired = Vec::new();
         let mut counters = LoopCounters::default();
+        let mut kernel_read = StdInstant::now();
+        let mut kernel = self.xsk.kernel_stats();
         while !self.stop.load(Ordering::Relaxed) {
             self.xsk.recycle();
-            // Frames still in the TX ring from the last pass (copy mode
-            // sends a budget per wakeup).
-            self.xsk.kick();
+            // The backlog first, as completions made room; then frames
+            // still in the TX ring from the last pass (copy mode sends a
+            // budget per wakeup).
+            self.xsk.flush();
             rx.clear();
             tx.clear();
-            self.xsk.receive(BATCH as u32, &mut rx);
+            // The frames this pass may add to the TX backlog, at most:
+            // each received frame makes at most one to send; room is kept
+            // for the frames of our own.
+            let room = self.xsk.backlog_room();
+            let take = room.saturating_sub(OWN_FRAMES_PER_PASS).min(BATCH);
+            if take > 0 {
+                self.xsk.receive(take as u32, &mut rx);
+            }
             let wall = StdInstant::now();
             let now = Instant::from_nanos(
                 u64::try_from(wall.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX),
@@ -128,17 +150,19 @@ impl Worker {
                     } else {
                         counters.batch_errors += rx.len() as u64;
                         for held in &rx {
-                            self.xsk.release(held.chunk);
+                            self.xsk.drop_frame(*held, Dropped::Lbd(Loss::Bookkeeping));
                         }
                     }
                 }
                 if shared.engine.poll_timeout().is_some_and(|t| t <= now) {
                     shared.engine.handle_timeout(now);
                 }
-                self.transmit_own(&mut shared.engine, wall, &mut tx, &mut counters);
+                let own = room.saturating_sub(tx.len()).min(OWN_FRAMES_PER_PASS);
+                self.transmit_own(&mut shared.engine, wall, own, &mut tx, &mut counters);
                 ready.clear();
                 expired.clear();
-                self.l2.poll(wall, &mut ready, &mut expired);
+                let release = room.saturating_sub(tx.len());
+                self.l2.poll(wall, release, &mut ready, &mut expired);
                 for (held, mac) in ready.drain(..) {
                     if let Some(chunk) = self.xsk.chunk_mut(held.chunk)
                         && let Some(frame) = chunk.get_mut(held.start..held.end)
@@ -148,18 +172,26 @@ impl Worker {
                     tx.push(held);
                 }
                 for held in expired.drain(..) {
-                    self.xsk.release(held.chunk);
+                    self.xsk.drop_frame(held, Dropped::Lbd(Loss::NoNeighbour));
                 }
                 next_timer = shared.engine.poll_timeout();
                 counters.tx_packets += u64::from(self.xsk.transmit(&tx));
+                if wall.duration_since(kernel_read) >= KERNEL_STATS_EVERY {
+                    kernel_read = wall;
+                    kernel = self.xsk.kernel_stats();
+                }
                 shared.counters = counters;
                 shared.xsk = self.xsk.counters();
                 shared.l2 = self.l2.counters();
-                if counters.rx_batches % 1024 == 1 {
-                    shared.kernel = self.xsk.kernel_stats();
-                }
+                shared.ledger = self.xsk.ledger(self.l2.held_by_origin());
+                shared.kernel = kernel;
             }
-            if rx.is_empty() && !self.xsk.rx_ready() {
+            if self.xsk.backlog() > 0 {
+                // The TX ring is full: wait (briefly) for room rather
+                // than take more.
+                counters.poll_sleeps += 1;
+                self.xsk.wait(1);
+            } else if rx.is_empty() && !self.xsk.rx_ready() {
                 let mut sleep_ms = MAX_SLEEP_MS;
                 if let Some(t) = next_timer {
                     let ms = t.saturating_duration_since(now).as_millis();
@@ -234,10 +266,11 @@ impl Worker {
                     }
                     Lookup::Wait(hop) => {
                         if let Err(held) = self.l2.hold(hop, held, wall) {
-                            self.xsk.release(held.chunk);
+                            self.xsk
+                                .drop_frame(held, Dropped::Lbd(Loss::NeighbourQueueFull));
                         }
                     }
-                    Lookup::Unreachable => self.xsk.release(held.chunk),
+                    Lookup::Drop(loss) => self.xsk.drop_frame(held, Dropped::Lbd(loss)),
                 }
             }
             Verdict::Reply { .. } => {
@@ -250,23 +283,24 @@ impl Worker {
             }
             Verdict::Pass => {
                 counters.pass_dropped += 1;
-                self.xsk.release(held.chunk);
+                self.xsk.drop_frame(held, Dropped::Lbd(Loss::ForHost));
             }
-            Verdict::Drop(_) => self.xsk.release(held.chunk),
+            Verdict::Drop(reason) => self.xsk.drop_frame(held, Dropped::Engine(reason)),
         }
     }
 
     /// Frames the engine makes itself (the RSTs of expiry): each into a
-    /// free chunk, then on like a forwarded frame. At most
-    /// [`OWN_FRAMES_PER_PASS`] a pass.
+    /// free chunk, then on like a forwarded frame. At most `max` (never
+    /// more than [`OWN_FRAMES_PER_PASS`]) a pass.
     fn transmit_own(
         &mut self,
         engine: &mut Engine,
         wall: StdInstant,
+        max: usize,
         tx: &mut Vec<Held>,
         counters: &mut LoopCounters,
     ) {
-        for _ in 0..OWN_FRAMES_PER_PASS {
+        for _ in 0..max.min(OWN_FRAMES_PER_PASS) {
             let Some(chunk) = self.xsk.alloc() else {
                 return;
             };
@@ -279,11 +313,9 @@ impl Worker {
                 self.xsk.release(chunk);
                 return;
             };
-            let held = Held {
-                chunk,
-                start: OWN_FRAME_OFFSET,
-                end: OWN_FRAME_OFFSET + len,
-            };
+            let held = self
+                .xsk
+                .own_frame(chunk, OWN_FRAME_OFFSET, OWN_FRAME_OFFSET + len);
             self.route(held, verdict, wall, tx, counters);
         }
     }

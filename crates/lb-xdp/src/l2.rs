@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::ledger::Loss;
 use crate::netlink::Rtnl;
 use crate::xsk::Held;
 
@@ -40,8 +41,10 @@ pub enum Lookup {
     Mac([u8; 6]),
     /// The next hop is being resolved: hold the frame with [`L2::hold`].
     Wait(IpAddr),
-    /// No route out of our interface: drop.
-    Unreachable,
+    /// Drop, for this reason: no route out of our interface
+    /// ([`Loss::NoRoute`]), or the kernel's tables could not be read
+    /// ([`Loss::NetlinkError`]).
+    Drop(Loss),
 }
 
 /// Counters of neighbour resolution.
@@ -84,6 +87,8 @@ pub struct L2 {
     waiting: HashMap<IpAddr, Waiting>,
     /// Frames in `waiting`, over all next hops.
     held: usize,
+    /// The same, by [`Origin::index`].
+    held_by_origin: [u64; 2],
     queue_limit: usize,
     counters: L2Counters,
 }
@@ -101,6 +106,7 @@ impl L2 {
             hops: HashMap::new(),
             waiting: HashMap::new(),
             held: 0,
+            held_by_origin: [0; 2],
             queue_limit,
             counters: L2Counters::default(),
         })
@@ -123,7 +129,7 @@ impl L2 {
                 Some(mac) if now.duration_since(hop.checked) < TTL => return Lookup::Mac(mac),
                 None if now.duration_since(hop.checked) < UNREACHABLE_TTL => {
                     self.counters.unreachable += 1;
-                    return Lookup::Unreachable;
+                    return Lookup::Drop(Loss::NoRoute);
                 }
                 _ => {}
             }
@@ -133,11 +139,11 @@ impl L2 {
             Ok(_) => {
                 self.remember(dst, None, now);
                 self.counters.unreachable += 1;
-                return Lookup::Unreachable;
+                return Lookup::Drop(Loss::NoRoute);
             }
             Err(_) => {
                 self.counters.netlink_errors += 1;
-                return Lookup::Unreachable;
+                return Lookup::Drop(Loss::NetlinkError);
             }
         };
         match self.rtnl.neighbour(route.next_hop, self.ifindex) {
@@ -155,7 +161,7 @@ impl L2 {
             }
             Err(_) => {
                 self.counters.netlink_errors += 1;
-                Lookup::Unreachable
+                Lookup::Drop(Loss::NetlinkError)
             }
         }
     }
@@ -187,6 +193,9 @@ impl L2 {
         self.counters.queued += 1;
         w.frames.push(frame);
         self.held += 1;
+        if let Some(n) = self.held_by_origin.get_mut(frame.origin.index()) {
+            *n += 1;
+        }
         Ok(())
     }
 
@@ -195,12 +204,19 @@ impl L2 {
         self.held
     }
 
+    /// Frames held now, by [`crate::ledger::Origin::index`].
+    pub fn held_by_origin(&self) -> [u64; 2] {
+        self.held_by_origin
+    }
+
     /// Ask again about next hops frames wait for: frames whose next hop
-    /// resolved go to `ready` with its MAC address; frames that waited too
-    /// long go to `expired`.
+    /// resolved go to `ready` with its MAC address, no more than `max` of
+    /// them (the next hops whose frames would pass `max` are asked about
+    /// in a later call); frames that waited too long go to `expired`.
     pub fn poll(
         &mut self,
         now: Instant,
+        max: usize,
         ready: &mut Vec<(Held, [u8; 6])>,
         expired: &mut Vec<Held>,
     ) {
@@ -212,11 +228,22 @@ impl L2 {
             if now.duration_since(w.checked) < RECHECK {
                 continue;
             }
+            if ready.len() + w.frames.len() > max {
+                // No room to send them if it resolved: ask next time
+                // (the TX ring is full; they wait longer only while it
+                // stays so).
+                continue;
+            }
             w.checked = now;
             match self.rtnl.neighbour(*next_hop, self.ifindex) {
                 Ok(Some(mac)) => {
                     self.counters.resolved += 1;
                     self.held -= w.frames.len();
+                    for f in &w.frames {
+                        if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
+                            *n -= 1;
+                        }
+                    }
                     ready.extend(w.frames.drain(..).map(|f| (f, mac)));
                     done.push(*next_hop);
                 }
@@ -229,6 +256,11 @@ impl L2 {
                     if now.duration_since(w.since) >= GIVE_UP {
                         self.counters.unresolved_dropped += w.frames.len() as u64;
                         self.held -= w.frames.len();
+                        for f in &w.frames {
+                            if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
+                                *n -= 1;
+                            }
+                        }
                         expired.append(&mut w.frames);
                         done.push(*next_hop);
                     }

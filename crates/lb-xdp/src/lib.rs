@@ -1,11 +1,13 @@
 //! The AF_XDP runner (`lbd`): configuration, the XDP program, AF_XDP rings,
-//! neighbour resolution, health checks, metrics and replay.
+//! neighbour resolution, the accounting of frames, health checks, metrics
+//! and replay.
 
 pub mod config;
 pub mod datapath;
 pub mod health;
 pub mod install;
 pub mod l2;
+pub mod ledger;
 pub mod metrics;
 pub mod netlink;
 pub mod reflect;

@@ -27,11 +27,56 @@
 //! | `lbd_listener_active_sessions` | gauge | `listener` |
 //! | `lbd_backend_{packets,bytes}_{in,out}_total`, `lbd_backend_new_sessions_total` | counter | `listener`, `address`, `port` |
 //! | `lbd_backend_active_sessions`, `lbd_backend_up`, `lbd_backend_weight` | gauge | same |
-//! | `lbd_ring_..._total` (every [`RingStats`] field) | counter | `queue` |
+//! | `lbd_frames_received_total`, `lbd_frames_own_total` | counter | `queue` |
+//! | `lbd_frames_sent_total` | counter | `queue`, `origin` (`received`, `own`) |
+//! | `lbd_frames_dropped_total` | counter | `queue`, `origin`, `reason` (every [`DropReason`] and every [`Loss`] for `received`, every [`Loss`] for `own`; zeros included) |
+//! | `lbd_frames_held` | gauge | `queue`, `origin` |
+//! | `lbd_xdp_packets_total` | counter | `queue`, `outcome` (`redirected`, `passed`, `no_socket`) |
+//! | `lbd_ring_..._total` (every `u64` field of [`RingStats`]) | counter | `queue` |
 //! | `lbd_neigh_..._total` (every [`NeighStats`] field) | counter | |
 //! | `lbd_config_reloads_total` | counter | `result` (`ok`, `failed`) |
 //! | `lbd_health_up` | gauge | `listener`, `address`, `port` |
 //! | `lbd_health_checks_total` | counter | `listener`, `address`, `port`, `result` (`ok`, `failed`) |
+//!
+//! # Every frame accounted for
+//!
+//! Per queue, every frame `lbd` took from its RX ring was sent (put on the
+//! TX ring), dropped for exactly one reason, or is held now (waiting for
+//! its next hop's MAC address, or for room in the TX ring); the same holds
+//! for the frames `lbd` makes itself (the RSTs of expiry), which are
+//! counted apart (see [`crate::ledger`]):
+//!
+//! ```text
+//! lbd_frames_received_total{queue=q}
+//!   = lbd_frames_sent_total{queue=q,origin="received"}
+//!   + Σ lbd_frames_dropped_total{queue=q,origin="received"}   (every reason)
+//!   + lbd_frames_held{queue=q,origin="received"}
+//! lbd_frames_own_total{queue=q}
+//!   = the same three terms with origin="own"
+//! ```
+//!
+//! exactly, in every scrape. The engine's reasons are those of
+//! `lbd_drops_total` (summed over the queues, they are equal); `lbd`'s own
+//! are the [`Loss`] labels: `for_host` (the engine passed the frame to
+//! the host's stack, which `lbd` cannot do), `no_route`, `netlink_error`,
+//! `neighbour_queue_full`, `no_neighbour`, `tx_full` (the TX ring and its
+//! backlog were full) and `bookkeeping` (0 unless a bug).
+//!
+//! Before `lbd`, the XDP program counts every packet of a queue as
+//! redirected to the queue's socket, passed to the kernel, or dropped for
+//! want of a socket (`lbd_xdp_packets_total`); of the redirected ones, the
+//! kernel drops some before `lbd` sees them and counts them in the
+//! socket's statistics. So, up to the frames still in the RX ring:
+//!
+//! ```text
+//! lbd_xdp_packets_total{queue=q,outcome="redirected"}
+//!   = lbd_frames_received_total{queue=q}
+//!   + lbd_ring_kernel_rx_dropped_total{queue=q}      (no room in the UMEM, too long)
+//!   + lbd_ring_kernel_rx_ring_full_total{queue=q}    (the RX ring was full)
+//! ```
+//!
+//! The kernel's figures are read every 100 ms, the rest with every pass
+//! of the loop; the snapshot is taken every 500 ms.
 
 use std::fmt::Write as _;
 use std::io::{self, Read as _, Write as _};
@@ -42,6 +87,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lb_engine::{Counters, DropReason, Protocol, Traffic};
+
+use crate::ledger::{Dropped, Ledger, Loss, Origin};
+use crate::xdp::XdpStats;
 
 /// Per-queue ring statistics (filled by the data path).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -60,9 +108,11 @@ pub struct RingStats {
     pub rx_wakeups: u64,
     /// Times the fill ring could not be refilled (no free frame).
     pub fill_ring_empty: u64,
-    /// Frames that found the TX ring full.
+    /// Frames that found the TX ring full and waited in the backlog (not
+    /// dropped: see [`Loss::TxFull`] for those).
     pub tx_ring_full: u64,
-    /// The kernel's `XDP_STATISTICS`: frames dropped for other reasons.
+    /// The kernel's `XDP_STATISTICS`: frames dropped for other reasons
+    /// (no chunk in the fill ring, too long for a chunk).
     pub kernel_rx_dropped: u64,
     /// The kernel's `XDP_STATISTICS`: frames dropped because the RX ring
     /// was full.
@@ -71,6 +121,11 @@ pub struct RingStats {
     pub kernel_fill_ring_empty: u64,
     /// The kernel's `XDP_STATISTICS`: times the TX ring was empty.
     pub kernel_tx_ring_empty: u64,
+    /// The kernel's `XDP_STATISTICS`: invalid descriptors in the RX ring.
+    pub kernel_rx_invalid_descs: u64,
+    /// The kernel's `XDP_STATISTICS`: invalid descriptors in the TX ring
+    /// (frames `lbd` sent that the kernel refused).
+    pub kernel_tx_invalid_descs: u64,
     /// Times the loop slept in `poll` because its rings were idle.
     pub poll_sleeps: u64,
     /// TX wakeups the kernel refused (an error other than "again").
@@ -81,6 +136,10 @@ pub struct RingStats {
     /// Frames the engine passed to the host: `lbd` cannot hand a frame
     /// back to the kernel, so they are dropped.
     pub pass_dropped: u64,
+    /// What became of every frame of the queue.
+    pub frames: Ledger,
+    /// The XDP program's counters for the queue.
+    pub xdp: XdpStats,
 }
 
 /// Neighbour resolution statistics.
@@ -416,7 +475,7 @@ const TRAFFIC_FAMILIES: [TrafficFamily; 6] = [
 /// The ring families: (name suffix, help, field).
 type RingFamily = (&'static str, &'static str, fn(&RingStats) -> u64);
 
-const RING_FAMILIES: [RingFamily; 15] = [
+const RING_FAMILIES: [RingFamily; 17] = [
     ("rx_packets_total", "Frames taken from the RX ring.", |r| {
         r.rx_packets
     }),
@@ -445,7 +504,7 @@ const RING_FAMILIES: [RingFamily; 15] = [
     ),
     (
         "tx_ring_full_total",
-        "Frames that found the TX ring full.",
+        "Frames that found the TX ring full and waited for room.",
         |r| r.tx_ring_full,
     ),
     (
@@ -467,6 +526,16 @@ const RING_FAMILIES: [RingFamily; 15] = [
         "kernel_tx_ring_empty_total",
         "Times the kernel found the TX ring empty.",
         |r| r.kernel_tx_ring_empty,
+    ),
+    (
+        "kernel_rx_invalid_descs_total",
+        "Invalid descriptors in the RX ring (XDP_STATISTICS).",
+        |r| r.kernel_rx_invalid_descs,
+    ),
+    (
+        "kernel_tx_invalid_descs_total",
+        "Frames sent that the kernel refused as invalid (XDP_STATISTICS).",
+        |r| r.kernel_tx_invalid_descs,
     ),
     (
         "poll_sleeps_total",
@@ -702,6 +771,8 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
+    render_frames(o, &s.rings);
+
     // Neighbours.
     let NeighStats {
         resolved,
@@ -785,6 +856,112 @@ pub fn render(s: &Snapshot) -> String {
     }
 
     out.text
+}
+
+/// The accounting of every frame, per queue (see the module
+/// documentation), and the XDP program's counters.
+fn render_frames(o: &mut Out, rings: &[RingStats]) {
+    let c = Kind::Counter;
+    let queues: Vec<String> = rings.iter().map(|r| r.queue.to_string()).collect();
+    let each = || rings.iter().zip(queues.iter().map(String::as_str));
+    o.family(
+        "lbd_frames_received_total",
+        c,
+        "Frames taken from the RX ring.",
+    );
+    for (r, q) in each() {
+        o.sample(
+            "lbd_frames_received_total",
+            &[("queue", q)],
+            r.frames.received,
+        );
+    }
+    o.family(
+        "lbd_frames_own_total",
+        c,
+        "Frames lbd made itself (the RSTs of expiry).",
+    );
+    for (r, q) in each() {
+        o.sample("lbd_frames_own_total", &[("queue", q)], r.frames.own);
+    }
+    o.family(
+        "lbd_frames_sent_total",
+        c,
+        "Frames put on the TX ring, by origin (received or own).",
+    );
+    for (r, q) in each() {
+        for origin in Origin::ALL {
+            o.sample(
+                "lbd_frames_sent_total",
+                &[("queue", q), ("origin", origin.label())],
+                r.frames.tally(origin).sent,
+            );
+        }
+    }
+    o.family(
+        "lbd_frames_dropped_total",
+        c,
+        "Frames dropped, by origin and reason: the engine's reasons and lbd's own.",
+    );
+    for (r, q) in each() {
+        for origin in Origin::ALL {
+            let tally = r.frames.tally(origin);
+            for reason in DropReason::ALL {
+                let n = tally.dropped_for(Dropped::Engine(*reason));
+                // Own frames are made by the engine, never judged by it:
+                // their engine reasons are shown only if ever counted.
+                if origin == Origin::Received || n > 0 {
+                    let labels = [
+                        ("queue", q),
+                        ("origin", origin.label()),
+                        ("reason", reason.label()),
+                    ];
+                    o.sample("lbd_frames_dropped_total", &labels, n);
+                }
+            }
+            for loss in Loss::ALL {
+                let labels = [
+                    ("queue", q),
+                    ("origin", origin.label()),
+                    ("reason", loss.label()),
+                ];
+                let n = tally.dropped_for(Dropped::Lbd(*loss));
+                o.sample("lbd_frames_dropped_total", &labels, n);
+            }
+        }
+    }
+    o.family(
+        "lbd_frames_held",
+        Kind::Gauge,
+        "Frames held now: waiting for a next hop, or for room in the TX ring.",
+    );
+    for (r, q) in each() {
+        for origin in Origin::ALL {
+            o.sample(
+                "lbd_frames_held",
+                &[("queue", q), ("origin", origin.label())],
+                r.frames.tally(origin).held,
+            );
+        }
+    }
+    o.family(
+        "lbd_xdp_packets_total",
+        c,
+        "Packets the XDP program saw, by outcome: redirected to lbd's socket, passed to the kernel, or dropped for want of a socket.",
+    );
+    for (r, q) in each() {
+        for (outcome, n) in [
+            ("redirected", r.xdp.redirected),
+            ("passed", r.xdp.passed),
+            ("no_socket", r.xdp.no_socket),
+        ] {
+            o.sample(
+                "lbd_xdp_packets_total",
+                &[("queue", q), ("outcome", outcome)],
+                n,
+            );
+        }
+    }
 }
 
 // ----- the HTTP server -------------------------------------------------------

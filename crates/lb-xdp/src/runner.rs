@@ -21,7 +21,7 @@ use crate::install::Installed;
 use crate::l2::L2;
 use crate::metrics::{self, HealthState, NeighStats, RingStats, Snapshot};
 use crate::netlink;
-use crate::xdp::XdpProgram;
+use crate::xdp::{XdpProgram, XdpStats};
 use crate::xsk::Xsk;
 
 /// Why `lbd run` stopped before serving.
@@ -117,6 +117,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             xsk: Default::default(),
             kernel: None,
             l2: Default::default(),
+            ledger: Default::default(),
         }));
         let l2 = L2::new(ifindex, mac, config.neighbour_queue).map_err(|e| setup("netlink", &e))?;
         // The socket is made on the queue's thread (its rings are not
@@ -358,11 +359,17 @@ impl Runner {
         let mut snap = Snapshot::default();
         let mut neigh = NeighStats::default();
         for (i, q) in self.queues.iter().enumerate() {
+            let queue = u32::try_from(i).unwrap_or(u32::MAX);
+            // Read before the queue's lock: the loop waits for it.
+            let xdp = self.program.stats(queue).unwrap_or_else(|e| {
+                warn!(queue, error = %e, "XDP counters unreadable");
+                XdpStats::default()
+            });
             let s = lock(&q.shared);
             snap.add_engine(&s.engine, &s.installed);
             let k = s.kernel.unwrap_or_default();
             snap.rings.push(RingStats {
-                queue: u32::try_from(i).unwrap_or(u32::MAX),
+                queue,
                 rx_packets: s.counters.rx_packets,
                 rx_batches: s.counters.rx_batches,
                 tx_packets: s.counters.tx_packets,
@@ -374,10 +381,14 @@ impl Runner {
                 kernel_rx_ring_full: k.rx_ring_full,
                 kernel_fill_ring_empty: k.rx_fill_ring_empty_descs,
                 kernel_tx_ring_empty: k.tx_ring_empty_descs,
+                kernel_rx_invalid_descs: k.rx_invalid_descs,
+                kernel_tx_invalid_descs: k.tx_invalid_descs,
                 poll_sleeps: s.counters.poll_sleeps,
                 tx_wakeup_errors: s.xsk.tx_wakeup_errors,
                 bookkeeping_errors: s.xsk.bookkeeping_errors + s.counters.batch_errors,
                 pass_dropped: s.counters.pass_dropped,
+                frames: s.ledger,
+                xdp,
             });
             neigh.resolved += s.l2.resolved;
             neigh.queued += s.l2.queued;

@@ -11,13 +11,22 @@
 //! `Book` records each chunk's place and checks every move, so that the
 //! bytes of a chunk are handed out only while `lbd` holds it, whatever a
 //! caller (or a kernel) does wrong: a wrong move is refused and counted.
+//!
+//! Frames that find the TX ring full wait in a bounded backlog, first in
+//! first out, and go out first as the kernel frees room; only a frame that
+//! finds the backlog full too is dropped. The socket also keeps the
+//! queue's [`Ledger`]: a held frame leaves `lbd` only through
+//! [`Xsk::transmit`] or [`Xsk::drop_frame`], each of which counts it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
 
 use xdpilone::xdp::{XdpDesc, XdpStatisticsV2};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use crate::ledger::{Dropped, Ledger, Loss, Origin};
 
 /// Bytes per UMEM chunk: one page. A received frame starts after the
 /// kernel's 256-byte XDP headroom, which leaves room in front for the
@@ -35,6 +44,12 @@ pub const RESERVE: usize = 64;
 /// `sendto` calls at most per [`Xsk::kick`]: with the kernel's copy-mode
 /// budget of 32 frames a call, enough for a full batch and its replies.
 const KICKS: u32 = 8;
+/// Frames that may wait for room in the TX ring, at most: the backlog's
+/// bound. The loop takes no more frames in a pass than the backlog has
+/// room for (see `datapath`), so that a TX ring that stays full makes the
+/// kernel hold (and, past its rings, count) what arrives, rather than
+/// `lbd` drop what it has.
+pub const BACKLOG: usize = 512;
 
 /// A frame `lbd` holds: the chunk, and where the packet lies in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +60,8 @@ pub struct Held {
     pub start: usize,
     /// One past the packet's last byte, from the chunk's start.
     pub end: usize,
+    /// Received, or made by `lbd`.
+    pub origin: Origin,
 }
 
 /// Where a chunk is: the bookkeeping that makes handing out its bytes
@@ -111,7 +128,7 @@ pub struct XskCounters {
     /// Times the fill ring could not be topped up because every chunk was
     /// in use.
     pub fill_starved: u64,
-    /// Frames dropped because the TX ring was full.
+    /// Frames that found the TX ring full and waited in the backlog.
     pub tx_ring_full: u64,
     /// `sendto` calls that the kernel answered with an error other than
     /// "try again".
@@ -201,6 +218,13 @@ pub struct Xsk {
     book: Book,
     /// Frames the TX ring holds, not yet completed.
     in_flight: u32,
+    /// Frames waiting for room in the TX ring, oldest first; allocated
+    /// once, never beyond [`BACKLOG`].
+    backlog: VecDeque<Held>,
+    /// Frames in the backlog, by [`Origin::index`].
+    backlog_by_origin: [u64; 2],
+    /// What became of every frame.
+    ledger: Ledger,
 }
 
 impl Xsk {
@@ -251,6 +275,9 @@ impl Xsk {
             area,
             book: Book::new(),
             in_flight: 0,
+            backlog: VecDeque::with_capacity(BACKLOG),
+            backlog_by_origin: [0; 2],
+            ledger: Ledger::default(),
         };
         xsk.refill();
         Ok(xsk)
@@ -266,6 +293,20 @@ impl Xsk {
     /// `lbd`'s own ring counters.
     pub fn counters(&self) -> XskCounters {
         self.book.counters
+    }
+
+    /// The ledger of every frame this socket took or `lbd` made, with the
+    /// frames held: those in the backlog, plus `held_elsewhere` (by
+    /// [`Origin::index`]: the frames waiting for a next hop).
+    pub fn ledger(&self, held_elsewhere: [u64; 2]) -> Ledger {
+        let mut ledger = self.ledger;
+        for origin in Origin::ALL {
+            let i = origin.index();
+            let here = self.backlog_by_origin.get(i).copied().unwrap_or(0);
+            let there = held_elsewhere.get(i).copied().unwrap_or(0);
+            ledger.set_held(origin, here + there);
+        }
+        ledger
     }
 
     /// The kernel's counters for this socket.
@@ -320,23 +361,35 @@ impl Xsk {
         }
     }
 
-    /// Take up to `max` received frames into `out`.
+    /// Take up to `max` received frames into `out`. Each is counted as
+    /// received; a descriptor that breaks the bookkeeping is counted as
+    /// dropped too, and left out.
     pub fn receive(&mut self, max: u32, out: &mut Vec<Held>) {
         let book = &mut self.book;
+        let ledger = &mut self.ledger;
         let mut rx = self.rx.receive(max);
         while let Some(desc) = rx.read() {
+            ledger.received += 1;
             let chunk = desc.addr - desc.addr % u64::from(FRAME_SIZE);
             if !book.transition(chunk, State::Kernel, State::Held) {
-                continue; // not a chunk the kernel had: never touch it
+                // Not a chunk the kernel had: never touch it.
+                ledger.dropped(Origin::Received, Dropped::Lbd(Loss::Bookkeeping));
+                continue;
             }
             let start = (desc.addr - chunk) as usize;
             let end = start + desc.len as usize;
             if end > FRAME_SIZE as usize {
                 book.counters.bookkeeping_errors += 1;
                 book.release(chunk);
+                ledger.dropped(Origin::Received, Dropped::Lbd(Loss::Bookkeeping));
                 continue;
             }
-            out.push(Held { chunk, start, end });
+            out.push(Held {
+                chunk,
+                start,
+                end,
+                origin: Origin::Received,
+            });
         }
         rx.release();
     }
@@ -351,9 +404,27 @@ impl Xsk {
             .then_some(chunk)
     }
 
-    /// Give a held chunk back.
+    /// Give back a chunk from [`Xsk::alloc`] that no frame was made in.
     pub fn release(&mut self, chunk: u64) {
         self.book.release(chunk);
+    }
+
+    /// The frame `lbd` made in `chunk` (from [`Xsk::alloc`]), at
+    /// `start..end`: counted as an own frame.
+    pub fn own_frame(&mut self, chunk: u64, start: usize, end: usize) -> Held {
+        self.ledger.own += 1;
+        Held {
+            chunk,
+            start,
+            end,
+            origin: Origin::Own,
+        }
+    }
+
+    /// Drop a held frame, counted for `why`; its chunk is free again.
+    pub fn drop_frame(&mut self, frame: Held, why: Dropped) {
+        self.ledger.dropped(frame.origin, why);
+        self.book.release(frame.chunk);
     }
 
     /// The bytes of each chunk in `frames`, mutable, in order.
@@ -412,42 +483,77 @@ impl Xsk {
         })
     }
 
-    /// Queue frames for sending; the chunks go to the kernel. Frames that
-    /// do not fit in the TX ring are released and counted, as are frames
-    /// that are empty or not held (which the kernel would never complete,
-    /// or must never get); returns how many were queued.
+    /// Send frames: the backlog first, then `frames` in order, onto the TX
+    /// ring as far as it has room; the rest wait at the end of the backlog
+    /// (counted in `tx_ring_full`), and a frame that finds the backlog
+    /// full is dropped (`tx_full`). Frames that are empty or not held
+    /// (which the kernel would never complete, or must never get) are
+    /// dropped as bookkeeping errors. Returns how many frames went onto
+    /// the ring.
     pub fn transmit(&mut self, frames: &[Held]) -> u32 {
-        let book = &mut self.book;
-        let n = frames.iter().filter(|h| book.sendable(h)).count();
+        let mut added = 0usize;
+        for h in frames {
+            if !self.book.sendable(h) {
+                self.book.counters.bookkeeping_errors += 1;
+                if self.book.is(h.chunk, State::Held) {
+                    self.book.release(h.chunk);
+                }
+                self.ledger
+                    .dropped(h.origin, Dropped::Lbd(Loss::Bookkeeping));
+            } else if self.backlog.len() >= BACKLOG {
+                self.book.release(h.chunk);
+                self.ledger.dropped(h.origin, Dropped::Lbd(Loss::TxFull));
+            } else {
+                self.backlog.push_back(*h);
+                if let Some(n) = self.backlog_by_origin.get_mut(h.origin.index()) {
+                    *n += 1;
+                }
+                added += 1;
+            }
+        }
+        let sent = self.flush();
+        // This call's frames are the backlog's newest: those still there
+        // found the ring full.
+        self.book.counters.tx_ring_full += added.min(self.backlog.len()) as u64;
+        sent
+    }
+
+    /// Put what the backlog holds onto the TX ring, as far as it has room,
+    /// and make the kernel send; returns how many frames went onto the
+    /// ring.
+    pub fn flush(&mut self) -> u32 {
         let mut sent = 0;
-        if n > 0 {
-            let mut tx = self.tx.transmit(u32::try_from(n).unwrap_or(u32::MAX));
+        if !self.backlog.is_empty() {
+            let want = u32::try_from(self.backlog.len()).unwrap_or(u32::MAX);
+            let mut tx = self.tx.transmit(want);
             // In order; `insert` stops where the ring has no more room.
-            sent = tx.insert(frames.iter().filter(|h| book.sendable(h)).map(|h| XdpDesc {
+            sent = tx.insert(self.backlog.iter().map(|h| XdpDesc {
                 addr: h.chunk + h.start as u64,
                 len: (h.end - h.start) as u32,
                 options: 0,
             }));
             tx.commit();
-        }
-        let mut queued = 0;
-        for h in frames {
-            if !book.sendable(h) {
-                book.counters.bookkeeping_errors += 1;
-                if book.is(h.chunk, State::Held) {
-                    book.release(h.chunk);
+            for h in self.backlog.drain(..sent as usize) {
+                self.book.transition(h.chunk, State::Held, State::Kernel);
+                self.ledger.sent(h.origin, 1);
+                if let Some(n) = self.backlog_by_origin.get_mut(h.origin.index()) {
+                    *n -= 1;
                 }
-            } else if queued < sent {
-                queued += 1;
-                book.transition(h.chunk, State::Held, State::Kernel);
-            } else {
-                book.counters.tx_ring_full += 1;
-                book.release(h.chunk);
             }
+            self.in_flight += sent;
         }
-        self.in_flight += sent;
         self.kick();
         sent
+    }
+
+    /// Frames waiting in the backlog.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Frames the backlog can still take.
+    pub fn backlog_room(&self) -> usize {
+        BACKLOG.saturating_sub(self.backlog.len())
     }
 
     /// Make the kernel send what the TX ring holds, if it asked to be
@@ -493,14 +599,21 @@ impl Xsk {
     }
 
     /// Sleep until a frame arrives or `timeout_ms` passes; also wakes the
-    /// kernel's RX side if the fill ring asked for it.
+    /// kernel's RX side if the fill ring asked for it. While the backlog
+    /// holds frames, sleep instead until the TX ring has room (the kernel
+    /// also sends in `poll`), since no more frames are taken until then.
     pub fn wait(&mut self, timeout_ms: i32) {
         if self.device.needs_wakeup() {
             self.book.counters.rx_wakeups += 1;
         }
+        let events = if self.backlog.is_empty() {
+            libc::POLLIN
+        } else {
+            libc::POLLOUT
+        };
         let mut pfd = libc::pollfd {
             fd: self.user.as_raw_fd(),
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
         // SAFETY: one valid pollfd, for the duration of the call.
