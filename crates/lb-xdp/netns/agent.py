@@ -26,6 +26,10 @@ Client side:
       follows it ("data"): what a client forging a TTM option sends. The
       host's own stack is kept from resetting it by an nftables rule in
       this namespace, removed afterwards.
+  send_frames {frames, iface="eth0"} -> count sent: whole Ethernet frames
+      (each a hex string) written as they are to ``iface`` through a
+      packet socket: for frames no stack would send (bad checksums,
+      truncated headers, fragments...)
 
 Server side:
   serve {port, name, addr="0.0.0.0"}: a threaded HTTP/1.1 keep-alive
@@ -329,6 +333,17 @@ def forge(host: str, port: int, option: str = "", option_in: str = "ack",
         subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
 
 
+def send_frames(frames: list[str], iface: str = "eth0") -> Any:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        s.bind((iface, 0))
+        for frame in frames:
+            s.send(bytes.fromhex(frame))
+    finally:
+        s.close()
+    return len(frames)
+
+
 # ---------------------------------------------------------------------------
 # HTTP server
 
@@ -580,6 +595,7 @@ def main() -> int:
         "abort": client.abort,
         "ping": client.ping,
         "forge": forge,
+        "send_frames": send_frames,
         "serve": servers.serve,
         "peers": servers.peers,
         "resets": servers.resets,

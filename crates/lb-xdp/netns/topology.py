@@ -152,6 +152,13 @@ class Topology:
         self.run("sw", "ip", "link", "add", "br0", "type", "bridge",
                  "stp_state", "0", "mcast_snooping", "0", "forward_delay", "0")
         self.run("sw", "ip", "link", "set", "br0", "up")
+        # A plain switch: with br_netfilter in the kernel, a bridge hands
+        # IP packets to netfilter, which drops malformed ones (bad
+        # checksums, lengths, header lengths) that the tests send on
+        # purpose to the balancer.
+        for table in ("iptables", "ip6tables", "arptables"):
+            if Path(f"/proc/sys/net/bridge/bridge-nf-call-{table}").exists():
+                self.sysctl("sw", f"net.bridge.bridge-nf-call-{table}", "0")
         for host in self.hosts:
             self._add_host(host)
         if "lb" in self.hosts:
@@ -280,8 +287,9 @@ def _terminate(p: subprocess.Popen[Any], grace: float = 3) -> None:
 
 #: The commands agent.py knows.
 OPS = frozenset({
-    "hello", "get", "open", "request", "wait_reset", "close", "abort", "ping", "forge", "serve", "peers",
-    "resets", "stop_server", "kill_server", "capture_start", "capture_stop",
+    "hello", "get", "open", "request", "wait_reset", "close", "abort", "ping", "forge",
+    "send_frames", "serve", "peers", "resets", "stop_server", "kill_server", "capture_start",
+    "capture_stop",
 })
 
 

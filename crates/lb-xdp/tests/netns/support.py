@@ -82,3 +82,73 @@ def wait_backends_up(d: Lbd, listener: str, addrs: list[str], timeout: float = 5
     for a in addrs:
         d.wait_metric("lbd_backend_up", lambda v: v == 1, timeout=timeout, listener=listener,
                       address=a, port=str(PORT))
+
+
+def start_nginx(net: Net, host: str, directory: Path, port: int = PORT) -> None:
+    """nginx on ``port`` of ``host``, one worker, keep-alive without a
+    request limit, answering every request 200 with ``"{host}\\n"`` (as
+    the benchmark runs it); its files in ``directory``. It is stopped with
+    the topology."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {directory};
+  proxy_temp_path {directory};
+  fastcgi_temp_path {directory};
+  uwsgi_temp_path {directory};
+  scgi_temp_path {directory};
+  keepalive_requests 1000000;
+  server {{
+    listen {port} reuseport backlog=4096;
+    location / {{ return 200 "{host}\\n"; }}
+  }}
+}}
+""")
+    net.topo.popen(host, "nginx", "-c", str(conf), "-g", "daemon off;")
+    addr = net.topo.addr(host)
+    wait_until(lambda: net.topo.run("cli", "curl", "-sS", "--max-time", "1",
+                                    f"http://{addr}:{port}/", check=False).returncode == 0,
+               10, f"nginx on {host}")
+
+
+def nstat(net: Net, host: str, counter: str) -> int:
+    """The absolute value of one of ``host``'s kernel SNMP counters
+    (``nstat -asz``: absolute, no history file written, zeros shown)."""
+    out = net.topo.run(host, "nstat", "-asz", counter).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] == counter:
+            return int(fields[1])
+    raise AssertionError(f"nstat in {host} does not show {counter}: {out!r}")
+
+
+WRK_RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
+WRK_REQUESTS = re.compile(r"(\d+) requests in ")
+WRK_SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+def wrk(net: Net, url: str, seconds: int, connections: int = 64, threads: int = 2) -> dict[str, Any]:
+    """wrk from the client, keep-alive: {"rate" (requests/s), "requests",
+    "errors" (socket errors of every kind plus non-2xx answers), "output"}."""
+    out = net.topo.run("cli", "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", url,
+                       timeout=seconds + 60).stdout
+    rate = WRK_RATE.search(out)
+    requests = WRK_REQUESTS.search(out)
+    assert rate and requests, f"cannot read wrk's output:\n{out}"
+    errors = 0
+    socket_errors = WRK_SOCKET_ERRORS.search(out)
+    if socket_errors:
+        errors += sum(int(g) for g in socket_errors.groups())
+    non_2xx = WRK_NON_2XX.search(out)
+    if non_2xx:
+        errors += int(non_2xx.group(1))
+    return {"rate": float(rate.group(1)), "requests": int(requests.group(1)), "errors": errors,
+            "output": out}
