@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lb_engine::{Counters, DropReason, Protocol, Traffic};
+use lb_xdp::ledger::{Dropped, Ledger, Loss, Origin};
 use lb_xdp::metrics::{
     BackendStats, HealthState, ListenerAddr, ListenerStats, NeighStats, RingStats, Snapshot,
     render, serve,
 };
+use lb_xdp::xdp::XdpStats;
 
 fn snapshot() -> Snapshot {
     let mut counters = Counters::default();
@@ -275,12 +277,145 @@ fn render_known_figures() {
     );
 }
 
+/// A queue's ledger: 20 frames received (9 sent, 3 engine drops, 5 of
+/// lbd's, 3 held) and 4 made (2 sent, 1 dropped, 1 held).
+fn ledger() -> Ledger {
+    let mut l = Ledger {
+        received: 20,
+        own: 4,
+        ..Ledger::default()
+    };
+    l.sent(Origin::Received, 9);
+    for why in [
+        Dropped::Engine(DropReason::NoSession),
+        Dropped::Engine(DropReason::NoSession),
+        Dropped::Engine(DropReason::Fragment),
+        Dropped::Lbd(Loss::ForHost),
+        Dropped::Lbd(Loss::NoRoute),
+        Dropped::Lbd(Loss::NoNeighbour),
+        Dropped::Lbd(Loss::NoNeighbour),
+        Dropped::Lbd(Loss::TxFull),
+    ] {
+        l.dropped(Origin::Received, why);
+    }
+    l.set_held(Origin::Received, 3);
+    l.sent(Origin::Own, 2);
+    l.dropped(Origin::Own, Dropped::Lbd(Loss::NeighbourQueueFull));
+    l.set_held(Origin::Own, 1);
+    l
+}
+
+/// The samples of `family` whose labels include every one of `labels`:
+/// (labels, value).
+fn samples<'a>(text: &'a str, family: &str, labels: &[&str]) -> Vec<(&'a str, u64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && sample_name(l) == family)
+        .filter_map(|l| {
+            let (head, value) = l.rsplit_once(' ')?;
+            let inner = head.strip_prefix(family)?;
+            labels
+                .iter()
+                .all(|x| inner.contains(x))
+                .then(|| (inner, value.parse().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn render_frame_accounting() {
+    let mut snap = Snapshot::default();
+    for queue in [0, 3] {
+        snap.rings.push(RingStats {
+            queue,
+            frames: ledger(),
+            xdp: XdpStats {
+                redirected: 21,
+                passed: 7,
+                no_socket: u64::from(queue),
+            },
+            kernel_rx_dropped: 1,
+            ..RingStats::default()
+        });
+    }
+    let text = render(&snap);
+    let types = check_exposition(&text);
+    for (family, kind) in [
+        ("lbd_frames_received_total", "counter"),
+        ("lbd_frames_own_total", "counter"),
+        ("lbd_frames_sent_total", "counter"),
+        ("lbd_frames_dropped_total", "counter"),
+        ("lbd_frames_held", "gauge"),
+        ("lbd_xdp_packets_total", "counter"),
+    ] {
+        assert_eq!(types[family], kind, "{family}");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let has = |l: &str| assert!(lines.contains(&l), "missing line {l:?} in\n{text}");
+    has(r#"lbd_frames_received_total{queue="3"} 20"#);
+    has(r#"lbd_frames_own_total{queue="3"} 4"#);
+    has(r#"lbd_frames_sent_total{queue="0",origin="received"} 9"#);
+    has(r#"lbd_frames_sent_total{queue="0",origin="own"} 2"#);
+    has(r#"lbd_frames_dropped_total{queue="0",origin="received",reason="no_session"} 2"#);
+    has(r#"lbd_frames_dropped_total{queue="0",origin="received",reason="no_neighbour"} 2"#);
+    has(r#"lbd_frames_dropped_total{queue="0",origin="received",reason="tx_full"} 1"#);
+    has(r#"lbd_frames_dropped_total{queue="3",origin="own",reason="neighbour_queue_full"} 1"#);
+    has(r#"lbd_frames_held{queue="0",origin="received"} 3"#);
+    has(r#"lbd_xdp_packets_total{queue="3",outcome="redirected"} 21"#);
+    has(r#"lbd_xdp_packets_total{queue="3",outcome="no_socket"} 3"#);
+    has(r#"lbd_ring_kernel_rx_dropped_total{queue="0"} 1"#);
+
+    // Every reason is shown for received frames, zeros included; own
+    // frames show lbd's reasons only (the engine never drops them).
+    for queue in ["0", "3"] {
+        let q = format!("queue=\"{queue}\"");
+        let received = samples(
+            &text,
+            "lbd_frames_dropped_total",
+            &[&q, "origin=\"received\""],
+        );
+        assert_eq!(received.len(), DropReason::COUNT + Loss::COUNT);
+        for reason in DropReason::ALL
+            .iter()
+            .map(|r| r.label())
+            .chain(Loss::ALL.iter().map(|l| l.label()))
+        {
+            let r = format!("reason=\"{reason}\"");
+            assert_eq!(
+                received.iter().filter(|(ls, _)| ls.contains(&r)).count(),
+                1,
+                "{reason}"
+            );
+        }
+        let own = samples(&text, "lbd_frames_dropped_total", &[&q, "origin=\"own\""]);
+        assert_eq!(own.len(), Loss::COUNT);
+
+        // The identity, from the text alone: what came is what was sent,
+        // dropped and held.
+        for (origin, came) in [
+            ("received", "lbd_frames_received_total"),
+            ("own", "lbd_frames_own_total"),
+        ] {
+            let o = format!("origin=\"{origin}\"");
+            let total = |family: &str, labels: &[&str]| -> u64 {
+                samples(&text, family, labels).iter().map(|(_, v)| v).sum()
+            };
+            let came = total(came, &[&q]);
+            let accounted = total("lbd_frames_sent_total", &[&q, &o])
+                + total("lbd_frames_dropped_total", &[&q, &o])
+                + total("lbd_frames_held", &[&q, &o]);
+            assert_eq!(came, accounted, "queue {queue}, {origin}");
+            assert!(came > 0);
+        }
+    }
+}
+
 #[test]
 fn render_empty_snapshot() {
     let text = render(&Snapshot::default());
     let types = check_exposition(&text);
     // Families are described even with no samples.
     assert!(types.contains_key("lbd_listener_packets_in_total"));
+    assert!(types.contains_key("lbd_frames_dropped_total"));
     assert!(text.contains("lbd_drops_total{reason=\"truncated\"} 0\n"));
 }
 
