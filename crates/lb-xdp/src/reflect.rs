@@ -57,6 +57,8 @@ pub fn reflect(
     let mut turn = to.iter().cycle();
     while !stop.load(Ordering::Relaxed) {
         xsk.recycle();
+        // Frames that found the TX ring full, first.
+        xsk.flush();
         rx.clear();
         xsk.receive(64, &mut rx);
         if rx.is_empty() {
