@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # crates/lb-xdp
 
 import pytest  # noqa: E402
 
-from netns import Agent, Lbd, LbdError, Topology  # noqa: E402
+from netns import Agent, Lbd, LbdError, Metrics, Topology  # noqa: E402
 
 #: The port every RS serves HTTP on.
 PORT = 8080
@@ -152,3 +152,29 @@ def wrk(net: Net, url: str, seconds: int, connections: int = 64, threads: int = 
         errors += int(non_2xx.group(1))
     return {"rate": float(rate.group(1)), "requests": int(requests.group(1)), "errors": errors,
             "output": out}
+
+
+def identity(m: Metrics, queue: str = "0") -> dict[str, tuple[float, float, float, float]]:
+    """The terms of lbd's accounting identity (every frame received, or
+    made by lbd, is sent, dropped or held) for each origin of ``queue``,
+    from one scrape: {"received": (came, sent, dropped, held), "own":
+    (...)}."""
+    out = {}
+    for origin, came in (("received", "lbd_frames_received_total"), ("own", "lbd_frames_own_total")):
+        c = m.get(came, queue=queue)
+        sent = m.get("lbd_frames_sent_total", queue=queue, origin=origin)
+        held = m.get("lbd_frames_held", queue=queue, origin=origin)
+        assert c is not None and sent is not None and held is not None, m.text
+        dropped = m.sum("lbd_frames_dropped_total", queue=queue, origin=origin)
+        out[origin] = (c, sent, dropped, held)
+    return out
+
+
+def assert_identity(d: Lbd, queue: str = "0") -> Metrics:
+    """One scrape; the identity must hold in it, exactly."""
+    m = d.metrics()
+    for origin, (came, sent, dropped, held) in identity(m, queue).items():
+        assert came == sent + dropped + held, (
+            f"{origin}: {came:.0f} frames, but sent {sent:.0f} + dropped {dropped:.0f} "
+            f"+ held {held:.0f} = {sent + dropped + held:.0f}")
+    return m

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from support import Net, PORT, wait_backends_up, wait_until
-from netns import CLIENT, CLIENT6, LIPS, RS, VIP, VIP6, Lbd, Metrics, config
+from support import Net, PORT, assert_identity, identity, wait_backends_up, wait_until
+from netns import CLIENT, CLIENT6, LIPS, RS, VIP, VIP6, Metrics, config
 from netns import frames as f
 
 #: Two listeners whose backends cannot be reached from the balancer:
@@ -63,30 +63,6 @@ port = {UDP_PORT}
 """
 
 QUEUE = "0"
-
-
-def identity(m: Metrics, queue: str = QUEUE) -> dict[str, float]:
-    """The terms of the identity for each origin of ``queue``, from one
-    scrape: {"received": (came, sent, dropped, held), "own": (...)}."""
-    out = {}
-    for origin, came in (("received", "lbd_frames_received_total"), ("own", "lbd_frames_own_total")):
-        c = m.get(came, queue=queue)
-        sent = m.get("lbd_frames_sent_total", queue=queue, origin=origin)
-        held = m.get("lbd_frames_held", queue=queue, origin=origin)
-        assert c is not None and sent is not None and held is not None, m.text
-        dropped = m.sum("lbd_frames_dropped_total", queue=queue, origin=origin)
-        out[origin] = (c, sent, dropped, held)
-    return out
-
-
-def assert_identity(d: Lbd) -> Metrics:
-    """One scrape; the identity must hold in it, exactly."""
-    m = d.metrics()
-    for origin, (came, sent, dropped, held) in identity(m).items():
-        assert came == sent + dropped + held, (
-            f"{origin}: {came:.0f} frames, but sent {sent:.0f} + dropped {dropped:.0f} "
-            f"+ held {held:.0f} = {sent + dropped + held:.0f}")
-    return m
 
 
 def reasons(m: Metrics) -> dict[str, float]:
