@@ -153,6 +153,10 @@ pub struct NeighStats {
     pub queue_dropped: u64,
     /// Frames dropped because their next hop never resolved.
     pub unresolved_dropped: u64,
+    /// Frames dropped because no route led out of the interface.
+    pub unreachable: u64,
+    /// Netlink requests (route, neighbour) that failed.
+    pub netlink_errors: u64,
 }
 
 /// What a listener listens on.
@@ -779,6 +783,8 @@ pub fn render(s: &Snapshot) -> String {
         queued,
         queue_dropped,
         unresolved_dropped,
+        unreachable,
+        netlink_errors,
     } = s.neigh;
     o.single(
         "lbd_neigh_resolved_total",
@@ -803,6 +809,18 @@ pub fn render(s: &Snapshot) -> String {
         c,
         "Frames dropped because their next hop did not resolve.",
         unresolved_dropped,
+    );
+    o.single(
+        "lbd_neigh_unreachable_total",
+        c,
+        "Frames dropped because no route leads out of the interface.",
+        unreachable,
+    );
+    o.single(
+        "lbd_neigh_netlink_errors_total",
+        c,
+        "Route and neighbour requests to the kernel that failed.",
+        netlink_errors,
     );
 
     // Reloads.

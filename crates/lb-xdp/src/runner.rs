@@ -394,6 +394,8 @@ impl Runner {
             neigh.queued += s.l2.queued;
             neigh.queue_dropped += s.l2.queue_dropped;
             neigh.unresolved_dropped += s.l2.unresolved_dropped;
+            neigh.unreachable += s.l2.unreachable;
+            neigh.netlink_errors += s.l2.netlink_errors;
         }
         snap.describe_listeners(&self.config);
         snap.neigh = neigh;

@@ -85,6 +85,8 @@ fn snapshot() -> Snapshot {
             queued: 3,
             queue_dropped: 1,
             unresolved_dropped: 0,
+            unreachable: 6,
+            netlink_errors: 4,
         },
         config_reloads_ok: 5,
         config_reloads_failed: 1,
@@ -269,6 +271,8 @@ fn render_known_figures() {
     // Neighbours, reloads, health.
     has("lbd_neigh_resolved_total 2");
     has("lbd_neigh_queue_dropped_total 1");
+    has("lbd_neigh_unreachable_total 6");
+    has("lbd_neigh_netlink_errors_total 4");
     has(r#"lbd_config_reloads_total{result="ok"} 5"#);
     has(r#"lbd_config_reloads_total{result="failed"} 1"#);
     has(r#"lbd_health_up{listener="web",address="10.0.0.2",port="8080"} 1"#);

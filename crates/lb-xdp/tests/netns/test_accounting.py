@@ -196,6 +196,10 @@ def test_every_frame_is_accounted_for(net: Net, lbd_binary: Path) -> None:
     unresolved = got["no_neighbour"] - before.get("no_neighbour", 0)
     assert (full, unresolved) == (3, NEIGHBOUR_QUEUE), (full, unresolved)
     assert got["tx_full"] == 0 and got["bookkeeping"] == 0 and got["netlink_error"] == 0, got
+    # The neighbour counters agree.
+    assert m.get("lbd_neigh_unreachable_total") == got["no_route"], m.text
+    assert m.get("lbd_neigh_unresolved_dropped_total") == got["no_neighbour"], m.text
+    assert m.get("lbd_neigh_queue_dropped_total") == got["neighbour_queue_full"], m.text
     # The UDP datagrams went to rs1, whose port unreachable came back to
     # the client: sent both ways.
     udp_in = m.get("lbd_listener_packets_in_total", listener="udp")
