@@ -7,7 +7,8 @@ route and no neighbour), then, from the metrics, per queue:
 
     received = sent + Σ dropped by reason + held now
 
-exactly (and the same for the frames lbd makes itself), each bad kind in
+exactly (and the same for the frames lbd makes itself: the RSTs of an
+idle connection that expires), each bad kind in
 its own reason, and the XDP program's redirected packets equal to what
 lbd received plus what the kernel dropped before it."""
 
@@ -63,6 +64,7 @@ port = {UDP_PORT}
 """
 
 QUEUE = "0"
+IDLE = 2  # s, tcp_established
 
 
 def reasons(m: Metrics) -> dict[str, float]:
@@ -89,8 +91,13 @@ def mac_of(net: Net, host: str) -> str:
 
 def test_every_frame_is_accounted_for(net: Net, lbd_binary: Path) -> None:
     net.serve("rs1", "rs2")
-    d = net.lbd(config(extra=EXTRA), lbd_binary)
+    d = net.lbd(config(extra=EXTRA, timeouts={"tcp_established": f"{IDLE}s"},
+                       engine={"sweep_period": "500ms", "sweep_tick": "100ms"}), lbd_binary)
     wait_backends_up(d, "web", [RS["rs1"], RS["rs2"]])
+    # A connection left idle: lbd resets it at both ends, with frames of
+    # its own.
+    idle = net.cli.open(host=VIP, port=80)
+    net.cli.request(id=idle["id"])
     cli_mac, lb_mac = mac_of(net, "cli"), mac_of(net, "lb")
     m0 = assert_identity(d)
     before = reasons(m0)
@@ -188,6 +195,9 @@ def test_every_frame_is_accounted_for(net: Net, lbd_binary: Path) -> None:
     net.cli.send_frames(frames=bad_sum)
     assert_identity(d)
 
+    waited = net.cli.wait_reset(id=idle["id"], timeout=IDLE + 8)
+    assert waited["outcome"] == "reset", waited
+    net.cli.close(id=idle["id"])
     # The waiting SYNs give up after 3 s; then nothing is held.
     d.wait_metric("lbd_frames_held", lambda v: v == 0, timeout=6, queue=QUEUE, origin="received")
     m = assert_identity(d)
@@ -206,6 +216,8 @@ def test_every_frame_is_accounted_for(net: Net, lbd_binary: Path) -> None:
     assert udp_in == len(udp), udp_in
     sent = m.get("lbd_frames_sent_total", queue=QUEUE, origin="received")
     assert sent is not None and sent > 2 * 25 * 4, sent
+    own, own_sent, _, _ = identity(m)["own"]
+    assert own >= 2 and own_sent == own, identity(m)
     came, *_ = identity(m)["received"]
     print(f"received {came:.0f}: {identity(m)}")
 
