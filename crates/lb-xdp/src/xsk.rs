@@ -600,8 +600,9 @@ impl Xsk {
 
     /// Sleep until a frame arrives or `timeout_ms` passes; also wakes the
     /// kernel's RX side if the fill ring asked for it. While the backlog
-    /// holds frames, sleep instead until the TX ring has room (the kernel
-    /// also sends in `poll`), since no more frames are taken until then.
+    /// holds frames, sleep instead until the TX ring has room (`poll`
+    /// also makes the kernel send): the backlog must go out before the
+    /// loop takes much more.
     pub fn wait(&mut self, timeout_ms: i32) {
         if self.device.needs_wakeup() {
             self.book.counters.rx_wakeups += 1;
