@@ -42,6 +42,8 @@ use crate::xlat;
 use core::net::SocketAddr;
 use ttm_core::{KindSet, TtmOption};
 
+mod state;
+
 /// A listener's handle: its slot in the engine.
 pub type ListenerId = u16;
 
