@@ -130,11 +130,16 @@ pub(crate) const SESSION4_LEN: usize = SESSION_BASE_LEN + 4;
 pub(crate) const SESSION6_LEN: usize = SESSION_BASE_LEN + 16;
 pub(crate) const QUARANTINE_LEN: usize = 12;
 
-/// The longest lifetime a session record may carry, in ms.
-const MAX_SESSION_MS: u64 = Timeouts::MAX.as_millis() as u64;
+/// The longest lifetime a session record may carry, in ms (24 days).
+pub(crate) const MAX_SESSION_MS: u32 = Timeouts::MAX.as_millis() as u32;
 /// The longest a quarantine record may be held, in ms: the longest period
 /// and the two seconds its rounding up can add.
-const MAX_QUARANTINE_MS: u64 = MAX_PERIOD.as_millis() as u64 + 2000;
+pub(crate) const MAX_QUARANTINE_MS: u32 = MAX_PERIOD.as_millis() as u32 + 2000;
+
+const _: () = assert!(
+    Timeouts::MAX.as_millis() == MAX_SESSION_MS as u128
+        && MAX_PERIOD.as_millis() + 2000 == MAX_QUARANTINE_MS as u128
+);
 
 // The flags byte is the session's own: a change there is a change of the
 // format, and must be mapped here.
@@ -587,7 +592,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed<'_>, SnapshotError> {
     }
     let mut offset = quarantine_at;
     for (index, record) in (0u32..).zip(parsed.quarantine.chunks_exact(QUARANTINE_LEN)) {
-        let held = read_quarantine(record).map(|q| u64::from(q.remaining_ms));
+        let held = read_quarantine(record).map(|q| q.remaining_ms);
         if !held.is_some_and(|ms| (1..=MAX_QUARANTINE_MS).contains(&ms)) {
             return Err(bad(Section::Quarantine, index, "time held", offset));
         }
@@ -690,7 +695,7 @@ impl Parsed<'_> {
         if s.lport == 0 {
             return Err("local port");
         }
-        if u64::from(s.remaining_ms) > MAX_SESSION_MS {
+        if s.remaining_ms > MAX_SESSION_MS {
             return Err("lifetime");
         }
         if l.proto == wire::PROTO_UDP {

@@ -761,6 +761,34 @@ fn changed_timeouts_take_effect_and_idle_rsts_are_the_old_engines() {
     assert_eq!(b.quarantined(), 1, "its tuple is quarantined");
 }
 
+/// A clock that went back between the last packet and the export: what is
+/// left of each session and quarantined tuple looks longer than anything
+/// the format carries, and is written as the longest it does.
+#[test]
+fn an_export_at_an_earlier_clock_still_imports() {
+    let late = Instant::from_secs(2_100_000); // 24.3 days
+    let mut a = Setup::default().engine();
+    let conn = open(&mut a, late, false, (client4(1), 1001), (vip4(), 80), 5);
+    let closed = open(&mut a, late, false, (client4(2), 1002), (vip4(), 80), 5);
+    let rst = tcp_frame(closed.c, closed.v, Flags::RstAck, C_ISN + 1, S_ISN + 1, b"");
+    assert!(matches!(
+        send(&mut a, late, &rst).0,
+        Verdict::ToServer { .. }
+    ));
+    advance(&mut a, late, late + secs(12));
+    assert_eq!((a.session_count(), a.quarantined()), (1, 1));
+
+    let snapshot = export(&a, Instant::from_secs(1));
+    let mut b = Setup::default().engine();
+    let report = b.import_state(T_B, &snapshot).unwrap();
+    assert_eq!((report.restored, report.quarantine_restored), (1, 1));
+    // Both cut to this engine's timeout and period.
+    assert!(advance(&mut b, T_B, T_B + secs(59)).is_empty());
+    let rsts = advance(&mut b, T_B + secs(59), T_B + secs(62));
+    assert_eq!(rsts.len(), 2);
+    assert_eq!(endpoints(&rsts[0].1), (conn.v, conn.c));
+}
+
 #[test]
 fn another_seed_restores_the_same_sessions() {
     let mut a = Setup::default().engine();

@@ -25,8 +25,8 @@ use core::time::Duration;
 use super::{Engine, Listener, ListenerId, tick, u32_of};
 use crate::session::Session;
 use crate::snapshot::{
-    self, Addr, BackendRec, Counts, ImportReport, ListenerRec, Parsed, QuarantineRec, SessionRec,
-    SnapshotError, Writer,
+    self, Addr, BackendRec, Counts, ImportReport, ListenerRec, MAX_QUARANTINE_MS, MAX_SESSION_MS,
+    Parsed, QuarantineRec, SessionRec, SnapshotError, Writer,
 };
 use crate::table::Dir;
 use crate::time::Instant;
@@ -125,7 +125,9 @@ impl Tables {
             cport: s.cport,
             lport: s.lport,
             flags: s.flags,
-            remaining_ms: u32::try_from(left).unwrap_or(0),
+            // A `now` before the session's last packet (a clock that went
+            // back) cannot give more than the format carries.
+            remaining_ms: u32::try_from(left).map_or(0, |ms| ms.min(MAX_SESSION_MS)),
             c_next: s.c_next,
             c_ack: s.c_ack,
             s_next: s.s_next,
@@ -184,7 +186,7 @@ impl Engine {
         for (fingerprint, left) in self.quarantine.held(now) {
             w.quarantine(&QuarantineRec {
                 fingerprint,
-                remaining_ms: millis(left),
+                remaining_ms: millis(left).min(MAX_QUARANTINE_MS),
             });
         }
         w.finish();
