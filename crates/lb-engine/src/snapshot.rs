@@ -37,14 +37,15 @@
 //! The length is therefore exactly `40 + 20 L + 23 B + 17 A + 37 S4 +
 //! 49 S6 + 12 Q + 4`.
 //!
-//! A **listener** record (20 bytes): the VIP's family (1), the protocol (1:
-//! 6 TCP or 17 UDP), the port (2), the VIP (16).
+//! A **listener** record (20 bytes): bytes 0 the VIP's family, 1..17 the
+//! VIP, 17 the protocol (6 TCP or 17 UDP), 18..20 the port.
 //!
-//! A **backend** record (23 bytes): its listener, an index below `L` (4);
-//! the family (1: 4, or 6 behind an IPv6 VIP only); the port (2); the
-//! address (16).
+//! A **backend** record (23 bytes): bytes 0..4 its listener, an index below
+//! `L`; 4 the family (6 behind an IPv6 VIP only); 5..21 the address;
+//! 21..23 the port.
 //!
-//! A **local address** record (17 bytes): the family (1), the address (16).
+//! A **local address** record (17 bytes): byte 0 the family, 1..17 the
+//! address.
 //!
 //! A **session** record (37 bytes for an IPv4 client, 49 for an IPv6 one):
 //!
@@ -71,8 +72,9 @@
 //! 3 the client's FIN, 4 the server's FIN, 5 the client's FIN acknowledged
 //! (needs bit 3), 6 the server's FIN acknowledged (needs bit 4), 7 an RST.
 //!
-//! A **quarantine** record (12 bytes): the tuple's 64-bit fingerprint (8),
-//! the time it is still held in ms (4, 1 to one hour and two seconds).
+//! A **quarantine** record (12 bytes): bytes 0..8 the tuple's 64-bit
+//! fingerprint, 8..12 the time it is still held in ms (1 to one hour and
+//! two seconds).
 //!
 //! # The quarantine
 //!
@@ -953,7 +955,16 @@ mod test {
             out.get(out.len() - 4..),
             Some(&0x9611_3bdfu32.to_le_bytes()[..])
         );
-        // The session's lifetime: bytes 13..17 of its record.
+        // Fields where the module documentation says: the listener's
+        // protocol and port, the backend's port, the session's lifetime.
+        let le16 = |v: u16| v.to_le_bytes();
+        assert_eq!(out.get(HEADER_LEN + 17), Some(&wire::PROTO_TCP));
+        assert_eq!(
+            out.get(HEADER_LEN + 18..HEADER_LEN + 20),
+            Some(&le16(80)[..])
+        );
+        let at = HEADER_LEN + LISTENER_LEN;
+        assert_eq!(out.get(at + 21..at + 23), Some(&le16(8080)[..]));
         let at = HEADER_LEN + LISTENER_LEN + BACKEND_LEN + LOCAL_LEN;
         assert_eq!(out.get(at + 13..at + 17), Some(&60000u32.to_le_bytes()[..]));
 
