@@ -12,7 +12,10 @@
 //! - `ttm_insert_v6` / `forward_6to4`: the same through a 6to4 listener
 //!   (IPv6 client, translated to IPv4, 20-byte option);
 //! - `expire`: per session, sweeping out 10,000 sessions past their
-//!   deadline.
+//!   deadline;
+//! - `snapshot_export/1m` / `snapshot_import/1m`: `export_state` of
+//!   1,000,000 sessions, and `import_state` of that snapshot into a fresh
+//!   engine of the same configuration (37 bytes a session).
 //!
 //! Every figure is per iteration as criterion prints it; the throughput
 //! line gives packets (or sessions) per second. Frames are restored from
@@ -321,11 +324,47 @@ fn expire(c: &mut Criterion) {
     group.finish();
 }
 
+fn snapshot(c: &mut Criterion) {
+    const SESSIONS: u32 = 1_000_000;
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(u64::from(SESSIONS)));
+    group.sample_size(10);
+    let engine = engine_with_sessions(SESSIONS, SESSIONS);
+    let now = Instant::from_secs(1);
+    let mut bytes = Vec::new();
+    engine.export_state(now, &mut bytes);
+    // The header, one listener, 4 backends, 8 local addresses, the
+    // checksum, and 37 bytes a session.
+    assert_eq!(
+        bytes.len(),
+        40 + 20 + 4 * 23 + 8 * 17 + 4 + 37 * SESSIONS as usize
+    );
+    group.bench_function("snapshot_export/1m", |b| {
+        let mut out = Vec::with_capacity(bytes.len());
+        b.iter(|| {
+            out.clear();
+            engine.export_state(now, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("snapshot_import/1m", |b| {
+        b.iter_batched_ref(
+            || engine_with_sessions(0, SESSIONS),
+            |fresh: &mut Engine| {
+                let report = fresh.import_state(now, &bytes);
+                assert_eq!(report.map(|r| r.restored), Ok(SESSIONS));
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = forward, ttm_insert, six_to_four, new_session, expire
+    targets = forward, ttm_insert, six_to_four, new_session, expire, snapshot
 }
 criterion_main!(benches);

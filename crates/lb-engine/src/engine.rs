@@ -42,6 +42,8 @@ use crate::xlat;
 use core::net::SocketAddr;
 use ttm_core::{KindSet, TtmOption};
 
+mod state;
+
 /// A listener's handle: its slot in the engine.
 pub type ListenerId = u16;
 
@@ -177,6 +179,60 @@ impl Listener {
         Some((b.addr6?, b.config.port, self.lip6(s.lip)?))
     }
 
+    /// A session's two key hashes and the checksum changes of its inbound
+    /// rewrite, from its addresses and ports: the one place they are
+    /// computed, for a new session, a restored one and one that ends.
+    /// `None` when its backend or local address is not in the listener.
+    fn keys(&self, seed: u64, s: &Session) -> Option<SessionKeys> {
+        let b = self.backends.get(s.backend as usize)?;
+        let (rip, rport, vport) = (b.addr4, b.config.port, self.config.port);
+        // 4to4 and 6to6: the addresses and ports change in place (no IPv6
+        // header checksum, but the transport's covers the addresses).
+        // 6to4: translation redoes the checksums for the addresses; only
+        // the ports are ours.
+        let (in_hash, ip_delta, addr_delta, out_hash) = match (self.vip6, b.addr6) {
+            (None, _) => {
+                let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
+                let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
+                (
+                    hash::flow4(seed, s.proto, client, s.cport, self.vip4, vport),
+                    d,
+                    d,
+                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                )
+            }
+            (Some(vip6), Some(rip6)) => {
+                let lip6 = self.lip6(s.lip)?;
+                (
+                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    Delta::default(),
+                    Delta::default()
+                        .addr16(&s.client, &lip6)
+                        .addr16(&vip6, &rip6),
+                    hash::flow6(seed, s.proto, &rip6, rport, &lip6, s.lport),
+                )
+            }
+            (Some(vip6), None) => {
+                let lip4 = self.lip4(s.lip)?;
+                (
+                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    Delta::default(),
+                    Delta::default(),
+                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                )
+            }
+        };
+        Some(SessionKeys {
+            in_hash,
+            out_hash,
+            ip_delta: ip_delta.folded(),
+            l4_delta: addr_delta
+                .word(s.cport, s.lport)
+                .word(vport, rport)
+                .folded(),
+        })
+    }
+
     fn has_live_backend(&self) -> bool {
         self.candidates.iter().any(Candidate::eligible)
     }
@@ -189,6 +245,19 @@ impl Listener {
             active: 0,
         }
     }
+}
+
+/// What [`Listener::keys`] computes of a session.
+#[derive(Debug, Clone, Copy)]
+struct SessionKeys {
+    /// The hash of its inbound key (client, VIP).
+    in_hash: u64,
+    /// The hash of its outbound key (server, local address).
+    out_hash: u64,
+    /// [`Session::ip_delta`].
+    ip_delta: u16,
+    /// [`Session::l4_delta`].
+    l4_delta: u16,
 }
 
 /// An RST to send because an established session idled out.
@@ -1284,7 +1353,7 @@ impl Engine {
             .backends
             .get(backend as usize)
             .ok_or(DropReason::NoBackend)?;
-        let (rip, rport, rip6) = (b.addr4, b.config.port, b.addr6);
+        let rport = b.config.port;
         let (lip, lport) = l
             .allocator
             .allocate(
@@ -1300,40 +1369,7 @@ impl Engine {
                 AllocateError::NoAddressOfFamily => DropReason::NoLocalAddress,
                 AllocateError::Exhausted => DropReason::PortsExhausted,
             })?;
-        // 4to4 and 6to6: the addresses and ports change in place (no IPv6
-        // header checksum, but the transport's covers the addresses).
-        // 6to4: translation redoes the checksums for the addresses; only
-        // the ports are ours.
-        let (ip_delta, addr_delta, out_hash) = match (l.vip6, rip6) {
-            (None, _) => {
-                let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
-                let d = Delta::default()
-                    .addr4(client4_of(client), lip4)
-                    .addr4(l.vip4, rip);
-                (d, d, hash::flow4(seed, proto, rip, rport, lip4, lport))
-            }
-            (Some(vip6), Some(rip6)) => {
-                let lip6 = l.lip6(lip).ok_or(DropReason::NoLocalAddress)?;
-                let d = Delta::default().addr16(&client, &lip6).addr16(&vip6, &rip6);
-                (
-                    Delta::default(),
-                    d,
-                    hash::flow6(seed, proto, &rip6, rport, &lip6, lport),
-                )
-            }
-            (Some(_), None) => {
-                let lip4 = l.lip4(lip).ok_or(DropReason::NoLocalAddress)?;
-                (
-                    Delta::default(),
-                    Delta::default(),
-                    hash::flow4(seed, proto, rip, rport, lip4, lport),
-                )
-            }
-        };
-        let l4_delta = addr_delta.word(l4.sport, lport).word(l4.dport, rport);
-        let session = Session {
-            ip_delta: ip_delta.folded(),
-            l4_delta: l4_delta.folded(),
+        let mut session = Session {
             client,
             cport: l4.sport,
             lport,
@@ -1344,8 +1380,15 @@ impl Engine {
             proto,
             ..Session::default()
         };
+        let keys = l.keys(seed, &session).ok_or(DropReason::NoLocalAddress)?;
+        debug_assert_eq!(
+            keys.in_hash, h,
+            "the packet's flow hash is the inbound key's"
+        );
+        session.ip_delta = keys.ip_delta;
+        session.l4_delta = keys.l4_delta;
         let id = table
-            .insert(session, h, out_hash)
+            .insert(session, h, keys.out_hash)
             .map_err(|_| DropReason::TableFull)?;
         if let Some(c) = l.candidates.get_mut(backend as usize) {
             c.active += 1;
@@ -1893,24 +1936,10 @@ impl Engine {
         let Some((server_v6, rip, rport, lip)) = server_side else {
             return;
         };
-        let client = client4(&s);
-        let in_hash = match l.vip6 {
-            None => hash::flow4(seed, s.proto, client, s.cport, l.vip4, l.config.port),
-            Some(vip6) => hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, l.config.port),
+        let Some(keys) = l.keys(seed, &s) else {
+            return;
         };
-        let out_hash = if server_v6 {
-            hash::flow6(seed, s.proto, &rip, rport, &lip, s.lport)
-        } else {
-            hash::flow4(
-                seed,
-                s.proto,
-                client4_of(rip),
-                rport,
-                client4_of(lip),
-                s.lport,
-            )
-        };
-        if self.table.remove(id, in_hash, out_hash).is_none() {
+        if self.table.remove(id, keys.in_hash, keys.out_hash).is_none() {
             return;
         }
         if expired && s.proto == wire::PROTO_TCP && s.tcp_state() == TcpState::Established {

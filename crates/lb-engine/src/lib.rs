@@ -1,7 +1,8 @@
 //! The sans-I/O packet engine: FULLNAT for TCP and UDP (4to4, 6to4 and
 //! 6to6), the TTM option that carries the client's address to the real
 //! server, session tables with idle timeouts, weighted schedulers, the
-//! local address pool, ICMP errors and ping on the VIP, and counters.
+//! local address pool, ICMP errors and ping on the VIP, counters, and a
+//! snapshot of the sessions that a restarted engine imports ([`snapshot`]).
 //!
 //! `no_std` with `alloc`, no `unsafe`, no clock, no I/O: the caller passes
 //! time in and acts on what the engine returns, as quinn-proto's core does.
@@ -14,6 +15,8 @@
 //!   act on the Verdict ◀────────────────── ToServer / ToClient / Reply / Drop(reason) / Pass
 //!   at poll_timeout() ───────────────────▶ handle_timeout(now)
 //!   RSTs of idle expiry ◀───────────────── poll_transmit(buf)
+//!   before a restart ────────────────────▶ export_state(now, &mut bytes)
+//!   after it, in the new engine ─────────▶ import_state(now, &bytes)
 //! ```
 //!
 //! # Example
@@ -44,6 +47,7 @@ mod lport;
 mod quarantine;
 pub mod sched;
 mod session;
+pub mod snapshot;
 mod table;
 mod tcp_edit;
 pub mod time;
@@ -59,5 +63,6 @@ pub use engine::{BackendId, Engine, ListenerId};
 pub use frame::Frame;
 pub use lport::{LocalPool, LportError};
 pub use sched::{Affinity, MaglevKey, SchedError, SchedulerKind};
+pub use snapshot::{ImportReport, SNAPSHOT_VERSION, Section, SnapshotError, snapshot_hash_seed};
 pub use time::Instant;
 pub use verdict::{DropReason, Verdict};

@@ -244,14 +244,48 @@ impl Quarantine {
         if self.period.is_zero() {
             return true;
         }
+        self.hold(now, fingerprint(tuple), self.period)
+    }
+
+    /// Holds the tuple whose fingerprint is `fp` from `now` for `remaining`
+    /// (at most the period), as [`Quarantine::insert`] does: the import of
+    /// an exported entry (see [`Quarantine::held`]). Fingerprints do not
+    /// depend on the engine's hash seed nor on the quarantine's size, so an
+    /// entry moves between any two quarantines. `false` when the quarantine
+    /// is off (a zero period) or cannot hold it.
+    pub(crate) fn restore(&mut self, now: Instant, fp: u64, remaining: Duration) -> bool {
+        !self.period.is_zero() && self.hold(now, fp, remaining.min(self.period))
+    }
+
+    /// The fingerprints held at `now` and how long each is still held,
+    /// rounded up to a millisecond: what [`Quarantine::restore`] takes.
+    pub(crate) fn held(&self, now: Instant) -> impl Iterator<Item = (u64, Duration)> + '_ {
+        let now_secs = now.as_nanos() / NANOS_PER_SEC;
+        self.buckets.iter().flat_map(move |bucket| {
+            bucket
+                .fingerprints
+                .iter()
+                .zip(&bucket.expiries)
+                .filter(move |&(_, &e)| u64::from(e) > now_secs)
+                .map(move |(&fp, &e)| {
+                    let left = (u128::from(e) * u128::from(NANOS_PER_SEC))
+                        .saturating_sub(u128::from(now.as_nanos()));
+                    let ms = u64::try_from(left.div_ceil(1_000_000)).unwrap_or(u64::MAX);
+                    (fp, Duration::from_millis(ms))
+                })
+        })
+    }
+
+    /// Holds `fp` from `now` for `period` (not zero, at most the
+    /// quarantine's own).
+    fn hold(&mut self, now: Instant, fp: u64, period: Duration) -> bool {
         let now = now.max(self.latest);
         self.latest = now;
         let now_secs = now.as_nanos() / NANOS_PER_SEC;
         self.sweep(now_secs);
-        let Some(expiry) = expiry_secs(now, self.period) else {
+        let Some(expiry) = expiry_secs(now, period) else {
             return false;
         };
-        let fp = fingerprint(tuple);
         let (first, second) = self.candidates(fp);
         if self.extend(first, fp, now_secs, expiry) || self.extend(second, fp, now_secs, expiry) {
             return true;
@@ -880,5 +914,57 @@ mod test {
             fallible.memory_bytes(),
             Quarantine::with_capacity(1000, Duration::from_secs(120)).memory_bytes()
         );
+    }
+
+    /// Entries exported from one quarantine and restored into another of
+    /// another size and period keep every tuple held for what was left of
+    /// it (cut to the new period), never less; a smaller one takes what
+    /// fits; one that is off takes nothing.
+    #[test]
+    fn held_entries_move_to_another_quarantine() {
+        let mut old = Quarantine::with_capacity(100, Duration::from_secs(120));
+        for i in 0..50 {
+            // Closed at 10.000 s, 10.250 s, ...: held until 131 s .. 143 s.
+            assert!(old.insert(Instant::from_millis(10_000 + 250 * u64::from(i)), &tuple(i)));
+        }
+        let now = Instant::from_millis(30_400);
+        let held: Vec<(u64, Duration)> = old.held(now).collect();
+        assert_eq!(held.len(), 50);
+        // Tuple 0 is held until second 130 (10 s + 120 s): 99.6 s left.
+        let first = held.iter().find(|&&(fp, _)| fp == fingerprint(&tuple(0)));
+        assert_eq!(first.map(|&(_, d)| d), Some(Duration::from_millis(99_600)));
+
+        // Restored 5 s later into a larger quarantine: held as long.
+        let later = Instant::from_secs(35);
+        let mut same = Quarantine::with_capacity(1000, Duration::from_secs(120));
+        for &(fp, left) in &held {
+            assert!(same.restore(later, fp, left));
+        }
+        assert_eq!(same.len(), 50);
+        for i in 0..50 {
+            // The old quarantine held it until the whole second after the
+            // period.
+            let end = Instant::from_secs((10_000 + 250 * u64::from(i) + 120_000).div_ceil(1000));
+            let left = end.saturating_duration_since(now);
+            assert!(same.contains(later + (left - Duration::from_nanos(1)), &tuple(i)));
+            assert!(!same.contains(later + left + Duration::from_secs(1), &tuple(i)));
+        }
+
+        // A shorter period cuts what is left; a smaller capacity takes what fits.
+        let mut short = Quarantine::with_capacity(10, Duration::from_secs(30));
+        let restored = held
+            .iter()
+            .filter(|&&(fp, left)| short.restore(later, fp, left))
+            .count();
+        assert_eq!((restored, short.len()), (10, 10));
+        let kept = (0..50)
+            .filter(|&i| short.contains(later, &tuple(i)))
+            .count();
+        assert_eq!(kept, 10);
+        assert!((0..50).all(|i| !short.contains(Instant::from_secs(66), &tuple(i))));
+
+        let mut off = Quarantine::with_capacity(10, Duration::ZERO);
+        assert!(!off.restore(later, fingerprint(&tuple(0)), Duration::from_secs(1)));
+        assert_eq!(off.held(later).count(), 0);
     }
 }
