@@ -48,9 +48,6 @@ pub const PROGRAMS: [(&str, &str); 4] = [
 const STATS_PIN: &str = "stats";
 /// The pin of the ranges, in the pin directory.
 const RANGES_PIN: &str = "lb_ranges";
-/// Where bpffs is mounted on a usual host.
-const BPFFS: &str = "/sys/fs/bpf";
-
 /// Why the agent could not start, or `status` could not read it.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -230,7 +227,7 @@ impl Agent {
             path: dir.clone(),
             error,
         };
-        ensure_bpffs(dir).map_err(|e| pin_error(e.to_string()))?;
+        bpffs::ensure_mounted(dir).map_err(|e| pin_error(e.to_string()))?;
         std::fs::create_dir_all(dir).map_err(|e| pin_error(e.to_string()))?;
         for (map, file) in [("ttm_stats", STATS_PIN), ("ttm_lb_ranges", RANGES_PIN)] {
             let path = dir.join(file);
@@ -330,43 +327,6 @@ pub fn read_pinned(pin_dir: &Path) -> Result<(Stats, Vec<Range>), AgentError> {
         ranges.push(Range::from_key(key.prefix_len(), key.data()));
     }
     Ok((stats, ranges))
-}
-
-/// Mount bpffs on /sys/fs/bpf if `dir` is under it and nothing is mounted
-/// there (systemd mounts it at boot; a bare host may not have it).
-fn ensure_bpffs(dir: &Path) -> io::Result<()> {
-    if !dir.starts_with(BPFFS) {
-        return Ok(());
-    }
-    let mounts = std::fs::read_to_string("/proc/mounts")?;
-    let mounted = mounts.lines().any(|line| {
-        let mut f = line.split_whitespace();
-        matches!(
-            (f.next(), f.next(), f.next()),
-            (Some(_), Some(BPFFS), Some("bpf"))
-        )
-    });
-    if mounted {
-        return Ok(());
-    }
-    tracing::info!("mounting bpffs on {BPFFS}");
-    let c = |s: &str| std::ffi::CString::new(s).map_err(io::Error::other);
-    let (source, target, fstype) = (c("bpf")?, c(BPFFS)?, c("bpf")?);
-    // SAFETY: valid NUL-terminated strings that outlive the call, and no
-    // data argument.
-    let r = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
