@@ -351,7 +351,7 @@ fn snapshot(c: &mut Criterion) {
         b.iter_batched_ref(
             || engine_with_sessions(0, SESSIONS),
             |fresh: &mut Engine| {
-                let report = fresh.import_state(now, &bytes);
+                let report = fresh.import_state(now, Duration::ZERO, &bytes);
                 assert_eq!(report.map(|r| r.restored), Ok(SESSIONS));
             },
             BatchSize::PerIteration,

@@ -447,10 +447,10 @@ fuzz_target!(|data: &[u8]| {
         [Setup::Same, Setup::Small, Setup::Fewer, Setup::NoQuarantine][usize::from(mode >> 2 & 3)];
     let mut b = engine(setup);
     if mode & 16 != 0 {
-        b.import_state(T_B, real()).unwrap();
+        b.import_state(T_B, Duration::ZERO, real()).unwrap();
     }
     let before = observe(&b);
-    let report = match b.import_state(T_B, &input) {
+    let report = match b.import_state(T_B, Duration::ZERO, &input) {
         Err(err) => {
             assert!(!err.to_string().is_empty());
             assert!(observe(&b) == before, "{err}: the engine changed");
@@ -489,7 +489,7 @@ fuzz_target!(|data: &[u8]| {
 
     // Its own snapshot imports whole, and gives the same snapshot back.
     let mut c = engine(setup);
-    let report_c = c.import_state(T_B, &again).unwrap();
+    let report_c = c.import_state(T_B, Duration::ZERO, &again).unwrap();
     assert_eq!(report_c.restored, b.session_count(), "{report_c:?}");
     assert_eq!(report_c.skipped(), 0);
     assert_eq!(

@@ -16,7 +16,7 @@
 //!   at poll_timeout() ───────────────────▶ handle_timeout(now)
 //!   RSTs of idle expiry ◀───────────────── poll_transmit(buf)
 //!   before a restart ────────────────────▶ export_state(now, &mut bytes)
-//!   after it, in the new engine ─────────▶ import_state(now, &bytes)
+//!   after it, in the new engine ─────────▶ import_state(now, elapsed, &bytes)
 //! ```
 //!
 //! # Example

@@ -287,6 +287,30 @@ impl ImportReport {
     }
 }
 
+impl core::fmt::Display for ImportReport {
+    /// `restored 8 of 9 sessions (0 overdue); skipped 1: no listener 0,
+    /// no backend 1, ...; quarantine 3 restored, 0 skipped`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "restored {} of {} sessions ({} overdue); skipped {}: no listener {}, \
+             no backend {}, no local address {}, table full {}, duplicate {}; \
+             quarantine {} restored, {} skipped",
+            self.restored,
+            self.sessions,
+            self.overdue,
+            self.skipped(),
+            self.no_listener,
+            self.no_backend,
+            self.no_local_address,
+            self.table_full,
+            self.duplicate,
+            self.quarantine_restored,
+            self.quarantine_skipped
+        )
+    }
+}
+
 /// The hash seed of the engine that wrote a snapshot, from its header
 /// alone (magic, version, seed; the rest is checked on import): a runner
 /// whose configuration leaves the seed random builds its new engine with

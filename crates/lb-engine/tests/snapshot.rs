@@ -460,7 +460,7 @@ fn a_restored_engine_forwards_every_session_as_the_old_one_would() {
     let snapshot = export(&a, export_at);
     assert_eq!(snapshot_hash_seed(&snapshot), Ok(SEED));
     let mut b = setup.engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!(report.sessions, conns.len() as u32);
     assert_eq!(report.restored, conns.len() as u32);
     assert_eq!((report.skipped(), report.overdue), (0, 0));
@@ -557,7 +557,7 @@ fn new_syns_never_take_a_restored_or_quarantined_tuple() {
     let snapshot = export(&a, t);
 
     let mut b = setup.engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!((report.restored, report.skipped()), (2, 0));
     assert_eq!(
         (report.quarantine_restored, report.quarantine_skipped),
@@ -587,7 +587,7 @@ fn new_syns_never_take_a_restored_or_quarantined_tuple() {
         ..small_pool()
     }
     .engine();
-    let report = c.import_state(T_B, &snapshot).unwrap();
+    let report = c.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!(
         (report.quarantine_restored, report.quarantine_skipped),
         (0, 1)
@@ -642,7 +642,7 @@ fn a_smaller_table_takes_what_fits() {
         ..Setup::default()
     }
     .engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!(report.sessions, conns.len() as u32);
     assert_eq!(
         (report.restored, report.table_full),
@@ -670,7 +670,7 @@ fn sessions_whose_backend_listener_or_local_address_is_gone_are_skipped() {
         ..Setup::default()
     }
     .engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
 
     let (r2, lip2) = (v4("10.0.0.3"), v4("10.0.0.101"));
     let udp4 = conns.iter().filter(|c| c.udp && c.c.0.is_ipv4()).count();
@@ -716,7 +716,7 @@ fn changed_timeouts_take_effect_and_idle_rsts_are_the_old_engines() {
         ..Setup::default()
     }
     .engine();
-    b.import_state(T_B, &snapshot).unwrap();
+    b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert!(advance(&mut b, T_B, T_B + Duration::from_millis(9900)).is_empty());
     assert_eq!(b.session_count(), 1);
     let rsts_b = advance(
@@ -737,7 +737,7 @@ fn changed_timeouts_take_effect_and_idle_rsts_are_the_old_engines() {
         ..Setup::default()
     }
     .engine();
-    b.import_state(T_B, &snapshot).unwrap();
+    b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert!(advance(&mut b, T_B, T_B + Duration::from_millis(54_900)).is_empty());
     assert_eq!(b.session_count(), 1);
     let rsts_b = advance(
@@ -753,12 +753,35 @@ fn changed_timeouts_take_effect_and_idle_rsts_are_the_old_engines() {
     open(&mut a, T_A, false, (client4(1), 1001), (vip4(), 80), 5);
     let snapshot = export(&a, T_A + secs(61));
     let mut b = Setup::default().engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!((report.restored, report.overdue), (1, 1));
     let rsts_b = advance(&mut b, T_B, T_B + secs(1));
     assert_eq!(b.session_count(), 0);
     assert_eq!(rsts_b, advance(&mut a, T_A, T_A + secs(62)));
     assert_eq!(b.quarantined(), 1, "its tuple is quarantined");
+
+    // The time the snapshot waited (lbd down) is taken off: exported with
+    // 55 s left, imported 50 s later, it ends 5 s after the import.
+    let mut a = Setup::default().engine();
+    let conn = open(&mut a, T_A, false, (client4(1), 1001), (vip4(), 80), 5);
+    let snapshot = export(&a, T_A + secs(5));
+    let mut b = Setup::default().engine();
+    let report = b.import_state(T_B, secs(50), &snapshot).unwrap();
+    assert_eq!((report.restored, report.overdue), (1, 0));
+    assert!(advance(&mut b, T_B, T_B + Duration::from_millis(4_900)).is_empty());
+    let rsts = advance(
+        &mut b,
+        T_B + Duration::from_millis(4_900),
+        T_B + Duration::from_millis(6_100),
+    );
+    assert_eq!((b.session_count(), rsts.len()), (0, 2));
+    assert_eq!(endpoints(&rsts[0].1), (conn.v, conn.c));
+    // Waited longer than was left: overdue, ended by the first sweep.
+    let mut b = Setup::default().engine();
+    let report = b.import_state(T_B, secs(56), &snapshot).unwrap();
+    assert_eq!((report.restored, report.overdue), (1, 1));
+    assert_eq!(advance(&mut b, T_B, T_B + secs(1)).len(), 2);
+    assert_eq!(b.session_count(), 0);
 }
 
 /// A clock that went back between the last packet and the export: what is
@@ -780,7 +803,7 @@ fn an_export_at_an_earlier_clock_still_imports() {
 
     let snapshot = export(&a, Instant::from_secs(1));
     let mut b = Setup::default().engine();
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!((report.restored, report.quarantine_restored), (1, 1));
     // Both cut to this engine's timeout and period.
     assert!(advance(&mut b, T_B, T_B + secs(59)).is_empty());
@@ -800,7 +823,9 @@ fn another_seed_restores_the_same_sessions() {
     }
     .engine();
     assert_eq!(
-        b.import_state(T_B, &snapshot).unwrap().restored,
+        b.import_state(T_B, Duration::ZERO, &snapshot)
+            .unwrap()
+            .restored,
         conns.len() as u32
     );
     // The same snapshot but for the seed (and so the checksum).
@@ -817,9 +842,9 @@ fn a_second_import_restores_nothing_twice() {
     let conns = open_all(&mut a, T_A);
     let snapshot = export(&a, T_A + secs(5));
     let mut b = Setup::default().engine();
-    b.import_state(T_B, &snapshot).unwrap();
+    b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     let before = export(&b, T_B);
-    let report = b.import_state(T_B, &snapshot).unwrap();
+    let report = b.import_state(T_B, Duration::ZERO, &snapshot).unwrap();
     assert_eq!((report.restored, report.duplicate), (0, conns.len() as u32));
     assert!(export(&b, T_B) == before);
     same_state(&a, &b, "after two imports");
@@ -899,7 +924,10 @@ fn every_malformed_snapshot_is_refused_and_changes_nothing() {
     let before = observe(&b);
     let mut refused = 0;
     let mut refuse = |bytes: &[u8], expected: SnapshotError| {
-        assert_eq!(b.import_state(T_B + secs(1), bytes), Err(expected.clone()));
+        assert_eq!(
+            b.import_state(T_B + secs(1), Duration::ZERO, bytes),
+            Err(expected.clone())
+        );
         assert!(observe(&b) == before, "{expected:?} changed the engine");
         // A message that says what is wrong.
         assert!(!expected.to_string().is_empty());
@@ -1044,7 +1072,9 @@ fn every_malformed_snapshot_is_refused_and_changes_nothing() {
         cases.push((bad, sections[section], index as u32, at, field));
     }
     for (bad, section, index, offset, field) in cases {
-        let err = b.import_state(T_B + secs(1), &bad).unwrap_err();
+        let err = b
+            .import_state(T_B + secs(1), Duration::ZERO, &bad)
+            .unwrap_err();
         assert_eq!(
             err,
             SnapshotError::BadField {
@@ -1064,6 +1094,8 @@ fn every_malformed_snapshot_is_refused_and_changes_nothing() {
     let (v, out) = send(&mut b, T_B + secs(1), &own.frame(TCP_STEPS[3]));
     assert_eq!(v, Verdict::ToServer { next_hop: own.r.0 });
     assert_eq!(endpoints(&out), own.tuple());
-    let report = b.import_state(T_B + secs(1), &good).unwrap();
+    let report = b
+        .import_state(T_B + secs(1), Duration::ZERO, &good)
+        .unwrap();
     assert_eq!((report.restored, report.quarantine_restored), (30, 2));
 }

@@ -195,7 +195,9 @@ impl Engine {
     /// Restore the sessions and quarantined tuples of a snapshot that
     /// [`Engine::export_state`] wrote, possibly by an engine with another
     /// configuration (capacity, timeouts, hash seed, listeners). `now` is
-    /// this engine's clock: each session lives for what was left of it
+    /// this engine's clock, and `elapsed` the time that passed since the
+    /// export (while the snapshot waited on disk): each session, and each
+    /// quarantined tuple, lives for what was left of it less `elapsed`,
     /// from now (see the module documentation for the details).
     ///
     /// A session that this configuration cannot take is skipped and
@@ -211,6 +213,7 @@ impl Engine {
     pub fn import_state(
         &mut self,
         now: Instant,
+        elapsed: Duration,
         bytes: &[u8],
     ) -> Result<ImportReport, SnapshotError> {
         let p = snapshot::parse(bytes)?;
@@ -220,7 +223,9 @@ impl Engine {
             ..ImportReport::default()
         };
         let map = Mapping::new(self, &p);
-        for rec in p.sessions() {
+        let elapsed_ms = u32::try_from(elapsed.as_millis()).unwrap_or(u32::MAX);
+        for mut rec in p.sessions() {
+            rec.remaining_ms = rec.remaining_ms.saturating_sub(elapsed_ms);
             match self.restore_session(now, &p, &map, &rec) {
                 Ok(()) => {
                     report.restored += 1;
@@ -234,7 +239,7 @@ impl Engine {
             }
         }
         for q in p.quarantine() {
-            let left = Duration::from_millis(u64::from(q.remaining_ms));
+            let left = Duration::from_millis(u64::from(q.remaining_ms)).saturating_sub(elapsed);
             if self.quarantine.restore(now, q.fingerprint, left) {
                 report.quarantine_restored += 1;
             } else {
