@@ -86,12 +86,16 @@ def config(
     six: bool = True,
     metrics: Optional[str] = METRICS,
     xdp_mode: str = "driver",
+    restart: Optional[Mapping[str, str]] = None,
     extra: str = "",
 ) -> str:
     """The test configuration: interface eth0 (1 queue), metrics on
     10.77.0.2:9100, listener "web" (tcp 10.77.0.100:80, LIPs 10.77.0.200
     and .201, ``backends``, ``health``) and, with ``six``, listener "web6"
-    on [fd77::100]:80 with the same IPv4 backends (6to4). ``extra`` is
+    on [fd77::100]:80 with the same IPv4 backends (6to4). ``restart`` is
+    the ``[restart]`` section (``state_dir``, ``pin_dir``); without it both
+    are off, so that nothing outlives the test's lbd (the defaults would
+    write /run/lbd and pin in the host's /sys/fs/bpf). ``extra`` is
     appended verbatim."""
     out = [
         "# lbd configuration written by crates/lb-xdp/netns/lbd.py",
@@ -105,6 +109,8 @@ def config(
         out += ["[engine]", *[f"{k} = {_toml_value(v)}" for k, v in engine.items()], ""]
     if metrics:
         out += ["[metrics]", f"listen = {_toml_value(metrics)}", ""]
+    sections = dict(restart or {"state_dir": "", "pin_dir": ""})
+    out += ["[restart]", *[f"{k} = {_toml_value(str(v))}" for k, v in sections.items()], ""]
     listeners = [("web", VIP)] + ([("web6", VIP6)] if six else [])
     for name, vip in listeners:
         out += [
@@ -229,6 +235,14 @@ class Lbd:
         if self.returncode != 0:
             raise LbdError(f"lbd exited with {self.returncode}; log:\n{self.log()}")
         return self.returncode
+
+    def crash(self) -> None:
+        """SIGKILL, as a crash: lbd saves nothing and detaches nothing."""
+        assert self.proc is not None and self.running(), f"lbd is not running; log:\n{self.log()}"
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.returncode = self.proc.returncode
+        self._close_log()
 
     def kill(self) -> None:
         """Teardown: SIGTERM, then SIGKILL if needed; never raises."""

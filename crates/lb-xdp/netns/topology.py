@@ -310,7 +310,7 @@ class Agent:
         self.proc = topo.popen(host, sys.executable, "-u", AGENT, stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=self._err, text=True, cgroup=cgroup)
         self._lock = threading.Lock()
-        self.call("hello", timeout=10)
+        self.call("hello", reply_within=10)
 
     def stderr(self) -> str:
         try:
@@ -318,13 +318,15 @@ class Agent:
         except OSError:
             return ""
 
-    def call(self, op: str, timeout: Optional[float] = None, **args: Any) -> Any:
-        """Send one command and return its ``result``. ``timeout`` bounds the
-        wait for the answer (default: the command's own ``timeout`` plus 10 s,
+    def call(self, op: str, reply_within: Optional[float] = None, **args: Any) -> Any:
+        """Send one command and return its ``result``. ``args`` are the
+        command's, its own ``timeout`` among them; ``reply_within`` bounds
+        the wait for the answer (default: that ``timeout`` (times ``n``) plus 10 s,
         or 30 s). Raises :class:`AgentError` on an error answer."""
         import json
         import select
 
+        timeout = reply_within
         if timeout is None:
             timeout = float(args.get("timeout", 20)) * max(1, int(args.get("n", 1))) + 10
         line = json.dumps({"op": op, **args}) + "\n"

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lb_engine::{
@@ -42,6 +42,38 @@ pub struct Config {
     /// Packets held per unresolved next hop while its MAC address is being
     /// resolved; more are dropped and counted.
     pub neighbour_queue: usize,
+    /// What survives a restart of `lbd`.
+    pub restart: Restart,
+    /// `[engine]` names no `hash_seed`: `engine.hash_seed` is random, and a
+    /// restart may take the seed of the sessions it restores instead.
+    pub random_seed: bool,
+}
+
+/// What survives a restart of `lbd` (the `[restart]` section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    /// Where each engine's sessions are written at shutdown and read back
+    /// at start; `None` when turned off.
+    pub state_dir: Option<PathBuf>,
+    /// The bpffs directory where the XDP program's link is pinned, so that
+    /// the program (which drops the balancer's traffic while no socket
+    /// serves it) outlives `lbd`; `None`: detached when `lbd` exits.
+    pub pin_dir: Option<PathBuf>,
+}
+
+/// Where sessions are kept across a restart by default: tmpfs, so that a
+/// reboot (which ends every connection anyway) forgets them.
+pub const DEFAULT_STATE_DIR: &str = "/run/lbd";
+/// Where the XDP link is pinned by default.
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/lbd";
+
+impl Default for Restart {
+    fn default() -> Restart {
+        Restart {
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            pin_dir: Some(PathBuf::from(DEFAULT_PIN_DIR)),
+        }
+    }
 }
 
 /// An interface and how to attach to it.
@@ -177,6 +209,11 @@ impl Config {
             .as_ref()
             .and_then(|m| parse_at(&mut r, &m.listen, "an address and port"));
         let neighbour_queue = neighbour_queue(&mut r, doc.neighbour.as_ref());
+        let restart = restart(&mut r, doc.restart.as_ref());
+        let random_seed = doc
+            .engine
+            .as_ref()
+            .is_none_or(|e| e.get_ref().hash_seed.is_none());
         let listeners = listeners(&mut r, &doc.listener);
         if !r.errors.is_empty() {
             r.errors.sort_by_key(|e| (e.line, e.column));
@@ -188,12 +225,14 @@ impl Config {
             listeners,
             metrics,
             neighbour_queue,
+            restart,
+            random_seed,
         })
     }
 
     /// What differs between `self` and `new` that a reload cannot apply
-    /// (the sections `[[interface]]`, `[engine]`, `[metrics]` and
-    /// `[neighbour]`, fixed until `lbd` restarts), by section name; empty
+    /// (the sections `[[interface]]`, `[engine]`, `[metrics]`,
+    /// `[neighbour]` and `[restart]`, fixed until `lbd` restarts), by section name; empty
     /// when only listeners differ. A random `hash_seed` is not compared.
     pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
         let mut out = Vec::new();
@@ -212,6 +251,9 @@ impl Config {
         }
         if self.neighbour_queue != new.neighbour_queue {
             out.push("neighbour");
+        }
+        if self.restart != new.restart {
+            out.push("restart");
         }
         out
     }
@@ -269,6 +311,7 @@ struct FileDoc {
     engine: Option<Spanned<EngineDoc>>,
     metrics: Option<MetricsDoc>,
     neighbour: Option<NeighbourDoc>,
+    restart: Option<RestartDoc>,
     #[serde(default)]
     listener: Vec<Spanned<ListenerDoc>>,
 }
@@ -303,6 +346,13 @@ struct MetricsDoc {
 #[serde(deny_unknown_fields)]
 struct NeighbourDoc {
     queue: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestartDoc {
+    state_dir: Option<Spanned<String>>,
+    pin_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -725,6 +775,34 @@ fn engine(r: &mut Report<'_>, doc: Option<&Spanned<EngineDoc>>) -> EngineConfig 
         r.at(&doc.span(), format!("[engine]: {e}"));
     }
     config
+}
+
+fn restart(r: &mut Report<'_>, doc: Option<&RestartDoc>) -> Restart {
+    let default = Restart::default();
+    let Some(d) = doc else {
+        return default;
+    };
+    // An absolute directory, or "" for off.
+    let mut dir = |value: Option<&Spanned<String>>, fallback: Option<PathBuf>, what: &str| {
+        let Some(v) = value else {
+            return fallback;
+        };
+        let text = v.get_ref();
+        if text.is_empty() {
+            return None;
+        }
+        let path = PathBuf::from(text);
+        if !path.is_absolute() {
+            r.at(
+                &v.span(),
+                format!("{what} must be an absolute path, or \"\" to turn it off"),
+            );
+        }
+        Some(path)
+    };
+    let state_dir = dir(d.state_dir.as_ref(), default.state_dir, "state_dir");
+    let pin_dir = dir(d.pin_dir.as_ref(), default.pin_dir, "pin_dir");
+    Restart { state_dir, pin_dir }
 }
 
 fn neighbour_queue(r: &mut Report<'_>, doc: Option<&NeighbourDoc>) -> usize {

@@ -13,5 +13,6 @@ pub mod netlink;
 pub mod reflect;
 pub mod replay;
 pub mod runner;
+pub mod state;
 pub mod xdp;
 pub mod xsk;

@@ -22,6 +22,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Detach the XDP program that a stopped `lbd` left attached (pinned in
+    /// bpffs, see `[restart]`): the host's own stack answers for the VIPs
+    /// again. Run it when the balancer is taken away, not for a restart.
+    Detach {
+        /// The configuration file (its interface and pin directory).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file; every error with its line and column.
     Check {
         /// The configuration file.
@@ -78,13 +86,30 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
-                for e in &errors {
-                    eprintln!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
-                }
-                ExitCode::FAILURE
-            }
+            Err(errors) => config_errors(&file, &errors),
         },
+        Command::Detach { config } => {
+            let loaded = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => return config_errors(&config, &errors),
+            };
+            let Some(pin_dir) = &loaded.restart.pin_dir else {
+                eprintln!("lbd detach: [restart] pin_dir is off: lbd detaches when it exits");
+                return ExitCode::FAILURE;
+            };
+            let mut status = ExitCode::SUCCESS;
+            for interface in &loaded.interfaces {
+                match lb_xdp::xdp::detach_pinned(pin_dir, &interface.name) {
+                    Ok(true) => println!("{}: XDP detached", interface.name),
+                    Ok(false) => println!("{}: no pinned XDP link", interface.name),
+                    Err(e) => {
+                        eprintln!("lbd detach: {e}");
+                        status = ExitCode::FAILURE;
+                    }
+                }
+            }
+            status
+        }
         Command::Run { config } => match lb_xdp::runner::run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -129,18 +154,7 @@ fn main() -> ExitCode {
         } => {
             let loaded = match Config::load(&config) {
                 Ok(c) => c,
-                Err(errors) => {
-                    for e in &errors {
-                        eprintln!(
-                            "{}:{}:{}: {}",
-                            config.display(),
-                            e.line,
-                            e.column,
-                            e.message
-                        );
-                    }
-                    return ExitCode::FAILURE;
-                }
+                Err(errors) => return config_errors(&config, &errors),
             };
             match lb_xdp::replay::replay(&loaded, &input, &output) {
                 Ok(summary) => {
@@ -154,4 +168,12 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Print a configuration file's errors, each with its line and column.
+fn config_errors(file: &std::path::Path, errors: &[lb_xdp::config::ConfigError]) -> ExitCode {
+    for e in errors {
+        eprintln!("{}:{}:{}: {}", file.display(), e.line, e.column, e.message);
+    }
+    ExitCode::FAILURE
 }

@@ -39,13 +39,16 @@ pub fn reflect(
     }
     let ifindex = netlink::ifindex(interface).map_err(|e| format!("{interface}: {e}"))?;
     let mac = netlink::mac_address(interface).map_err(|e| format!("{interface}: {e}"))?;
-    let mut program = XdpProgram::attach(interface, mode).map_err(|e| e.to_string())?;
+    let mut program = XdpProgram::load().map_err(|e| e.to_string())?;
     program
         .set_addresses(addresses)
         .map_err(|e| e.to_string())?;
     let mut xsk = Xsk::bind(ifindex, 0).map_err(|e| format!("AF_XDP: {e}"))?;
     program
         .set_socket(0, &xsk.fd())
+        .map_err(|e| e.to_string())?;
+    program
+        .attach(interface, mode, None)
         .map_err(|e| e.to_string())?;
     let l2 = L2::new(ifindex, mac, 0).map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));

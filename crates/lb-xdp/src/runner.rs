@@ -1,7 +1,9 @@
-//! `lbd run`: attach to the interface, start one loop per queue, and serve
-//! the control plane from the main thread — health-check results, SIGHUP
+//! `lbd run`: start one loop per queue (each engine with the sessions the
+//! last run saved), attach XDP once every socket is in place, and serve the
+//! control plane from the main thread — health-check results, SIGHUP
 //! reloads, the metrics snapshot, and a clean shutdown on SIGINT/SIGTERM
-//! that stops the loops and detaches XDP.
+//! that stops the loops and saves their sessions. With a pin directory the
+//! XDP program stays attached after `lbd` exits (see [`crate::xdp`]).
 
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use crate::install::Installed;
 use crate::l2::L2;
 use crate::metrics::{self, HealthState, NeighStats, RingStats, Snapshot};
 use crate::netlink;
+use crate::state;
 use crate::xdp::{XdpProgram, XdpStats};
 use crate::xsk::Xsk;
 
@@ -59,6 +62,8 @@ struct Runner {
     snapshot: Arc<Mutex<Snapshot>>,
     reloads_ok: u64,
     reloads_failed: u64,
+    /// The engines' clock starts here.
+    epoch: Instant,
 }
 
 fn format_errors(errors: &[crate::config::ConfigError]) -> String {
@@ -97,8 +102,9 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             interface.name, interface.queues, interface.name, interface.queues
         )));
     }
-    let mut program =
-        XdpProgram::attach(&interface.name, interface.xdp_mode).map_err(|e| setup("XDP", &e))?;
+    // Loaded, given its addresses and every queue's socket, and only then
+    // attached: nothing it steers finds no socket.
+    let mut program = XdpProgram::load().map_err(|e| setup("XDP", &e))?;
     program
         .set_addresses(&config.addresses())
         .map_err(|e| setup("XDP address map", &e))?;
@@ -107,9 +113,29 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     let epoch = Instant::now();
     let mut queues = Vec::new();
     for queue in 0..interface.queues {
-        let mut engine = Engine::new(config.engine).map_err(|e| setup("engine", &e))?;
+        let saved = match &config.restart.state_dir {
+            Some(dir) => state::take(dir, queue).unwrap_or_else(|e| {
+                warn!(queue, error = %e, "sessions of the last run not read");
+                None
+            }),
+            None => None,
+        };
+        // Sessions keep their hash seed unless the file fixes one.
+        let mut engine_config = config.engine;
+        if config.random_seed
+            && let Some(seed) = saved.as_ref().and_then(state::Saved::hash_seed)
+        {
+            engine_config.hash_seed = seed;
+        }
+        let mut engine = Engine::new(engine_config).map_err(|e| setup("engine", &e))?;
         let installed =
             Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
+        if let Some(saved) = &saved {
+            match saved.restore(&mut engine, engine_now(epoch)) {
+                Ok(report) => info!(queue, age = ?saved.age, "sessions restored: {report}"),
+                Err(e) => warn!(queue, error = %e, "sessions of the last run refused"),
+            }
+        }
         let shared = Arc::new(Mutex::new(Shared {
             engine,
             installed,
@@ -166,10 +192,18 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             thread: Some(thread),
         });
     }
+    let attached = program
+        .attach(
+            &interface.name,
+            interface.xdp_mode,
+            config.restart.pin_dir.as_deref(),
+        )
+        .map_err(|e| setup("XDP", &e))?;
     info!(
         interface = %interface.name,
         queues = interface.queues,
         listeners = config.listeners.len(),
+        xdp = ?attached,
         "lbd is up"
     );
 
@@ -196,8 +230,13 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         snapshot,
         reloads_ok: 0,
         reloads_failed: 0,
+        epoch,
     };
     runner.start_checks();
+    // systemd (Type=notify): the sockets serve from here on.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "cannot tell systemd that lbd is ready");
+    }
     runner.serve();
     runner.shutdown();
     Ok(())
@@ -419,6 +458,7 @@ impl Runner {
 
     fn shutdown(mut self) {
         info!("stopping");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.checker = None;
         self.stop.store(true, Ordering::Relaxed);
         for q in &mut self.queues {
@@ -428,7 +468,34 @@ impl Runner {
                 error!("a queue's loop panicked");
             }
         }
+        if let Some(dir) = &self.config.restart.state_dir {
+            let now = engine_now(self.epoch);
+            for (queue, q) in (0u32..).zip(&self.queues) {
+                let s = lock(&q.shared);
+                match state::save(dir, queue, &s.engine, now) {
+                    Ok(bytes) => info!(
+                        queue,
+                        sessions = s.engine.session_count(),
+                        bytes,
+                        path = %state::path(dir, queue).display(),
+                        "sessions saved"
+                    ),
+                    Err(e) => error!(queue, error = %e, "sessions not saved"),
+                }
+            }
+        }
         drop(self.program);
-        info!("XDP detached; bye");
+        if self.config.restart.pin_dir.is_some() {
+            info!(
+                "XDP stays attached (pinned): the balancer's traffic waits for the next lbd; `lbd detach` removes it; bye"
+            );
+        } else {
+            info!("XDP detached; bye");
+        }
     }
+}
+
+/// The engines' clock: time since `epoch`, the start of this run.
+pub fn engine_now(epoch: Instant) -> lb_engine::Instant {
+    lb_engine::Instant::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }

@@ -2,13 +2,29 @@
 //! attaching it to the interface, and its maps — the address set that
 //! picks what `lbd` gets, the socket of each queue, and its counters.
 //!
-//! Dropping [`XdpProgram`] detaches the program (aya detaches the links a
-//! program owns when it is dropped).
+//! The program is loaded, given its addresses and every queue's socket,
+//! and only then attached: from its first packet on, all that it steers
+//! has a socket to go to, so a start never drops the balancer's traffic.
+//!
+//! With a pin directory, the attachment is a BPF link pinned in bpffs
+//! (`PIN_DIR/INTERFACE/link`) and outlives `lbd`: a restart, or a crash,
+//! leaves the program in place, and while no socket is bound it drops the
+//! traffic of the VIPs and local addresses (`no_socket`), so the host's
+//! own stack never answers for them (no RST to a balanced connection, no
+//! ping answered by a balancer that is down) and the clients' TCP
+//! retransmissions reach the next `lbd`. The next `lbd` swaps its own
+//! program into the pinned link in one step (`BPF_LINK_UPDATE`) once its
+//! sockets are in place. `lbd detach` removes the pin, which detaches.
+//! Without a pin directory, dropping [`XdpProgram`] detaches the program
+//! (aya detaches the links a program owns when it is dropped).
 
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::xdp::XdpLink;
 use aya::programs::{Xdp, XdpMode as AyaMode};
 use aya::{Ebpf, EbpfLoader};
 
@@ -95,6 +111,53 @@ pub enum XdpError {
     /// The object lacks something `lbd` expects (a build mismatch).
     #[error("the XDP object has no {0}")]
     Missing(&'static str),
+    /// The pin directory or the link's pin could not be made or read.
+    #[error("pinning the XDP link at {path}: {error}")]
+    Pin {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// How [`XdpProgram::attach`] attached the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attached {
+    /// Attached now, detached when `lbd` exits.
+    Owned,
+    /// Attached now through a new link, pinned.
+    Pinned,
+    /// Swapped in for the program of a pinned link an earlier `lbd` left.
+    Replaced,
+}
+
+/// Where the link of `interface` is pinned under `pin_dir`.
+pub fn link_pin(pin_dir: &Path, interface: &str) -> PathBuf {
+    pin_dir.join(interface).join("link")
+}
+
+/// Remove the pinned link of `interface` under `pin_dir`, which detaches
+/// the program an earlier `lbd` left there; false if there was none.
+///
+/// # Errors
+/// The pin exists but cannot be removed.
+pub fn detach_pinned(pin_dir: &Path, interface: &str) -> Result<bool, XdpError> {
+    let path = link_pin(pin_dir, interface);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            // The directory is ours; it may hold nothing else.
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(XdpError::Pin {
+            path,
+            error: e.to_string(),
+        }),
+    }
 }
 
 /// The loaded, attached program and its maps.
@@ -103,27 +166,22 @@ pub struct XdpProgram {
     xsks: XskMap<MapData>,
     stats: StatsMap,
     installed: Vec<[u8; 16]>,
-    // Last: dropping it detaches and unloads the program.
+    /// The pinned link, once attached through one: dropping it only closes
+    /// a descriptor, the pin keeps the program attached.
+    _pinned: Option<PinnedLink>,
+    // Last: dropping it unloads the program, and detaches it unless the
+    // link is pinned.
     _ebpf: Ebpf,
 }
 
 impl XdpProgram {
-    /// Load the program and attach it to `interface`.
+    /// Load the program and its maps, not yet attached.
     ///
     /// # Errors
-    /// The kernel refuses the program, the mode or the interface.
-    pub fn attach(interface: &str, mode: XdpMode) -> Result<XdpProgram, XdpError> {
+    /// The kernel refuses the program.
+    pub fn load() -> Result<XdpProgram, XdpError> {
         let mut ebpf = EbpfLoader::new().load(OBJECT)?;
-        let program: &mut Xdp = ebpf
-            .program_mut("lbd_xdp")
-            .ok_or(XdpError::Missing("program lbd_xdp"))?
-            .try_into()?;
-        program.load()?;
-        let flags = match mode {
-            XdpMode::Driver => AyaMode::Driver,
-            XdpMode::Generic => AyaMode::Skb,
-        };
-        program.attach(interface, flags)?;
+        program(&mut ebpf)?.load()?;
         let addrs = BpfHashMap::try_from(
             ebpf.take_map("lbd_addrs")
                 .ok_or(XdpError::Missing("map lbd_addrs"))?,
@@ -141,8 +199,71 @@ impl XdpProgram {
             xsks,
             stats,
             installed: Vec::new(),
+            _pinned: None,
             _ebpf: ebpf,
         })
+    }
+
+    /// Attach the program to `interface`: fill its maps first (addresses,
+    /// sockets). With `pin_dir`, through a link pinned there, replacing
+    /// the program of a link an earlier `lbd` pinned (its mode stays); a
+    /// pin whose link no longer works (the interface was made anew) is
+    /// removed and a new link made.
+    ///
+    /// # Errors
+    /// The kernel refuses the program, the mode or the interface, or the
+    /// pin cannot be made.
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: XdpMode,
+        pin_dir: Option<&Path>,
+    ) -> Result<Attached, XdpError> {
+        let flags = match mode {
+            XdpMode::Driver => AyaMode::Driver,
+            XdpMode::Generic => AyaMode::Skb,
+        };
+        let Some(pin_dir) = pin_dir else {
+            program(&mut self._ebpf)?.attach(interface, flags)?;
+            return Ok(Attached::Owned);
+        };
+        let path = link_pin(pin_dir, interface);
+        let pin_error = |e: &dyn std::fmt::Display| XdpError::Pin {
+            path: path.clone(),
+            error: e.to_string(),
+        };
+        bpffs::ensure_mounted(pin_dir).map_err(|e| pin_error(&e))?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| pin_error(&e))?;
+        }
+        let program = program(&mut self._ebpf)?;
+        if path.exists() {
+            let replaced = PinnedLink::from_pin(&path)
+                .map_err(|e| pin_error(&e))
+                .and_then(|pinned| {
+                    let link =
+                        XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_error(&e))?;
+                    Ok(program.attach_to_link(link)?)
+                });
+            match replaced {
+                Ok(id) => {
+                    let link =
+                        FdLink::try_from(program.take_link(id)?).map_err(|e| pin_error(&e))?;
+                    // Our descriptor of the link the pin already holds.
+                    drop(link);
+                    self._pinned = Some(PinnedLink::from_pin(&path).map_err(|e| pin_error(&e))?);
+                    return Ok(Attached::Replaced);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a pinned XDP link that no longer works");
+                    std::fs::remove_file(&path).map_err(|e| pin_error(&e))?;
+                }
+            }
+        }
+        let id = program.attach(interface, flags)?;
+        let link = FdLink::try_from(program.take_link(id)?).map_err(|e| pin_error(&e))?;
+        self._pinned = Some(link.pin(&path).map_err(|e| pin_error(&e))?);
+        Ok(Attached::Pinned)
     }
 
     /// Make the address set exactly `addresses`: new ones are added before
@@ -186,6 +307,14 @@ impl XdpProgram {
             no_socket: self.stats.since(row + 2)?,
         })
     }
+}
+
+/// The program in the object.
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    Ok(ebpf
+        .program_mut("lbd_xdp")
+        .ok_or(XdpError::Missing("program lbd_xdp"))?
+        .try_into()?)
 }
 
 /// The map key of an address: IPv6, or IPv4-mapped IPv6.

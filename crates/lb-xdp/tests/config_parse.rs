@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lb_engine::{MaglevKey, Protocol, SchedulerKind};
-use lb_xdp::config::{CheckKind, Config, ConfigError, XdpMode};
+use lb_xdp::config::{CheckKind, Config, ConfigError, Restart, XdpMode};
 
 const EXAMPLE: &str = include_str!("../examples/lbd.toml");
 
@@ -440,6 +440,55 @@ fn restart_needed_names_the_fixed_sections() {
     assert_eq!(a.restart_needed(&c), ["metrics", "neighbour"]);
     let d = Config::parse(&EXAMPLE.replace("capacity = 1048576", "capacity = 1000")).unwrap();
     assert_eq!(a.restart_needed(&d), ["engine"]);
+}
+
+#[test]
+fn restart_section_defaults_off_and_errors() {
+    let c = Config::parse(&with_interface("")).unwrap();
+    assert_eq!(c.restart, Restart::default());
+    assert_eq!(c.restart.state_dir.as_deref(), Some(Path::new("/run/lbd")));
+    assert_eq!(
+        c.restart.pin_dir.as_deref(),
+        Some(Path::new("/sys/fs/bpf/lbd"))
+    );
+    assert!(
+        c.random_seed,
+        "no hash_seed: random, a restart may take the snapshot's"
+    );
+    let fixed = Config::parse(&with_interface("[engine]\nhash_seed = 7\n")).unwrap();
+    assert!(!fixed.random_seed);
+    assert_eq!(fixed.engine.hash_seed, 7);
+
+    let off = Config::parse(&with_interface(
+        "[restart]\nstate_dir = \"\"\npin_dir = \"\"\n",
+    ))
+    .unwrap();
+    assert_eq!(off.restart.state_dir, None);
+    assert_eq!(off.restart.pin_dir, None);
+    let custom =
+        Config::parse(&with_interface("[restart]\nstate_dir = \"/var/lib/lbd\"\n")).unwrap();
+    assert_eq!(
+        custom.restart.state_dir.as_deref(),
+        Some(Path::new("/var/lib/lbd"))
+    );
+    assert_eq!(custom.restart.pin_dir, Restart::default().pin_dir);
+
+    assert_eq!(
+        one_error(
+            &with_interface("[restart]\npin_dir = \"lbd\"\n"),
+            "pin_dir must be an absolute path"
+        ),
+        (4, 11)
+    );
+    assert_eq!(
+        one_error(
+            &with_interface("[restart]\nstate = \"/x\"\n"),
+            "unknown field"
+        ),
+        (4, 1)
+    );
+    // A change of [restart] needs a restart, like the other fixed sections.
+    assert_eq!(off.restart_needed(&c), ["restart"]);
 }
 
 /// Whatever the bytes, an answer and never a panic: every prefix of the

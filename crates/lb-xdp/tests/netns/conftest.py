@@ -6,6 +6,8 @@ test fails with a message saying what is missing (CI runs as root)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -51,6 +53,24 @@ def net(requirements: None) -> Iterator[Net]:
             yield n
         finally:
             n.stop_all()
+
+
+@pytest.fixture
+def restart_dirs(requirements: None, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A ``[restart]`` section of the test's own: a state directory, and a
+    pin directory in a bpffs mounted for the test (never the host's
+    /sys/fs/bpf). At the end every pin in it is removed, which detaches
+    the XDP program lbd left (unmounting alone would not: a process
+    started during the test, in a mount namespace of its own, may still
+    hold the mount), and it is unmounted."""
+    bpffs = tmp_path / "bpffs"
+    bpffs.mkdir()
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(bpffs)], check=True)
+    try:
+        yield {"state_dir": str(tmp_path / "state"), "pin_dir": str(bpffs / "lbd")}
+    finally:
+        shutil.rmtree(bpffs / "lbd", ignore_errors=True)
+        subprocess.run(["umount", "-l", str(bpffs)], capture_output=True)
 
 
 @pytest.hookimpl(wrapper=True)

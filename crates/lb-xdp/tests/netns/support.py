@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # crates/lb-xdp
 
 import pytest  # noqa: E402
 
-from netns import Agent, Lbd, LbdError, Metrics, Topology  # noqa: E402
+from netns import Agent, AgentError, Lbd, LbdError, Metrics, Topology  # noqa: E402
 
 #: The port every RS serves HTTP on.
 PORT = 8080
@@ -31,9 +31,14 @@ class Net:
         self._lbds: list[Lbd] = []
 
     def serve(self, *names: str) -> None:
-        """Start the HTTP server on port 8080 of each RS named."""
+        """Start the HTTP server on port 8080 of each RS named (one that an
+        earlier test of the module started is left as it is)."""
         for name in names:
-            self.rs[name].serve(port=PORT, name=name)
+            try:
+                self.rs[name].serve(port=PORT, name=name)
+            except AgentError as e:
+                if "already serving" not in str(e):
+                    raise
 
     def lbd(self, text: str, binary: Path) -> Lbd:
         d = Lbd(self.topo, text, path=binary)
@@ -55,6 +60,12 @@ class Net:
         self._lbds.clear()
         if errors:
             pytest.fail("lbd did not stop cleanly:\n" + "\n".join(errors), pytrace=False)
+
+
+def xdp_attached(net: Net) -> bool:
+    """Whether an XDP program is attached to the balancer's eth0."""
+    out = net.topo.run("lb", "ip", "-d", "link", "show", "dev", "eth0").stdout
+    return "prog/xdp" in out
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:

@@ -1,18 +1,14 @@
-"""lbd attaches XDP to the interface while it runs and a clean shutdown
-(SIGTERM, exit code 0) detaches it, leaving the balancer's kernel to answer
-for its addresses again."""
+"""Without a pin directory (``[restart] pin_dir = ""``), lbd attaches XDP
+to the interface while it runs and a clean shutdown (SIGTERM, exit code 0)
+detaches it, leaving the balancer's kernel to answer for its addresses
+again. (With one, the program outlives lbd: test_restart.py.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from support import Net
+from support import Net, xdp_attached
 from netns import VIP, config
-
-
-def xdp_attached(net: Net) -> bool:
-    out = net.topo.run("lb", "ip", "-d", "link", "show", "dev", "eth0").stdout
-    return "prog/xdp" in out
 
 
 def test_clean_shutdown_detaches_xdp(net: Net, lbd_binary: Path) -> None:

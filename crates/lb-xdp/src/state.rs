@@ -1,0 +1,98 @@
+//! Sessions across a restart: at shutdown each queue's engine writes its
+//! sessions and quarantine (the engine's snapshot format, see
+//! `lb_engine::snapshot`) to `STATE_DIR/queue-N.sessions`; at start the
+//! new engine of that queue reads them back, keeping every session that
+//! fits the new configuration, and the file is removed so that it is
+//! never restored twice.
+//!
+//! A snapshot carries each session's remaining lifetime; the time the file
+//! spent on disk is taken off it at import (from the file's modification
+//! time), so a session that idled out while `lbd` was down stays gone.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use lb_engine::{Engine, ImportReport, Instant};
+
+/// The file of `queue`'s sessions in `dir`.
+pub fn path(dir: &Path, queue: u32) -> PathBuf {
+    dir.join(format!("queue-{queue}.sessions"))
+}
+
+/// A snapshot read back at start.
+#[derive(Debug)]
+pub struct Saved {
+    /// The engine's snapshot.
+    pub bytes: Vec<u8>,
+    /// How long ago it was written.
+    pub age: Duration,
+}
+
+impl Saved {
+    /// The hash seed the sessions were made with, when the snapshot's
+    /// header is readable.
+    pub fn hash_seed(&self) -> Option<u64> {
+        lb_engine::snapshot_hash_seed(&self.bytes).ok()
+    }
+
+    /// Import into `engine` at `now`.
+    ///
+    /// # Errors
+    /// The snapshot is malformed: nothing is imported.
+    pub fn restore(
+        &self,
+        engine: &mut Engine,
+        now: Instant,
+    ) -> Result<ImportReport, lb_engine::SnapshotError> {
+        engine.import_state(now, self.age, &self.bytes)
+    }
+}
+
+/// Take `queue`'s snapshot from `dir`: read it and remove the file.
+/// `Ok(None)` when there is none.
+///
+/// # Errors
+/// The file exists but cannot be read or removed.
+pub fn take(dir: &Path, queue: u32) -> io::Result<Option<Saved>> {
+    let path = path(dir, queue);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let age = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    std::fs::remove_file(&path)?;
+    Ok(Some(Saved { bytes, age }))
+}
+
+/// Write `engine`'s sessions for `queue` into `dir` (made if missing),
+/// whole or not at all (a temporary file renamed into place), readable by
+/// root alone (it holds the flow hash's seed). Returns the bytes written.
+///
+/// # Errors
+/// The directory or the file cannot be written.
+pub fn save(dir: &Path, queue: u32, engine: &Engine, now: Instant) -> io::Result<usize> {
+    let mut bytes = Vec::new();
+    engine.export_state(now, &mut bytes);
+    std::fs::create_dir_all(dir)?;
+    let path = path(dir, queue);
+    let tmp = path.with_extension("sessions.tmp");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(bytes.len())
+}
