@@ -39,6 +39,7 @@ mod config;
 mod counters;
 mod engine;
 mod frame;
+mod half_open;
 mod hash;
 mod lport;
 mod quarantine;
@@ -52,7 +53,8 @@ mod wire;
 mod xlat;
 
 pub use config::{
-    BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts, TtmConfig,
+    BackendConfig, ChecksumPolicy, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts,
+    TtmConfig,
 };
 pub use counters::{Counters, Traffic};
 pub use engine::{BackendId, Engine, ListenerId};
