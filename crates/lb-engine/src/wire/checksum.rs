@@ -12,42 +12,76 @@ use super::PROTO_UDP;
 
 /// Add `data` to a running one's-complement sum (not yet folded).
 ///
-/// Summed eight bytes at a time as two 32-bit big-endian words into a
-/// 64-bit accumulator, then folded: the one's-complement sum is the same
-/// whatever the word size (RFC 1071 §2 (B) and (C)), and the wide words
-/// take a quarter of the additions of 16-bit ones, which matters for a
-/// whole segment's checksum.
+/// Summed in the machine's byte order as 64-bit words with end-around
+/// carry, four independent sums over each 32 bytes so that the carries
+/// do not wait for each other; then folded to 16 bits and put in network
+/// order. The one's-complement sum is the same whatever the word size,
+/// and the sum of byte-swapped words is the byte-swapped sum (RFC 1071 §2
+/// (B) and (C)): wide words and no byte swaps in the loop take a fraction
+/// of the instructions and time of a word-by-word sum, which matters for
+/// a whole segment's checksum.
 pub(crate) fn sum(acc: u32, data: &[u8]) -> u32 {
-    let mut wide = u64::from(acc);
-    let mut chunks = data.chunks_exact(8);
-    for chunk in &mut chunks {
-        if let &[a, b, c, d, e, f, g, h] = chunk {
-            wide += u64::from(u32::from_be_bytes([a, b, c, d]));
-            wide += u64::from(u32::from_be_bytes([e, f, g, h]));
+    /// `total + word` with end-around carry.
+    #[inline(always)]
+    fn add(total: u64, word: u64) -> u64 {
+        let (sum, carry) = total.overflowing_add(word);
+        sum + u64::from(carry)
+    }
+    let word = |b: &[u8]| match *b {
+        [a, b, c, d, e, f, g, h] => u64::from_ne_bytes([a, b, c, d, e, f, g, h]),
+        _ => 0,
+    };
+    let mut lanes = [0u64; 4];
+    let mut blocks = data.chunks_exact(32);
+    for block in &mut blocks {
+        for (lane, w) in lanes.iter_mut().zip(block.chunks_exact(8)) {
+            *lane = add(*lane, word(w));
         }
     }
-    let mut pairs = chunks.remainder().chunks_exact(2);
+    let mut words = blocks.remainder().chunks_exact(8);
+    for (lane, w) in lanes.iter_mut().zip(&mut words) {
+        *lane = add(*lane, word(w));
+    }
+    // Each lane folded below 2^33: their sum and the tail's few words
+    // cannot overflow.
+    let mut wide: u64 = lanes.iter().map(|l| (l & 0xffff_ffff) + (l >> 32)).sum();
+    let mut pairs = words.remainder().chunks_exact(2);
     for pair in &mut pairs {
-        if let &[hi, lo] = pair {
-            wide += u64::from(u16::from_be_bytes([hi, lo]));
+        if let &[a, b] = pair {
+            wide += u64::from(u16::from_ne_bytes([a, b]));
         }
     }
     if let &[last] = pairs.remainder() {
-        wide += u64::from(last) << 8;
+        // An odd byte is the high byte of a word padded with zero.
+        wide += u64::from(u16::from_ne_bytes([last, 0]));
     }
-    // 64 bits to 32 (twice: the first fold can carry), then to 17 bits,
-    // so that many calls cannot overflow.
+    // 64 bits to 32 (twice: the first fold can carry), then 32 to 16.
     wide = (wide & 0xffff_ffff) + (wide >> 32);
     wide = (wide & 0xffff_ffff) + (wide >> 32);
-    let acc = wide as u32;
+    let mut folded = wide as u32;
+    folded = (folded & 0xffff) + (folded >> 16);
+    folded = (folded & 0xffff) + (folded >> 16);
+    // The machine's byte order to network order: a swap on little-endian.
+    let network = u16::from_be(folded as u16);
+    // Added to `acc` folded, so that no call can overflow; at most 17 bits.
+    let acc = (acc & 0xffff) + (acc >> 16) + u32::from(network);
     (acc & 0xffff) + (acc >> 16)
 }
 
 /// The sum of a TCP or UDP pseudo-header over IPv4 (RFC 9293 §3.1, RFC
 /// 768): the addresses, the protocol and the transport length.
 pub(crate) fn pseudo4(src: [u8; 4], dst: [u8; 4], proto: u8, len: usize) -> u32 {
+    let [a, b, c, d] = src;
+    let [e, f, g, h] = dst;
+    let word = |hi: u8, lo: u8| u32::from(u16::from_be_bytes([hi, lo]));
     let len = len as u32;
-    sum(sum(0, &src), &dst) + (len >> 16) + (len & 0xffff) + u32::from(proto)
+    word(a, b)
+        + word(c, d)
+        + word(e, f)
+        + word(g, h)
+        + (len >> 16)
+        + (len & 0xffff)
+        + u32::from(proto)
 }
 
 /// The sum of the IPv6 pseudo-header (RFC 8200 §8.1): the addresses, the
