@@ -15,7 +15,13 @@
 //!   deadline;
 //! - `snapshot_export/1m` / `snapshot_import/1m`: `export_state` of
 //!   1,000,000 sessions, and `import_state` of that snapshot into a fresh
-//!   engine of the same configuration (37 bytes a session).
+//!   engine of the same configuration (37 bytes a session);
+//! - `checksums_{new,all}/{64,1400}`: `forward_established/1k` with the
+//!   listener's `verify_checksums` at `New` (the default: data packets are
+//!   not verified) and at `All` (every packet's TCP checksum summed), for
+//!   segments of 64 and 1400 bytes of payload: the pair's difference is
+//!   what verifying costs per packet. `examples/checksum_cost.rs` counts
+//!   the same in instructions under callgrind.
 //!
 //! Every figure is per iteration as criterion prints it; the throughput
 //! line gives packets (or sessions) per second. Frames are restored from
@@ -28,12 +34,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant as WallClock};
 
 use benches::{
-    Rng, SLOT, client, client_frame, engine_with_sessions, engine_with_synacked_sessions,
-    third_ack_frame,
+    Rng, SLOT, client, client_frame, data_frame, engine_with_policy, engine_with_sessions,
+    engine_with_synacked_sessions, third_ack_frame,
 };
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lb_engine::{
-    BackendConfig, Engine, Frame, Instant, ListenerConfig, LocalPool, Protocol, Verdict,
+    BackendConfig, ChecksumPolicy, Engine, Frame, Instant, ListenerConfig, LocalPool, Protocol,
+    Verdict,
 };
 
 const BATCH: usize = 32;
@@ -360,11 +367,71 @@ fn snapshot(c: &mut Criterion) {
     group.finish();
 }
 
+/// `checksums_{new,all}/{64,1400}`: established forwarding in batches of
+/// 32, sessions drawn from 1,000, with each checksum policy in the same
+/// run, on the same frames. Room for a 1400-byte payload per slot.
+fn checksums(c: &mut Criterion) {
+    const SESSIONS: u32 = 1_000;
+    const BIG_SLOT: usize = 2048;
+    let mut group = c.benchmark_group("engine");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for payload in [64usize, 1400] {
+        let mut rng = Rng(0xc5c5 ^ payload as u64);
+        let templates: Vec<Vec<u8>> = (0..TEMPLATES)
+            .map(|_| {
+                let i = (rng.next_u64() % u64::from(SESSIONS)) as u32;
+                data_frame(client(i), 80, payload)
+            })
+            .collect();
+        for (name, policy) in [
+            ("checksums_new", ChecksumPolicy::New),
+            ("checksums_all", ChecksumPolicy::All),
+        ] {
+            let mut engine = engine_with_policy(SESSIONS, SESSIONS + 1024, policy);
+            let mut buf = vec![0u8; BATCH * BIG_SLOT];
+            let mut verdicts = [Verdict::Pass; BATCH];
+            let now = Instant::from_secs(2);
+            let mut next = 0;
+            group.bench_function(BenchmarkId::new(name, payload), |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let mut len = 0;
+                        for chunk in buf.chunks_exact_mut(BIG_SLOT) {
+                            let t = &templates[next % templates.len()];
+                            chunk[Frame::HEADROOM..Frame::HEADROOM + t.len()].copy_from_slice(t);
+                            len = t.len();
+                            next += 1;
+                        }
+                        let mut slots = buf.chunks_exact_mut(BIG_SLOT);
+                        let mut batch: [Frame<'_>; BATCH] = array::from_fn(|_| {
+                            let slot = slots.next().expect("32 slots");
+                            Frame::new(slot, Frame::HEADROOM, Frame::HEADROOM + len)
+                                .expect("frame fits")
+                        });
+                        let t = WallClock::now();
+                        engine.handle_batch(now, &mut batch, &mut verdicts);
+                        total += t.elapsed();
+                        assert!(
+                            verdicts
+                                .iter()
+                                .all(|v| matches!(v, Verdict::ToServer { .. }))
+                        );
+                    }
+                    total
+                })
+            });
+            assert_eq!(engine.counters().dropped_total(), 0, "{name}/{payload}");
+        }
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = forward, ttm_insert, six_to_four, new_session, expire, snapshot
+    targets = forward, ttm_insert, six_to_four, new_session, expire, snapshot, checksums
 }
 criterion_main!(benches);

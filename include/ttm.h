@@ -94,6 +94,22 @@
 #define TTM_MAGLEV_KEY_SOURCE_ADDRESS 1
 
 /**
+ * `ttm_listener_config.verify_checksums`: the TCP or UDP checksum of each
+ * packet that would start a session (the default).
+ */
+#define TTM_VERIFY_CHECKSUMS_NEW 0
+
+/**
+ * `ttm_listener_config.verify_checksums`: of every packet, both ways.
+ */
+#define TTM_VERIFY_CHECKSUMS_ALL 1
+
+/**
+ * `ttm_listener_config.verify_checksums`: of none.
+ */
+#define TTM_VERIFY_CHECKSUMS_OFF 2
+
+/**
  * The buffer size `ttm_engine_poll_transmit` needs.
  */
 #define TTM_ENGINE_TRANSMIT_LEN 74
@@ -531,6 +547,12 @@ typedef struct ttm_listener_config {
    */
   bool ttm_strip_timestamps;
   /**
+   * Which packets have their TCP or UDP checksum verified (a wrong one
+   * is dropped as `bad_l4_checksum`): `TTM_VERIFY_CHECKSUMS_NEW` (those
+   * that would start a session, the default), `_ALL` or `_OFF`.
+   */
+  uint8_t verify_checksums;
+  /**
    * The initial backends, `backends_len` of them; NULL allowed when 0.
    */
   const struct ttm_backend_config *backends;
@@ -619,6 +641,17 @@ typedef struct ttm_counters {
    * Closing sessions replaced by a new SYN from the same client port.
    */
   uint64_t sessions_replaced;
+  /**
+   * Half-open sessions started again on another backend when the
+   * client's SYN came again and their backend could take no new session.
+   */
+  uint64_t sessions_rescheduled;
+  /**
+   * Half-open sessions ended, oldest first, for a new SYN in a full
+   * table. Sessions alive = created - expired - reset - replaced -
+   * rescheduled - evicted.
+   */
+  uint64_t sessions_evicted;
   /**
    * RSTs queued by idle expiry.
    */
@@ -832,7 +865,8 @@ ttm_result ttm_engine_config_default(struct ttm_engine_config *out);
  * Write a listener's defaults to `*out`: no VIP (family 0: set it), port
  * 0, TCP, round robin, the default timeouts, no local address (set them),
  * ports 1024-65535, ping on, TTM on with kind 254 stripping 253 and 254
- * (`ttm_strip_kinds` points at static memory of the library), no backend.
+ * (`ttm_strip_kinds` points at static memory of the library), checksums
+ * of new sessions verified, no backend.
  *
  * Returns `TTM_RESULT_OK` or `TTM_RESULT_NULL_PARAMETER`.
  *

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::PacketBuilder;
 use lb_engine::{
-    BackendConfig, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool, Protocol,
-    Verdict,
+    BackendConfig, ChecksumPolicy, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
+    Protocol, Verdict,
 };
 
 /// The options area of a typical third handshake ACK leaving the balancer:
@@ -40,15 +40,30 @@ pub fn client(i: u32) -> ([u8; 4], u16) {
 /// An Ethernet + IPv4 + TCP frame from `client` to the VIP's `port`: a
 /// SYN, or an ACK with 64 bytes of data.
 pub fn client_frame(client: ([u8; 4], u16), port: u16, syn: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(client.0, VIP, 64)
-        .tcp(client.1, port, 1000, 64240);
     if syn {
-        builder.syn().write(&mut out, &[]).ok();
+        let mut out = Vec::with_capacity(128);
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(client.0, VIP, 64)
+            .tcp(client.1, port, 1000, 64240)
+            .syn()
+            .write(&mut out, &[])
+            .ok();
+        out
     } else {
-        builder.ack(5001).write(&mut out, &[0x5a; 64]).ok();
+        data_frame(client, port, 64)
     }
+}
+
+/// An Ethernet + IPv4 + TCP frame from `client` to the VIP's `port`: an
+/// ACK with `payload` bytes of data.
+pub fn data_frame(client: ([u8; 4], u16), port: u16, payload: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload + 64);
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(client.0, VIP, 64)
+        .tcp(client.1, port, 1000, 64240)
+        .ack(5001)
+        .write(&mut out, &vec![0x5a; payload])
+        .ok();
     out
 }
 
@@ -56,6 +71,11 @@ pub fn client_frame(client: ([u8; 4], u16), port: u16, syn: bool) -> Vec<u8> {
 /// addresses, every port from 1024) holding `sessions` sessions, one per
 /// [`client`] `0..sessions`.
 pub fn engine_with_sessions(sessions: u32, capacity: u32) -> Engine {
+    engine_with_policy(sessions, capacity, ChecksumPolicy::default())
+}
+
+/// [`engine_with_sessions`] with the listener's checksum policy.
+pub fn engine_with_policy(sessions: u32, capacity: u32, policy: ChecksumPolicy) -> Engine {
     let mut engine = Engine::new(EngineConfig {
         capacity,
         quarantine_capacity: 1 << 16,
@@ -75,6 +95,7 @@ pub fn engine_with_sessions(sessions: u32, capacity: u32) -> Engine {
         let rs = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2 + i));
         listener.backends.push(BackendConfig::new(rs, 8080));
     }
+    listener.verify_checksums = policy;
     engine
         .add_listener(listener)
         .unwrap_or_else(|e| panic!("listener: {e}"));

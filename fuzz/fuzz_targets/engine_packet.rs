@@ -4,9 +4,13 @@
 //! Each input builds two engines with the same small configuration (16
 //! sessions, 4 local ports, short timeouts, TTM on for TCP) and seven
 //! listeners on four VIPs: 4to4 TCP (affinity) and UDP on one VIP, UDP
-//! (Maglev, no ping) on a second; 6to4 TCP and UDP on an IPv6 VIP, toward
-//! the same IPv4 servers and local address; 6to6 TCP and UDP (Maglev) on
-//! another IPv6 VIP, toward IPv6 servers from an IPv6 local address. It
+//! (Maglev, no ping, no checksum verified) on a second; 6to4 TCP and UDP
+//! on an IPv6 VIP, toward the same IPv4 servers and local address; 6to6
+//! TCP (every checksum verified) and UDP (Maglev) on another IPv6 VIP,
+//! toward IPv6 servers from an IPv6 local address; the others verify the
+//! checksums of what starts a session. With 16 sessions, floods of SYNs
+//! evict half-open sessions, and SYNs sent again after a configuration
+//! change reschedule them. It
 //! runs a sequence of operations on both: frames, batches, clock advances
 //! with expiry, and configuration changes. One engine takes batches
 //! through `handle_batch`, the other frame by frame through
@@ -78,8 +82,9 @@
 //! ICMP errors forwarded + drops + passed = handled, with the drop counters
 //! equal to the drop verdicts reason by reason, and the traffic bytes to
 //! the IP bytes received); the session count equals the listeners' active
-//! sessions and created - expired - reset - replaced, and stays within the
-//! capacity; each listener's traffic is the sum of its backends'.
+//! sessions and created - expired - reset - replaced - rescheduled -
+//! evicted, and stays within the capacity; each listener's traffic is the
+//! sum of its backends'.
 //!
 //! Each frame: a forwarded frame (IPv4 or IPv6, whichever the engine made
 //! of it) has the length its IP header says, a right IPv4 header checksum,
@@ -100,7 +105,11 @@
 //! right on the way in; grown from ICMP into ICMPv6 it is at most 1280
 //! bytes, with a packet-too-big MTU of at least 1280. A passed frame is
 //! unchanged; nothing outside the frame is written; RSTs from
-//! `poll_transmit` are well formed, IPv4 or IPv6.
+//! `poll_transmit` are well formed, IPv4 or IPv6. Checksums, by the
+//! harness's own sum (see [`check_checksum_policy`]): a frame dropped as
+//! `bad_l4_checksum` had a wrong one; a frame that started a session had
+//! a right one, but on the listener that verifies none; the listener that
+//! verifies all forwards no wrong one.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -108,9 +117,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lb_engine::{
-    Affinity, BackendConfig, BackendId, Counters, DropReason, Engine, EngineConfig, Frame, Instant,
-    ListenerConfig, ListenerId, LocalPool, MaglevKey, Protocol, SchedulerKind, Timeouts, Traffic,
-    Verdict,
+    Affinity, BackendConfig, BackendId, ChecksumPolicy, Counters, DropReason, Engine, EngineConfig,
+    Frame, Instant, ListenerConfig, ListenerId, LocalPool, MaglevKey, Protocol, SchedulerKind,
+    Timeouts, Traffic, Verdict,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -1369,9 +1378,11 @@ fn build(big: bool) -> (Engine, Vec<ListenerId>) {
     let mut other = ListenerConfig::new(v4(VIP2), UDP_PORT, Protocol::Udp, pool(&[v4(LIP)]));
     other.scheduler = maglev;
     other.ping = false;
+    other.verify_checksums = ChecksumPolicy::Off;
     let tcp64 = ListenerConfig::new(v6(VIP64), TCP_PORT, Protocol::Tcp, pool(&[v4(LIP)]));
     let udp64 = ListenerConfig::new(v6(VIP64), UDP_PORT, Protocol::Udp, pool(&[v4(LIP)]));
-    let tcp66 = ListenerConfig::new(v6(VIP66), TCP_PORT, Protocol::Tcp, pool(&[v6(LIP6)]));
+    let mut tcp66 = ListenerConfig::new(v6(VIP66), TCP_PORT, Protocol::Tcp, pool(&[v6(LIP6)]));
+    tcp66.verify_checksums = ChecksumPolicy::All;
     let mut udp66 = ListenerConfig::new(v6(VIP66), UDP_PORT, Protocol::Udp, pool(&[v6(LIP6)]));
     udp66.scheduler = maglev;
     let servers4 = |a: usize, b: usize| [v4(SERVERS[a]), v4(SERVERS[b])];
@@ -1426,7 +1437,8 @@ fn preload_frames() -> &'static [Vec<u8>] {
     })
 }
 
-/// What the TTM counters say the engine did to one frame.
+/// What the counters say the engine did with one frame: the TTM counters,
+/// and the sessions it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Edits {
     inserted: u64,
@@ -1434,6 +1446,8 @@ struct Edits {
     pruned: u64,
     spoofed: u64,
     mss_lowered: u64,
+    /// Not a TTM counter: [`Edits::check`] leaves it out.
+    created: u64,
 }
 
 impl Edits {
@@ -1444,6 +1458,7 @@ impl Edits {
             pruned: c.ttm_pruned,
             spoofed: c.ttm_spoofed,
             mss_lowered: c.mss_lowered,
+            created: c.sessions_created,
         }
     }
 
@@ -1454,13 +1469,17 @@ impl Edits {
             pruned: after.pruned - before.pruned,
             spoofed: after.spoofed - before.spoofed,
             mss_lowered: after.mss_lowered - before.mss_lowered,
+            created: after.created - before.created,
         }
     }
 
     /// Each counter moves by at most one per frame, and only for the
     /// direction it is about.
     fn check(&self, verdict: Verdict) {
-        let e = self;
+        let e = &Edits {
+            created: 0,
+            ..*self
+        };
         let ok = match verdict {
             Verdict::ToServer { .. } => {
                 e.inserted + e.missed <= 1 && e.pruned <= e.inserted && e.mss_lowered == 0
@@ -1673,6 +1692,37 @@ fn check_icmp_error(input: &[u8], i: &Ip, output: &[u8], o: &Ip) {
     }
 }
 
+/// The checksum policies of [`build`]: a drop for a bad checksum is of a
+/// packet whose checksum is wrong (or UDP's 0 over IPv6), never to the
+/// listener that verifies none (VIP2's, `Off`); a session starts only
+/// from a packet whose checksum is right (or UDP's 0 over IPv4) but on
+/// that listener; the 6to6 TCP listener (`All`) forwards nothing whose
+/// checksum is wrong, either way.
+fn check_checksum_policy(verdict: Verdict, input: &[u8], edits: Option<Edits>) {
+    let ip = ip_of(input);
+    let sum = ip.map_or(L4Sum::Unknown, |ip| l4_sum_of(input, &ip));
+    let v6 = ip.is_some_and(|ip| ip.v6);
+    let unverified = ip.is_some_and(|ip| ip.dst == VIP2);
+    let right = sum == L4Sum::Valid || (sum == L4Sum::Absent && !v6);
+    if verdict == Verdict::Drop(DropReason::BadL4Checksum) {
+        assert!(
+            !unverified && (sum == L4Sum::Invalid || (sum == L4Sum::Absent && v6)),
+            "dropped as bad_l4_checksum with a {sum:?} checksum (IPv6: {v6})"
+        );
+    }
+    if edits.is_some_and(|e| e.created > 0) && !unverified {
+        assert!(
+            right,
+            "a session started from a {sum:?} checksum (IPv6: {v6})"
+        );
+    }
+    let all_66 =
+        ip.is_some_and(|ip| ip.v6 && ip.proto == PROTO_TCP && (ip.dst == VIP66 || ip.dst == LIP6));
+    if all_66 && matches!(verdict, Verdict::ToServer { .. } | Verdict::ToClient { .. }) {
+        assert_eq!(sum, L4Sum::Valid, "the 6to6 TCP listener verifies all");
+    }
+}
+
 /// What the verdicts so far say the counters must be.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Model {
@@ -1780,12 +1830,17 @@ impl Side {
             i128::from(c.sessions_created)
                 - i128::from(c.sessions_expired)
                 - i128::from(c.sessions_reset)
-                - i128::from(c.sessions_replaced),
-            "session_count != created {} - expired {} - reset {} - replaced {}",
+                - i128::from(c.sessions_replaced)
+                - i128::from(c.sessions_rescheduled)
+                - i128::from(c.sessions_evicted),
+            "session_count != created {} - expired {} - reset {} - replaced {} - rescheduled {} \
+             - evicted {}",
             c.sessions_created,
             c.sessions_expired,
             c.sessions_reset,
-            c.sessions_replaced
+            c.sessions_replaced,
+            c.sessions_rescheduled,
+            c.sessions_evicted
         );
         assert_eq!(e.poll_timeout().is_some(), n > 0, "poll_timeout");
         assert!(e.quarantined() <= QUARANTINE_CAPACITY);
@@ -1798,6 +1853,7 @@ impl Side {
         if let Some(e) = edits {
             e.check(verdict);
         }
+        check_checksum_policy(verdict, input, edits);
         let m = &mut self.model;
         m.handled += 1;
         let next_hop = match verdict {

@@ -157,6 +157,33 @@ impl Default for TtmConfig {
     }
 }
 
+/// Which packets of a listener's sessions have their TCP or UDP checksum
+/// verified (pseudo-header included, IPv4 and IPv6) before the engine acts
+/// on them. A wrong one is dropped and counted as
+/// [`crate::DropReason::BadL4Checksum`]; so is a UDP datagram over IPv6
+/// with checksum 0 (RFC 8200 §8.1), while over IPv4 0 means "none" and
+/// passes (RFC 768).
+///
+/// Packets that are not verified are forwarded with their checksum updated
+/// incrementally (RFC 1624): a wrong one stays wrong, and the receiver
+/// drops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ChecksumPolicy {
+    /// The packets that would start a session: a TCP SYN or a UDP datagram
+    /// that has none, and a SYN that replaces a closing session or
+    /// reschedules a half-open one. Verified before anything changes, so a
+    /// corrupt or forged packet takes no table entry, no local port and no
+    /// server's attention. SYNs are small: it costs little. The default.
+    #[default]
+    New,
+    /// Every packet of the listener's sessions, both ways (a server's
+    /// packet once its session is found): the cost of summing each
+    /// packet whole.
+    All,
+    /// None.
+    Off,
+}
+
 /// A listener: a VIP, a port and a protocol, and what serves it.
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -181,11 +208,14 @@ pub struct ListenerConfig {
     pub ping: bool,
     /// The TTM option (TCP listeners only; ignored for UDP).
     pub ttm: TtmConfig,
+    /// Which packets have their TCP or UDP checksum verified.
+    pub verify_checksums: ChecksumPolicy,
 }
 
 impl ListenerConfig {
     /// A listener with default scheduler (smooth weighted round robin),
-    /// timeouts and ping on, no backends yet, going out from `local`.
+    /// timeouts, ping on and checksums of new sessions verified, no
+    /// backends yet, going out from `local`.
     pub fn new(vip: IpAddr, port: u16, protocol: Protocol, local: LocalPool) -> ListenerConfig {
         ListenerConfig {
             vip,
@@ -198,6 +228,7 @@ impl ListenerConfig {
             local,
             ping: true,
             ttm: TtmConfig::default(),
+            verify_checksums: ChecksumPolicy::default(),
         }
     }
 }

@@ -55,9 +55,20 @@ pub struct Counters {
     /// sessions reset).
     pub sessions_reset: u64,
     /// Closing sessions (TIME_WAIT or CLOSE) that a new SYN from the same
-    /// client port replaced. Sessions alive = created - expired - reset -
-    /// replaced.
+    /// client port replaced.
     pub sessions_replaced: u64,
+    /// Half-open TCP sessions (no SYN-ACK from the server yet) ended because
+    /// the client's SYN came again while their backend could take no new
+    /// session (down, removed or at weight 0): the SYN starts a new
+    /// session, on another backend and from a new local port.
+    pub sessions_rescheduled: u64,
+    /// Half-open TCP sessions (the client had not acknowledged the server's
+    /// SYN-ACK) ended, oldest first, to make room for a new SYN when the
+    /// table was full.
+    ///
+    /// Sessions alive = created - expired - reset - replaced - rescheduled
+    /// - evicted.
+    pub sessions_evicted: u64,
     /// RST segments emitted when established TCP sessions idled out.
     pub rst_sent: u64,
     /// Echo requests answered.
@@ -90,6 +101,8 @@ impl Default for Counters {
             sessions_expired: 0,
             sessions_reset: 0,
             sessions_replaced: 0,
+            sessions_rescheduled: 0,
+            sessions_evicted: 0,
             rst_sent: 0,
             echo_replies: 0,
             quarantine_overflow: 0,

@@ -6,11 +6,17 @@
 //!    (no options, no fragments, a right checksum, lengths that agree);
 //! 2. a packet to a VIP looks up its session by the inbound key (listener,
 //!    client address, client port); a TCP SYN or a UDP datagram that has
-//!    none starts one: affinity or scheduler, local port, table insert;
+//!    none starts one, once its transport checksum is verified (see
+//!    [`ChecksumPolicy`]): affinity or scheduler, local port, table insert.
+//!    A full table gives a SYN the place of its oldest half-open session
+//!    ([`HalfOpen`]). A SYN that finds a closing session, or a half-open
+//!    one the server has not answered whose backend can take no new
+//!    session, replaces it with a new one;
 //! 3. a packet to a local address looks up its session by the outbound key
 //!    (server address and port, local address and port);
-//! 4. TCP state and the deadline are updated, addresses and ports are
-//!    rewritten, and checksums are updated incrementally (RFC 1624).
+//! 4. TCP state and the deadline are updated (a half-open session's by
+//!    its client's packets only), addresses and ports are rewritten, and
+//!    checksums are updated incrementally (RFC 1624).
 //!
 //! Expiry is an incremental sweep: each [`Engine::handle_timeout`] checks
 //! its share of the table, so that every session is checked once per
@@ -23,14 +29,17 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use core::time::Duration;
 
-use crate::config::{BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts};
+use crate::config::{
+    BackendConfig, ChecksumPolicy, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts,
+};
 use crate::counters::{Counters, Traffic};
 use crate::frame::Frame;
+use crate::half_open::HalfOpen;
 use crate::hash;
 use crate::lport::{AllocateError, LocalTuple, PortAllocator};
 use crate::quarantine::Quarantine;
 use crate::sched::{self, AffinityTable, Candidate, Scheduler, is_eligible};
-use crate::session::{Session, TcpState};
+use crate::session::{Session, TcpState, flag};
 use crate::table::{Dir, Table};
 use crate::tcp_edit::{self, Family, Headers, Insertion, OptionEdit};
 use crate::time::Instant;
@@ -274,6 +283,17 @@ struct PendingRst {
     ack: u32,
 }
 
+/// Why a session ends, for [`Engine::end_session`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Closed by the packet path or by configuration.
+    Closed,
+    /// Idled out (RSTs to both sides if established).
+    Expired,
+    /// Evicted for a new SYN while half-open.
+    Evicted,
+}
+
 /// The FULLNAT engine. See the crate documentation.
 pub struct Engine {
     config: EngineConfig,
@@ -293,6 +313,9 @@ pub struct Engine {
     locals: Vec<u32>,
     affinity: AffinityTable,
     quarantine: Quarantine,
+    /// The half-open TCP sessions, oldest first: a SYN that finds the
+    /// table full takes the place of the oldest.
+    half_open: HalfOpen,
     counters: Counters,
     sweep_cursor: u32,
     next_sweep: Instant,
@@ -359,6 +382,20 @@ enum Path {
     SixToSix(Ipv6, [u8; 16], [u8; 16]),
 }
 
+/// What a client's SYN does to the session it finds
+/// ([`Engine::syn_again`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SynAgain {
+    /// The session carries it (a retransmission, or a stray SYN on an
+    /// established session).
+    Same,
+    /// The session is closing: a new one replaces it.
+    Replace,
+    /// The session is half-open toward a backend that can take no new
+    /// session: a new one, on another backend, replaces it.
+    Reschedule,
+}
+
 /// The port and protocol half of an IPv6 listener's key.
 fn port_proto(port: u16, proto: u8) -> u32 {
     (u32::from(port) << 8) | u32::from(proto)
@@ -377,6 +414,11 @@ fn tick(now: Instant) -> u32 {
 
 fn expired(deadline: u32, now: u32) -> bool {
     (now.wrapping_sub(deadline) as i32) >= 0
+}
+
+/// Whether tick `a` comes before tick `b` (serial arithmetic).
+fn before(a: u32, b: u32) -> bool {
+    (b.wrapping_sub(a) as i32) > 0
 }
 
 /// An IPv4 address's octets, zero for IPv6.
@@ -458,6 +500,8 @@ impl Engine {
         let quarantine =
             Quarantine::try_with_capacity(config.quarantine_capacity, config.quarantine)
                 .map_err(|_| ConfigError::OutOfMemory)?;
+        let half_open =
+            HalfOpen::with_capacity(config.capacity).map_err(|_| ConfigError::OutOfMemory)?;
         Ok(Engine {
             table,
             listeners: Vec::new(),
@@ -469,6 +513,7 @@ impl Engine {
             locals: Vec::new(),
             affinity: AffinityTable::new(config.affinity_capacity, config.hash_seed),
             quarantine,
+            half_open,
             counters: Counters::default(),
             sweep_cursor: 0,
             next_sweep: Instant::ZERO,
@@ -495,10 +540,10 @@ impl Engine {
         self.quarantine.len()
     }
 
-    /// Bytes the engine's tables hold (sessions, index, quarantine,
-    /// affinity).
+    /// Bytes the engine's tables hold (sessions, index, the half-open
+    /// list, quarantine).
     pub fn memory_bytes(&self) -> usize {
-        self.table.memory_bytes() + self.quarantine.memory_bytes()
+        self.table.memory_bytes() + self.half_open.memory_bytes() + self.quarantine.memory_bytes()
     }
 
     /// A listener's traffic counters.
@@ -877,7 +922,7 @@ impl Engine {
     fn reset_sessions(&mut self, matches: impl Fn(&Session) -> bool) {
         for id in 0..self.table.id_bound() {
             if self.table.get(id).is_some_and(&matches) {
-                self.end_session(id, self.latest, false);
+                self.end_session(id, self.latest, End::Closed);
                 self.counters.sessions_reset += 1;
             }
         }
@@ -1149,6 +1194,12 @@ impl Engine {
             Net::V4(ip) => (ip.proto, client16(ip.src), ip.total),
             Net::V6(ip6) => (ip6.proto, ip6.src, ip6.end() - ip6.off),
         };
+        let policy = self
+            .listener(lid)
+            .map_or(ChecksumPolicy::Off, |l| l.config.verify_checksums);
+        if policy == ChecksumPolicy::All {
+            transport_checksum(frame.bytes(), &p.net)?;
+        }
         let sport = l4.sport;
         let found = self.table.find(h, Dir::In, |s| {
             s.listener == lid && s.cport == sport && s.client == client
@@ -1156,21 +1207,29 @@ impl Engine {
         let is_syn = proto == wire::PROTO_TCP
             && l4.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let id = match found {
-            // A new SYN on a closing session: the client reuses its port
-            // (as IPVS does, the old session gives way).
-            Some(id)
-                if is_syn
-                    && self.table.get(id).is_some_and(|s| {
-                        matches!(s.tcp_state(), TcpState::TimeWait | TcpState::Close)
-                    }) =>
-            {
-                self.end_session(id, now, false);
-                self.counters.sessions_replaced += 1;
-                self.new_session(now, lid, h, proto, client, l4)?
-            }
+            Some(id) if is_syn => match self.syn_again(id) {
+                SynAgain::Same => id,
+                again => {
+                    // Checked before the old session ends.
+                    if policy == ChecksumPolicy::New {
+                        transport_checksum(frame.bytes(), &p.net)?;
+                    }
+                    self.end_session(id, now, End::Closed);
+                    match again {
+                        SynAgain::Replace => self.counters.sessions_replaced += 1,
+                        _ => self.counters.sessions_rescheduled += 1,
+                    }
+                    self.new_session(now, lid, h, proto, client, l4)?
+                }
+            },
             Some(id) => id,
             None if proto == wire::PROTO_TCP && !is_syn => return Err(DropReason::NoSession),
-            None => self.new_session(now, lid, h, proto, client, l4)?,
+            None => {
+                if policy == ChecksumPolicy::New {
+                    transport_checksum(frame.bytes(), &p.net)?;
+                }
+                self.new_session(now, lid, h, proto, client, l4)?
+            }
         };
         let listener = self
             .listeners
@@ -1207,7 +1266,11 @@ impl Engine {
         if proto == wire::PROTO_TCP {
             let ttm = &listener.config.ttm;
             let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
+            let half_open = s.flags & flag::ESTABLISHED == 0;
             s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
+            if half_open && s.flags & flag::ESTABLISHED != 0 {
+                self.half_open.remove(id);
+            }
             let strip_timestamps = ttm.strip_timestamps && is_syn;
             // Client-supplied TTM/TOA options are removed from every
             // segment, whether or not this one gets ours.
@@ -1307,8 +1370,39 @@ impl Engine {
         })
     }
 
+    /// What a client's SYN does to the session it finds: a closing one
+    /// (TIME_WAIT or CLOSE) gives way to a new one, as in IPVS (the client
+    /// reuses its port); so does a half-open one that the server has not
+    /// answered while its backend can take no new session (down, removed
+    /// or at weight 0) and another can, so that the client's SYN
+    /// retransmissions reach a live server. Any other session, established
+    /// ones above all, keeps its backend.
+    fn syn_again(&self, id: u32) -> SynAgain {
+        let Some(s) = self.table.get(id) else {
+            return SynAgain::Same;
+        };
+        if matches!(s.tcp_state(), TcpState::TimeWait | TcpState::Close) {
+            return SynAgain::Replace;
+        }
+        let stranded = s.flags & flag::SYNACK == 0
+            && self
+                .listener(s.listener)
+                .is_some_and(|l| !is_eligible(&l.candidates, s.backend) && l.has_live_backend());
+        if stranded {
+            SynAgain::Reschedule
+        } else {
+            SynAgain::Same
+        }
+    }
+
     /// Start a session for a client (IPv4 in the first 4 bytes of
     /// `client`, or IPv6 for a 6to4 listener).
+    ///
+    /// A full table refuses a UDP datagram; a TCP SYN takes the place of
+    /// the oldest half-open session (evicted: it ends as by expiry, without
+    /// RSTs), once the new session has its backend and local port, so that
+    /// a SYN that cannot be served evicts nothing. Only a table full of
+    /// established (or UDP) sessions refuses a SYN.
     fn new_session(
         &mut self,
         now: Instant,
@@ -1318,13 +1412,40 @@ impl Engine {
         client: [u8; 16],
         l4: &L4,
     ) -> Result<u32, DropReason> {
+        let (session, out_hash) = self.plan_session(now, lid, h, proto, client, l4)?;
+        if self.table.is_full() {
+            let oldest = self.half_open.oldest().ok_or(DropReason::TableFull)?;
+            let before = self.table.len();
+            self.end_session(oldest, now, End::Evicted);
+            if self.table.len() == before {
+                // Not a live session (the list is never left so): forget it.
+                self.half_open.remove(oldest);
+                return Err(DropReason::TableFull);
+            }
+            self.counters.sessions_evicted += 1;
+        }
+        self.add_session(now, session, h, out_hash)
+    }
+
+    /// [`Engine::new_session`]'s choices, which change nothing but the
+    /// scheduler's state: the backend (affinity or scheduler) and the local
+    /// address and port, as the session to insert and its outbound hash.
+    fn plan_session(
+        &mut self,
+        now: Instant,
+        lid: ListenerId,
+        h: u64,
+        proto: u8,
+        client: [u8; 16],
+        l4: &L4,
+    ) -> Result<(Session, u64), DropReason> {
         let seed = self.config.hash_seed;
         let Engine {
             table,
             listeners,
             affinity,
             quarantine,
-            counters,
+            half_open,
             ..
         } = self;
         let l = listeners
@@ -1346,7 +1467,7 @@ impl Engine {
                     .ok_or(DropReason::NoBackend)?
             }
         };
-        if table.is_full() {
+        if table.is_full() && (proto != wire::PROTO_TCP || half_open.oldest().is_none()) {
             return Err(DropReason::TableFull);
         }
         let b = l
@@ -1387,9 +1508,37 @@ impl Engine {
         );
         session.ip_delta = keys.ip_delta;
         session.l4_delta = keys.l4_delta;
+        Ok((session, keys.out_hash))
+    }
+
+    /// Insert a session [`Engine::plan_session`] made, and count it; a TCP
+    /// session starts half-open.
+    fn add_session(
+        &mut self,
+        now: Instant,
+        session: Session,
+        h: u64,
+        out_hash: u64,
+    ) -> Result<u32, DropReason> {
+        let Engine {
+            table,
+            listeners,
+            affinity,
+            half_open,
+            counters,
+            ..
+        } = self;
+        let (lid, backend) = (session.listener, session.backend);
+        let l = listeners
+            .get_mut(usize::from(lid))
+            .and_then(Option::as_mut)
+            .ok_or(DropReason::NoListener)?;
         let id = table
-            .insert(session, h, keys.out_hash)
+            .insert(session, h, out_hash)
             .map_err(|_| DropReason::TableFull)?;
+        if session.proto == wire::PROTO_TCP {
+            half_open.push(id);
+        }
         if let Some(c) = l.candidates.get_mut(backend as usize) {
             c.active += 1;
         }
@@ -1400,8 +1549,8 @@ impl Engine {
         l.traffic.new_sessions += 1;
         l.traffic.active_sessions += 1;
         counters.sessions_created += 1;
-        if let Some(timeout) = affinity_timeout {
-            affinity.insert(now, lid, &client, backend, timeout);
+        if let Some(a) = l.config.affinity {
+            affinity.insert(now, lid, &session.client, backend, a.timeout);
         }
         Ok(id)
     }
@@ -1435,6 +1584,9 @@ impl Engine {
             .get_mut(usize::from(s.listener))
             .and_then(Option::as_mut)
             .ok_or(DropReason::NoSession)?;
+        if listener.config.verify_checksums == ChecksumPolicy::All {
+            transport_checksum(frame.bytes(), &p.net)?;
+        }
         // Counted once the frame is sure to be forwarded: a later step can
         // still drop it (6to4 without the headroom to grow into IPv6).
         let mut mss_lowered = false;
@@ -1465,7 +1617,16 @@ impl Engine {
                 mss_lowered = by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some();
             }
         }
-        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
+        let deadline = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
+        // A half-open TCP session lives by its client's packets: the
+        // server's (SYN-ACK retransmissions to a spoofed client) may bring
+        // its deadline nearer (an RST), never push it back.
+        if s.proto != wire::PROTO_TCP
+            || s.flags & flag::ESTABLISHED != 0
+            || before(deadline, s.expires)
+        {
+            s.expires = deadline;
+        }
         let cport = s.cport;
         let vport = listener.config.port;
         let (ip_delta, l4_delta) = (
@@ -1899,7 +2060,7 @@ impl Engine {
                     // session once the caller has taken some.
                     break;
                 }
-                self.end_session(cursor, now, true);
+                self.end_session(cursor, now, End::Expired);
             }
             cursor = if cursor + 1 >= bound { 0 } else { cursor + 1 };
             left -= 1;
@@ -1910,7 +2071,19 @@ impl Engine {
 
     /// End a session: RSTs if it idled out established, counters, the
     /// quarantine of its outbound tuple, and the table.
-    fn end_session(&mut self, id: u32, now: Instant, expired: bool) {
+    ///
+    /// An evicted half-open session whose server answered gets an RST
+    /// toward the server instead of the quarantine: it frees the server's
+    /// SYN_RECV entry for the tuple (the RST carries the sequence number
+    /// and acknowledgment the server expects), so the tuple can be handed
+    /// out again at once. Quarantined, every evicted tuple would be held
+    /// for the whole period, and a flood would run the local ports out in
+    /// about a second; handed out again without the RST, a new SYN would
+    /// meet the server's entry for the old one and be reset. One whose
+    /// server has not answered (or when the RST queue is half full) is
+    /// quarantined as usual.
+    fn end_session(&mut self, id: u32, now: Instant, end: End) {
+        let expired = end == End::Expired;
         let seed = self.config.hash_seed;
         let Some(s) = self.table.get(id).copied() else {
             return;
@@ -1942,6 +2115,7 @@ impl Engine {
         if self.table.remove(id, keys.in_hash, keys.out_hash).is_none() {
             return;
         }
+        self.half_open.remove(id);
         if expired && s.proto == wire::PROTO_TCP && s.tcp_state() == TcpState::Established {
             // RFC 9293 §3.10.7.3 / RFC 5961: an RST is accepted at once
             // when its sequence number is the receiver's next expected
@@ -1973,6 +2147,23 @@ impl Engine {
                 ack: s.s_next,
             });
         }
+        // Half the RST queue stays for the sweep's, which pauses when the
+        // queue is full.
+        let freed = end == End::Evicted
+            && s.flags & flag::SYNACK != 0
+            && self.pending.len() < PENDING_RSTS / 2;
+        if freed {
+            self.pending.push_back(PendingRst {
+                to_client: false,
+                v6: server_v6,
+                src: lip,
+                dst: rip,
+                sport: s.lport,
+                dport: rport,
+                seq: s.c_next,
+                ack: s.s_next,
+            });
+        }
         if let Some(c) = l.candidates.get_mut(s.backend as usize) {
             c.active = c.active.saturating_sub(1);
         }
@@ -1982,6 +2173,9 @@ impl Engine {
         l.traffic.active_sessions = l.traffic.active_sessions.saturating_sub(1);
         if expired {
             self.counters.sessions_expired += 1;
+        }
+        if freed {
+            return;
         }
         let addr = |a: [u8; 16]| {
             if server_v6 {
@@ -2119,6 +2313,31 @@ fn write_rst6(out: &mut [u8], rst: &PendingRst) -> usize {
     frame[54..74].copy_from_slice(&rst_segment(rst, pseudo));
     out.iter_mut().zip(frame).for_each(|(o, b)| *o = b);
     frame.len()
+}
+
+/// Verify the TCP or UDP checksum of the packet whose network header is
+/// `net` (see [`checksum::transport_ok`]): `BadL4Checksum` if it is wrong.
+fn transport_checksum(bytes: &[u8], net: &Net) -> Result<(), DropReason> {
+    let ok = match net {
+        Net::V4(ip) => {
+            let (off, len) = (ip.l4_off(), ip.l4_len());
+            let seg = bytes.get(off..off + len).ok_or(DropReason::Truncated)?;
+            let pseudo = checksum::pseudo4(ip.src, ip.dst, ip.proto, len);
+            checksum::transport_ok(pseudo, ip.proto, seg, false)
+        }
+        Net::V6(ip6) => {
+            let seg = bytes
+                .get(ip6.l4_off..ip6.end())
+                .ok_or(DropReason::Truncated)?;
+            let pseudo = checksum::pseudo6(&ip6.src, &ip6.dst, seg.len(), ip6.proto);
+            checksum::transport_ok(pseudo, ip6.proto, seg, true)
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DropReason::BadL4Checksum)
+    }
 }
 
 /// Flags no segment may carry: none of SYN, ACK, RST set; SYN with RST

@@ -42,6 +42,7 @@ mod config;
 mod counters;
 mod engine;
 mod frame;
+mod half_open;
 mod hash;
 mod lport;
 mod quarantine;
@@ -56,7 +57,8 @@ mod wire;
 mod xlat;
 
 pub use config::{
-    BackendConfig, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts, TtmConfig,
+    BackendConfig, ChecksumPolicy, ConfigError, EngineConfig, ListenerConfig, Protocol, Timeouts,
+    TtmConfig,
 };
 pub use counters::{Counters, Traffic};
 pub use engine::{BackendId, Engine, ListenerId};

@@ -111,6 +111,11 @@ drop_reasons! {
     /// An ICMP or ICMPv6 error that quotes no live session, or quotes too
     /// little of the packet to find one.
     IcmpNoSession = "icmp_no_session",
+    /// The TCP or UDP checksum (pseudo-header included) is wrong, or a UDP
+    /// datagram over IPv6 carries none (RFC 8200 §8.1), in a packet the
+    /// listener's [`crate::ChecksumPolicy`] has checked: one that would
+    /// start a session by default, every packet with `All`.
+    BadL4Checksum = "bad_l4_checksum",
 }
 
 #[cfg(test)]
@@ -126,5 +131,15 @@ mod test {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), DropReason::COUNT);
+    }
+
+    /// Reasons are numbered in the order they were added, new ones last:
+    /// the numbers are the C API's and the metrics' and must not move.
+    #[test]
+    fn numbers_are_stable() {
+        assert_eq!(DropReason::IcmpNoSession.index(), 19);
+        assert_eq!(DropReason::BadL4Checksum.index(), 20);
+        assert_eq!(DropReason::BadL4Checksum.label(), "bad_l4_checksum");
+        assert_eq!(DropReason::COUNT, 21);
     }
 }

@@ -185,7 +185,7 @@
 
 use crate::frame::Frame;
 use crate::verdict::DropReason;
-use crate::wire::checksum::{self, Delta};
+use crate::wire::checksum::{self, Delta, pseudo6};
 use crate::wire::ipv6::{self, Ipv6};
 use crate::wire::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ipv4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, array,
@@ -1213,12 +1213,6 @@ fn addr_sum(src: &[u8], dst: &[u8]) -> u32 {
 /// A 16-bit word of two bytes, as a sum.
 fn word(hi: u8, lo: u8) -> u32 {
     u32::from(u16::from_be_bytes([hi, lo]))
-}
-
-/// The sum of the IPv6 pseudo-header (RFC 8200 §8.1).
-fn pseudo6(src: &[u8; 16], dst: &[u8; 16], len: usize, next: u8) -> u32 {
-    let len = len as u32;
-    addr_sum(src, dst) + (len >> 16) + (len & 0xffff) + u32::from(next)
 }
 
 /// A checksum field updated for covered bytes whose sum goes from `old`

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lb_engine::{
-    Affinity, BackendConfig, Engine, EngineConfig, ListenerConfig, LocalPool, LportError,
-    MaglevKey, Protocol, SchedulerKind, Timeouts, TtmConfig,
+    Affinity, BackendConfig, ChecksumPolicy, Engine, EngineConfig, ListenerConfig, LocalPool,
+    LportError, MaglevKey, Protocol, SchedulerKind, Timeouts, TtmConfig,
 };
 use serde::Deserialize;
 use toml::Spanned;
@@ -106,7 +106,7 @@ pub struct Listener {
     /// The listener's name, unique in the file (metrics label).
     pub name: String,
     /// VIP, port, protocol, scheduler, timeouts, LIP pool, TTM settings,
-    /// ping, and the backends (each starting `up`).
+    /// ping, checksum policy, and the backends (each starting `up`).
     pub engine: lb_engine::ListenerConfig,
     /// The health check every backend gets, if any.
     pub health: Option<HealthCheck>,
@@ -372,6 +372,8 @@ struct ListenerDoc {
     #[serde(default)]
     timeouts: TimeoutsDoc,
     ttm: Option<Spanned<TtmDoc>>,
+    #[serde(default)]
+    verify_checksums: ChecksumsDoc,
     health: Option<Spanned<HealthDoc>>,
     #[serde(default)]
     backend: Vec<Spanned<BackendDoc>>,
@@ -383,6 +385,16 @@ enum ProtocolDoc {
     #[default]
     Tcp,
     Udp,
+}
+
+/// `verify_checksums`: see [`ChecksumPolicy`].
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum ChecksumsDoc {
+    #[default]
+    New,
+    All,
+    Off,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -1002,6 +1014,11 @@ fn listener(r: &mut Report<'_>, doc: &Spanned<ListenerDoc>) -> Option<(Listener,
     config.timeouts = timeouts;
     config.ping = d.ping.unwrap_or(true);
     config.ttm = ttm;
+    config.verify_checksums = match d.verify_checksums {
+        ChecksumsDoc::New => ChecksumPolicy::New,
+        ChecksumsDoc::All => ChecksumPolicy::All,
+        ChecksumsDoc::Off => ChecksumPolicy::Off,
+    };
     for b in &d.backend {
         let b = b.get_ref();
         let addr =

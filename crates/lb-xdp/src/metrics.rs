@@ -249,6 +249,8 @@ fn add_counters(into: &mut Counters, from: &Counters) {
         sessions_expired,
         sessions_reset,
         sessions_replaced,
+        sessions_rescheduled,
+        sessions_evicted,
         rst_sent,
         echo_replies,
         ttm_inserted,
@@ -267,6 +269,8 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.sessions_expired += sessions_expired;
     into.sessions_reset += sessions_reset;
     into.sessions_replaced += sessions_replaced;
+    into.sessions_rescheduled += sessions_rescheduled;
+    into.sessions_evicted += sessions_evicted;
     into.rst_sent += rst_sent;
     into.echo_replies += echo_replies;
     into.ttm_inserted += ttm_inserted;
@@ -581,6 +585,8 @@ pub fn render(s: &Snapshot) -> String {
         sessions_expired,
         sessions_reset,
         sessions_replaced,
+        sessions_rescheduled,
+        sessions_evicted,
         rst_sent,
         echo_replies,
         ttm_inserted,
@@ -633,6 +639,18 @@ pub fn render(s: &Snapshot) -> String {
         c,
         "Closing sessions replaced by a new SYN from the same client port.",
         sessions_replaced,
+    );
+    o.single(
+        "lbd_sessions_rescheduled_total",
+        c,
+        "Half-open sessions whose client's SYN came again while their backend could take no new session, started again on another.",
+        sessions_rescheduled,
+    );
+    o.single(
+        "lbd_sessions_evicted_total",
+        c,
+        "Half-open sessions ended, oldest first, to make room for a new SYN in a full table.",
+        sessions_evicted,
     );
     o.single(
         "lbd_rst_sent_total",

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use lb_engine::{MaglevKey, Protocol, SchedulerKind};
+use lb_engine::{ChecksumPolicy, MaglevKey, Protocol, SchedulerKind};
 use lb_xdp::config::{CheckKind, Config, ConfigError, Restart, XdpMode};
 
 const EXAMPLE: &str = include_str!("../examples/lbd.toml");
@@ -83,6 +83,7 @@ fn the_example_parses() {
         }
     );
     assert_eq!((health.rise, health.fall), (2, 3));
+    assert_eq!(web.engine.verify_checksums, ChecksumPolicy::New);
     let dns = &c.listeners[1];
     assert_eq!(dns.engine.protocol, Protocol::Udp);
     assert_eq!(
@@ -120,6 +121,7 @@ fn defaults() {
     assert_eq!(l.engine.scheduler, SchedulerKind::RoundRobin);
     assert_eq!(l.engine.timeouts, lb_engine::Timeouts::default());
     assert_eq!(l.engine.ttm, lb_engine::TtmConfig::default());
+    assert_eq!(l.engine.verify_checksums, ChecksumPolicy::New);
     assert_eq!(l.engine.local.ports, 1024..=65535);
     assert!(l.engine.ping && l.engine.affinity.is_none() && l.health.is_none());
     let e = lb_engine::EngineConfig::default();
@@ -333,6 +335,35 @@ fn listener_and_interface_rules() {
     assert_eq!(one_error(&text, "has no addresses"), (7, 9));
     let text = with_interface(&WEB.replace("\"10.0.0.100\"", "\"10.0.0.100\", \"10.0.0.100\""));
     assert_eq!(one_error(&text, "listed twice"), (7, 38));
+}
+
+#[test]
+fn verify_checksums_takes_three_values() {
+    for (value, policy) in [
+        ("new", ChecksumPolicy::New),
+        ("all", ChecksumPolicy::All),
+        ("off", ChecksumPolicy::Off),
+    ] {
+        for protocol in ["tcp", "udp"] {
+            let text = with_interface(&format!(
+                "{WEB}protocol = \"{protocol}\"\nverify_checksums = \"{value}\"\n"
+            ));
+            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{value}: {e:#?}"));
+            assert_eq!(c.listeners[0].engine.verify_checksums, policy, "{value}");
+        }
+    }
+    // Line 8, at the value.
+    let text = with_interface(&format!("{WEB}verify_checksums = \"syn\"\n"));
+    let (line, column) = one_error(&text, "unknown variant `syn`");
+    assert_eq!((line, column), (8, 20));
+    assert!(errors(&text)[0].2.contains("`new`, `all`"));
+    let text = with_interface(&format!("{WEB}verify_checksums = \"All\"\n"));
+    assert_eq!(one_error(&text, "unknown variant `All`"), (8, 20));
+    let text = with_interface(&format!("{WEB}verify_checksums = true\n"));
+    assert_eq!(one_error(&text, "wanted string"), (8, 20));
+    // A listener's key, not the engine's.
+    let text = with_interface("[engine]\nverify_checksums = \"all\"\n");
+    assert_eq!(one_error(&text, "unknown field `verify_checksums`"), (4, 1));
 }
 
 #[test]

@@ -28,8 +28,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 
 use lb_engine::{
-    Affinity, BackendConfig, ConfigError, DropReason, Engine, EngineConfig, Frame, Instant,
-    ListenerConfig, LocalPool, Protocol, SchedulerKind, Timeouts, Traffic, TtmConfig, Verdict,
+    Affinity, BackendConfig, ChecksumPolicy, ConfigError, DropReason, Engine, EngineConfig, Frame,
+    Instant, ListenerConfig, LocalPool, Protocol, SchedulerKind, Timeouts, Traffic, TtmConfig,
+    Verdict,
 };
 use ttm_core::{Error, KindSet, PeerRecord, TtmOption};
 
@@ -716,6 +717,13 @@ pub const TTM_SCHEDULER_MAGLEV: u8 = 2;
 pub const TTM_MAGLEV_KEY_FIVE_TUPLE: u8 = 0;
 /// `ttm_listener_config.maglev_key`: hash the client address only.
 pub const TTM_MAGLEV_KEY_SOURCE_ADDRESS: u8 = 1;
+/// `ttm_listener_config.verify_checksums`: the TCP or UDP checksum of each
+/// packet that would start a session (the default).
+pub const TTM_VERIFY_CHECKSUMS_NEW: u8 = 0;
+/// `ttm_listener_config.verify_checksums`: of every packet, both ways.
+pub const TTM_VERIFY_CHECKSUMS_ALL: u8 = 1;
+/// `ttm_listener_config.verify_checksums`: of none.
+pub const TTM_VERIFY_CHECKSUMS_OFF: u8 = 2;
 
 /// The engine's settings, mirroring `lb_engine::EngineConfig`; durations in
 /// milliseconds. Fill it with `ttm_engine_config_default`, then change what
@@ -820,6 +828,10 @@ pub struct ttm_listener_config {
     pub ttm_strip_kinds_len: usize,
     /// Whether TCP timestamps are stripped from SYNs.
     pub ttm_strip_timestamps: bool,
+    /// Which packets have their TCP or UDP checksum verified (a wrong one
+    /// is dropped as `bad_l4_checksum`): `TTM_VERIFY_CHECKSUMS_NEW` (those
+    /// that would start a session, the default), `_ALL` or `_OFF`.
+    pub verify_checksums: u8,
     /// The initial backends, `backends_len` of them; NULL allowed when 0.
     pub backends: *const ttm_backend_config,
     /// The number of `backends`.
@@ -866,7 +878,8 @@ pub unsafe extern "C" fn ttm_engine_config_default(out: *mut ttm_engine_config) 
 /// Write a listener's defaults to `*out`: no VIP (family 0: set it), port
 /// 0, TCP, round robin, the default timeouts, no local address (set them),
 /// ports 1024-65535, ping on, TTM on with kind 254 stripping 253 and 254
-/// (`ttm_strip_kinds` points at static memory of the library), no backend.
+/// (`ttm_strip_kinds` points at static memory of the library), checksums
+/// of new sessions verified, no backend.
 ///
 /// Returns `TTM_RESULT_OK` or `TTM_RESULT_NULL_PARAMETER`.
 ///
@@ -906,6 +919,7 @@ pub unsafe extern "C" fn ttm_listener_config_default(out: *mut ttm_listener_conf
             ttm_strip_kinds: DEFAULT_STRIP_KINDS.as_ptr(),
             ttm_strip_kinds_len: DEFAULT_STRIP_KINDS.len(),
             ttm_strip_timestamps: ttm.strip_timestamps,
+            verify_checksums: TTM_VERIFY_CHECKSUMS_NEW,
             backends: core::ptr::null(),
             backends_len: 0,
         };
@@ -977,6 +991,12 @@ unsafe fn listener_from_c(c: &ttm_listener_config) -> Result<ListenerConfig, ttm
         kind: c.ttm_kind,
         strip,
         strip_timestamps: c.ttm_strip_timestamps,
+    };
+    config.verify_checksums = match c.verify_checksums {
+        TTM_VERIFY_CHECKSUMS_NEW => ChecksumPolicy::New,
+        TTM_VERIFY_CHECKSUMS_ALL => ChecksumPolicy::All,
+        TTM_VERIFY_CHECKSUMS_OFF => ChecksumPolicy::Off,
+        _ => return Err(ttm_result::InvalidArgument),
     };
     // SAFETY: by the function's contract.
     let backends = unsafe { in_slice(c.backends, c.backends_len) }?;
@@ -1554,6 +1574,13 @@ pub struct ttm_counters {
     pub sessions_reset: u64,
     /// Closing sessions replaced by a new SYN from the same client port.
     pub sessions_replaced: u64,
+    /// Half-open sessions started again on another backend when the
+    /// client's SYN came again and their backend could take no new session.
+    pub sessions_rescheduled: u64,
+    /// Half-open sessions ended, oldest first, for a new SYN in a full
+    /// table. Sessions alive = created - expired - reset - replaced -
+    /// rescheduled - evicted.
+    pub sessions_evicted: u64,
     /// RSTs queued by idle expiry.
     pub rst_sent: u64,
     /// Echo replies.
@@ -1609,6 +1636,8 @@ pub unsafe extern "C" fn ttm_engine_counters(
             sessions_expired: c.sessions_expired,
             sessions_reset: c.sessions_reset,
             sessions_replaced: c.sessions_replaced,
+            sessions_rescheduled: c.sessions_rescheduled,
+            sessions_evicted: c.sessions_evicted,
             rst_sent: c.rst_sent,
             echo_replies: c.echo_replies,
             ttm_inserted: c.ttm_inserted,

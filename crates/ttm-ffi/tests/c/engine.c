@@ -224,6 +224,24 @@ int main(void) {
   CHECK_RC(ttm_engine_counters(engine, &counters), TTM_RESULT_OK);
   CHECK(counters.drops[verdict.drop_reason] == 1);
 
+  /* A SYN whose TCP checksum is wrong starts no session (the listener
+   * verifies new sessions' checksums by default). */
+  CHECK(lc.verify_checksums == TTM_VERIFY_CHECKSUMS_NEW);
+  start = 64;
+  end = start + tcp4_frame(buf + start, CLIENT, CPORT + 1, VIP, 80, TCP_SYN, 1000, 0, "", 0);
+  buf[start + ETH_LEN + 20 + 15] ^= 1; /* the window, after the checksum was computed */
+  CHECK_RC(ttm_engine_handle_packet(engine, now, buf, sizeof buf, &start, &end, &verdict),
+           TTM_RESULT_OK);
+  CHECK(verdict.kind == TTM_VERDICT_KIND_DROP);
+  reason = ttm_drop_reason_name(verdict.drop_reason);
+  CHECK(reason != NULL && strcmp(reason, "bad_l4_checksum") == 0);
+  CHECK_RC(ttm_engine_counters(engine, &counters), TTM_RESULT_OK);
+  CHECK(counters.sessions == 0 && counters.drops[verdict.drop_reason] == 1);
+  CHECK(counters.sessions_created - counters.sessions_expired - counters.sessions_reset -
+            counters.sessions_replaced - counters.sessions_rescheduled -
+            counters.sessions_evicted ==
+        counters.sessions);
+
   /* A UDP listener on the same VIP: a datagram each way. */
   struct ttm_listener_config uc = lc;
   uc.port = 53;

@@ -149,6 +149,9 @@ static void engine(void) {
   lc.protocol = 99;
   CHECK_RC(ttm_engine_add_listener(engine, &lc, &lid), TTM_RESULT_INVALID_ARGUMENT);
   lc.protocol = TTM_PROTOCOL_TCP;
+  lc.verify_checksums = 3;
+  CHECK_RC(ttm_engine_add_listener(engine, &lc, &lid), TTM_RESULT_INVALID_ARGUMENT);
+  lc.verify_checksums = TTM_VERIFY_CHECKSUMS_OFF;
   lc.scheduler = 9;
   CHECK_RC(ttm_engine_add_listener(engine, &lc, &lid), TTM_RESULT_INVALID_ARGUMENT);
   lc.scheduler = TTM_SCHEDULER_MAGLEV;
