@@ -66,10 +66,14 @@ pub struct Counters {
     /// SYN-ACK) ended, oldest first, to make room for a new SYN when the
     /// table was full.
     ///
-    /// Sessions alive = created - expired - reset - replaced - rescheduled
-    /// - evicted.
     pub sessions_evicted: u64,
-    /// RST segments emitted when established TCP sessions idled out.
+    /// Sessions restored from a snapshot ([`crate::Engine::import_state`]).
+    ///
+    /// Sessions alive = created + restored - expired - reset - replaced -
+    /// rescheduled - evicted.
+    pub sessions_restored: u64,
+    /// RST segments emitted: to both sides when established TCP sessions
+    /// idled out, and to the server of an evicted half-open session.
     pub rst_sent: u64,
     /// Echo requests answered.
     pub echo_replies: u64,
@@ -103,6 +107,7 @@ impl Default for Counters {
             sessions_replaced: 0,
             sessions_rescheduled: 0,
             sessions_evicted: 0,
+            sessions_restored: 0,
             rst_sent: 0,
             echo_replies: 0,
             quarantine_overflow: 0,

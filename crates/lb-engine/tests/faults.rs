@@ -391,7 +391,7 @@ impl Sim {
     /// listeners' and backends' traffic say.
     fn check_counts(&self) {
         let c = self.e.counters();
-        let alive = c.sessions_created
+        let alive = c.sessions_created + c.sessions_restored
             - c.sessions_expired
             - c.sessions_reset
             - c.sessions_replaced
@@ -923,6 +923,45 @@ fn a_full_table_of_half_open_sessions_takes_a_new_syn_in_place_of_the_oldest() {
     }
     let mut buf = [0u8; Engine::TRANSMIT_LEN];
     assert_eq!(s.e.poll_transmit(&mut buf), None, "eviction sends no RST");
+}
+
+/// An evicted session whose server answered gets an RST toward the server
+/// (freeing its SYN_RECV entry for the tuple) instead of the quarantine,
+/// so that a flood does not hold every local port for the quarantine's
+/// period.
+#[test]
+fn an_evicted_session_the_server_answered_gets_an_rst_not_the_quarantine() {
+    let mut s = one_tcp_listener(CAPACITY);
+    let flood = half_open(&mut s, 0, CAPACITY as u16);
+    for conn in &flood {
+        s.answer(conn);
+    }
+    s.open(client(false, 100), (vip4(), 80));
+    s.gone(&flood[0], "the oldest");
+    assert_eq!(s.e.counters().sessions_evicted, 1);
+    assert_eq!(s.e.quarantined(), 0, "the tuple is free at once");
+    let mut buf = [0u8; Engine::TRANSMIT_LEN];
+    let (len, verdict) = s.e.poll_transmit(&mut buf).expect("an RST to the server");
+    assert_eq!(verdict, to_server(flood[0].r.0));
+    assert_eq!(
+        s.e.poll_transmit(&mut buf),
+        None,
+        "one RST, to the server only"
+    );
+    assert_eq!(s.e.counters().rst_sent, 1);
+    let frame = &buf[..len];
+    assert!(checksum_right(frame));
+    assert_eq!(endpoints(frame), (flood[0].l, flood[0].r));
+    let p = SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(TransportSlice::Tcp(t)) = p.transport else {
+        panic!("not TCP")
+    };
+    assert!(t.rst() && t.ack() && !t.syn());
+    // What the server expects: the client's next byte, and its own ISN + 1.
+    assert_eq!(
+        (t.sequence_number(), t.acknowledgment_number()),
+        (C_ISN + 1, S_ISN + 1)
+    );
 }
 
 /// Half-open sessions leave in the order they came, whatever their

@@ -658,6 +658,44 @@ fn a_smaller_table_takes_what_fits() {
     assert_eq!(next_client_frames(&mut a, &mut b, &conns), 20);
 }
 
+/// Restored sessions are counted, and a restored half-open session can
+/// be evicted for a new SYN in a full table, as if made there.
+#[test]
+fn restored_half_open_sessions_are_counted_and_evictable() {
+    let mut a = Setup::default().engine();
+    let half = open(&mut a, T_A, false, (client4(1), 1001), (vip4(), 80), 1);
+    let done = open(&mut a, T_A, false, (client4(2), 1002), (vip4(), 80), 5);
+    let snapshot = export(&a, T_A + secs(1));
+    let mut b = Setup {
+        capacity: 2,
+        ..Setup::default()
+    }
+    .engine();
+    assert_eq!(
+        b.import_state(T_B, Duration::ZERO, &snapshot)
+            .unwrap()
+            .restored,
+        2
+    );
+    let c = *b.counters();
+    assert_eq!((c.sessions_restored, c.sessions_created), (2, 0));
+    // The table is full: a new SYN takes the half-open one's place.
+    open(&mut b, T_B, false, (client4(3), 1003), (vip4(), 80), 1);
+    assert_eq!(b.counters().sessions_evicted, 1);
+    assert_eq!(b.session_count(), 2);
+    let (verdict, _) = send(&mut b, T_B, &half.frame(half.steps()[1]));
+    assert_eq!(
+        verdict,
+        Verdict::Drop(DropReason::NoSession),
+        "the half-open one is gone"
+    );
+    let (verdict, _) = send(&mut b, T_B, &done.frame(done.steps()[4]));
+    assert!(
+        matches!(verdict, Verdict::ToServer { .. } | Verdict::ToClient { .. }),
+        "{verdict:?}"
+    );
+}
+
 #[test]
 fn sessions_whose_backend_listener_or_local_address_is_gone_are_skipped() {
     let mut a = Setup::default().engine();

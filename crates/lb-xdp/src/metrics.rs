@@ -251,6 +251,7 @@ fn add_counters(into: &mut Counters, from: &Counters) {
         sessions_replaced,
         sessions_rescheduled,
         sessions_evicted,
+        sessions_restored,
         rst_sent,
         echo_replies,
         ttm_inserted,
@@ -271,6 +272,7 @@ fn add_counters(into: &mut Counters, from: &Counters) {
     into.sessions_replaced += sessions_replaced;
     into.sessions_rescheduled += sessions_rescheduled;
     into.sessions_evicted += sessions_evicted;
+    into.sessions_restored += sessions_restored;
     into.rst_sent += rst_sent;
     into.echo_replies += echo_replies;
     into.ttm_inserted += ttm_inserted;
@@ -587,6 +589,7 @@ pub fn render(s: &Snapshot) -> String {
         sessions_replaced,
         sessions_rescheduled,
         sessions_evicted,
+        sessions_restored,
         rst_sent,
         echo_replies,
         ttm_inserted,
@@ -653,9 +656,15 @@ pub fn render(s: &Snapshot) -> String {
         sessions_evicted,
     );
     o.single(
+        "lbd_sessions_restored_total",
+        c,
+        "Sessions restored at start from the last run's snapshot.",
+        sessions_restored,
+    );
+    o.single(
         "lbd_rst_sent_total",
         c,
-        "RST segments sent when established TCP sessions idled out.",
+        "RST segments sent: to both sides when established TCP sessions idled out, to the server of an evicted half-open session.",
         rst_sent,
     );
     o.single(

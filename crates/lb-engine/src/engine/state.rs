@@ -23,13 +23,14 @@ use core::net::IpAddr;
 use core::time::Duration;
 
 use super::{Engine, Listener, ListenerId, tick, u32_of};
-use crate::session::Session;
+use crate::session::{Session, flag};
 use crate::snapshot::{
     self, Addr, BackendRec, Counts, ImportReport, ListenerRec, MAX_QUARANTINE_MS, MAX_SESSION_MS,
     Parsed, QuarantineRec, SessionRec, SnapshotError, Writer,
 };
 use crate::table::Dir;
 use crate::time::Instant;
+use crate::wire;
 
 /// Why a session record was not restored.
 #[derive(Debug, Clone, Copy)]
@@ -314,9 +315,15 @@ impl Engine {
         if same_client || same_tuple {
             return Err(Skip::Duplicate);
         }
-        self.table
+        let id = self
+            .table
             .insert(s, keys.in_hash, keys.out_hash)
             .map_err(|_| Skip::TableFull)?;
+        // A half-open TCP session can be evicted, as if made here.
+        if s.proto == wire::PROTO_TCP && s.flags & flag::ESTABLISHED == 0 {
+            self.half_open.push(id);
+        }
+        self.counters.sessions_restored += 1;
         let l = self
             .listeners
             .get_mut(usize::from(lid))
