@@ -1,7 +1,8 @@
 """Real-kernel tests and the demo of ``lbd``: a one-armed balancer on one
 L2 segment built from network namespaces (:mod:`.topology`), agents that
 run HTTP clients, servers and captures inside them (:mod:`.agent`), a
-pcap reader (:mod:`.pcap`), and ``lbd`` itself (:mod:`.lbd`).
+pcap reader (:mod:`.pcap`), ``lbd`` itself (:mod:`.lbd`), and a SYN flood
+with a legitimate client beside it (:mod:`.flood`).
 
 Needs root and iproute2, ethtool, tcpdump, iputils-ping and curl (Debian
 packages of those names; scripts/setup installs them)."""

@@ -26,7 +26,14 @@ softirq share (``sirq``), both as % of one core. All processes share the
 machine's cores, so a figure is the cost of client, balancer and servers
 together.
 
-Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5]``.
+``--synflood`` measures something else: a legitimate client's connections
+through lbd (session table of ``--capacity`` 2000) before, during and after
+a flood of spoofed SYNs (see ``flood.py``), at the highest rate the machine
+allows and at lower ones (``--rates``), and how many SYNs reached the
+servers against the sessions lbd admitted.
+
+Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5]`` or
+``scripts/bench-lbd --synflood [--seconds 10] [--capacity 2000] [--rates 0,100000,50000]``.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from netns import flood  # noqa: E402
+from netns.lbd import Lbd, config  # noqa: E402
 from netns.topology import CLIENT, LIPS, RS, VIP, Topology, stop_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -158,6 +167,9 @@ queues = 1
 xdp_mode = "driver"
 [engine]
 capacity = 1048576
+[restart]
+state_dir = ""
+pin_dir = ""
 [[listener]]
 name = "http"
 vip = "{VIP}"
@@ -355,15 +367,69 @@ def table(results: dict[str, list[tuple[float, float, float]]]) -> str:
     return "\n".join(lines)
 
 
+def synflood(topo: Topology, tools: dict[str, Path], tmp: Path, seconds: float,
+             capacity: int, rates: list[float]) -> None:
+    """The flood with a legitimate client beside it (see the module doc),
+    once per flood rate (0: as fast as the flooder goes), each with a
+    fresh lbd."""
+    bench = Bench(topo, tools, seconds, tmp)
+    for rs in WEIGHTS:
+        bench.start_nginx(rs)
+        flood.count_syns(topo, rs, HTTP_PORT)
+    flood.route_spoofed(topo)
+    flooder = flood.build_flooder(tmp)
+    text = config(six=False, health=None, engine={"capacity": capacity},
+                  backends=[(RS[rs], HTTP_PORT, w) for rs, w in WEIGHTS.items()])
+    print(f"session table of {capacity}; a legitimate connection may take "
+          f"{flood.TIMEOUT:.0f} s")
+    for rate in rates:
+        d = Lbd(topo, text, path=tools["lbd"]).start()
+        syns_before = sum(flood.syns(topo, rs) for rs in WEIGHTS)
+        try:
+            legit = flood.LegitClient(topo).start()
+            time.sleep(min(5.0, seconds))
+            legit.set_phase("during")
+            p = flood.flood(topo, flooder, seconds, rate)
+            sent = int((p.communicate(timeout=seconds + 30)[0] or "0").split()[-1])
+            legit.set_phase("after")
+            time.sleep(min(5.0, seconds))
+            phases = legit.stop()
+            m = d.metrics()
+        finally:
+            d.cleanup()
+        backend_syns = sum(flood.syns(topo, rs) for rs in WEIGHTS) - syns_before
+        received = m.sum("lbd_xdp_packets_total", outcome="redirected")
+        lost = m.sum("lbd_ring_kernel_rx_ring_full_total")
+        print(f"flood at {'full speed' if not rate else f'{rate:,.0f}/s'}: {sent:,} spoofed SYNs "
+              f"in {seconds:.0f} s ({sent / seconds:,.0f}/s)")
+        for name in ("before", "during", "after"):
+            if name in phases:
+                print("  " + phases[name].summary())
+        print(f"  lbd: {m.sum('lbd_sessions_created_total'):,.0f} sessions made, "
+              f"{m.sum('lbd_sessions_evicted_total'):,.0f} half-open ones evicted, "
+              f"{m.sum('lbd_drops_total', reason='table_full'):,.0f} SYNs refused (table full), "
+              f"{lost:,.0f} of {received:,.0f} frames for it lost at its full RX ring; "
+              f"the servers got {backend_syns:,} SYNs")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--only", default="", help="run only the figures and modes matching this regex")
+    ap.add_argument("--synflood", action="store_true", help="the SYN flood figure instead")
+    ap.add_argument("--capacity", type=int, default=2000, help="lbd's session table in --synflood")
+    ap.add_argument("--rates", default="0,100000,50000",
+                    help="--synflood's flood rates, SYNs/s, comma-separated (0: full speed)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lbd-bench-") as t:
         tmp = Path(t)
         tools = build_tools(tmp)
+        if args.synflood:
+            with Topology(("cli", "lb", "rs1", "rs2")) as topo:
+                synflood(topo, tools, tmp, args.seconds, args.capacity,
+                         [float(r) for r in args.rates.split(",")])
+            return 0
         with Topology(("cli", "lb", "rs1", "rs2")) as topo:
             bench = Bench(topo, tools, args.seconds, tmp, args.only)
             bench.prepare()
