@@ -65,6 +65,10 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+# frames.py, beside this script (run as a script, its directory is on the
+# path): the checksum and the TCP flags.
+from frames import ACK, FIN, PSH, RST, SYN, checksum
+
 MAX_HEAD = 64 * 1024
 
 
@@ -236,15 +240,6 @@ class Client:
 # A TCP client by hand
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def _segment(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
              options: bytes = b"", payload: bytes = b"") -> bytes:
     options += b"\x01" * (-len(options) % 4)  # NOPs up to a 4-byte boundary
@@ -252,11 +247,10 @@ def _segment(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, fla
     header = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, offset << 4, flags, 65535, 0, 0)
     seg = header + options + payload
     pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(seg))
-    csum = _checksum(pseudo + seg)
+    csum = checksum(pseudo + seg)
     return seg[:16] + struct.pack("!H", csum) + seg[18:]
 
 
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 def forge(host: str, port: int, option: str = "", option_in: str = "ack",

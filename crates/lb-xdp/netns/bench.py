@@ -52,7 +52,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netns import flood  # noqa: E402
+from netns import flood, nginx  # noqa: E402
 from netns.lbd import Lbd, config  # noqa: E402
 from netns.topology import CLIENT, LIPS, RS, VIP, Topology, stop_process  # noqa: E402
 
@@ -123,29 +123,7 @@ class Bench:
         self.topo.run("cli", "ping", "-c1", "-W1", RS["rs1"], check=False)
 
     def start_nginx(self, rs: str) -> None:
-        d = self.tmp / f"nginx-{rs}"
-        d.mkdir()
-        conf = d / "nginx.conf"
-        conf.write_text(f"""
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  client_body_temp_path {d};
-  proxy_temp_path {d};
-  fastcgi_temp_path {d};
-  uwsgi_temp_path {d};
-  scgi_temp_path {d};
-  keepalive_requests 1000000;
-  server {{
-    listen {HTTP_PORT} reuseport backlog=4096;
-    location / {{ return 200 "{rs}\\n"; }}
-  }}
-}}
-""")
-        self.topo.popen(rs, "nginx", "-c", str(conf), "-g", "daemon off;")
+        nginx.start(self.topo, rs, self.tmp / f"nginx-{rs}", HTTP_PORT)
 
     # -- the balancers ----------------------------------------------------
     def lips(self, n: int) -> list[str]:

@@ -80,6 +80,12 @@ pub struct Shared {
     pub ledger: Ledger,
 }
 
+/// The engines' clock at `wall`: the time since `epoch`, the start of the
+/// run (shared by every queue).
+pub fn engine_time(epoch: StdInstant, wall: StdInstant) -> Instant {
+    Instant::from_nanos(u64::try_from(wall.duration_since(epoch).as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// Lock a queue's shared state, whether or not a thread panicked while
 /// holding it (the engine never leaves a half-done change behind).
 pub fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -133,9 +139,7 @@ impl Worker {
                 self.xsk.receive(take as u32, &mut rx);
             }
             let wall = StdInstant::now();
-            let now = Instant::from_nanos(
-                u64::try_from(wall.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX),
-            );
+            let now = engine_time(self.epoch, wall);
             let next_timer;
             {
                 let mut guard = lock(&shared);

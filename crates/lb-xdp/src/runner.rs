@@ -17,7 +17,7 @@ use lb_engine::Engine;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
-use crate::datapath::{LoopCounters, Shared, Worker, lock};
+use crate::datapath::{LoopCounters, Shared, Worker, engine_time, lock};
 use crate::health::{self, Checker, Target};
 use crate::install::Installed;
 use crate::l2::L2;
@@ -131,7 +131,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         let installed =
             Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
         if let Some(saved) = &saved {
-            match saved.restore(&mut engine, engine_now(epoch)) {
+            match saved.restore(&mut engine, engine_time(epoch, Instant::now())) {
                 Ok(report) => info!(queue, age = ?saved.age, "sessions restored: {report}"),
                 Err(e) => warn!(queue, error = %e, "sessions of the last run refused"),
             }
@@ -469,7 +469,7 @@ impl Runner {
             }
         }
         if let Some(dir) = &self.config.restart.state_dir {
-            let now = engine_now(self.epoch);
+            let now = engine_time(self.epoch, Instant::now());
             for (queue, q) in (0u32..).zip(&self.queues) {
                 let s = lock(&q.shared);
                 match state::save(dir, queue, &s.engine, now) {
@@ -493,9 +493,4 @@ impl Runner {
             info!("XDP detached; bye");
         }
     }
-}
-
-/// The engines' clock: time since `epoch`, the start of this run.
-pub fn engine_now(epoch: Instant) -> lb_engine::Instant {
-    lb_engine::Instant::from_nanos(u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # crates/lb-xdp
 
 import pytest  # noqa: E402
 
-from netns import Agent, AgentError, Lbd, LbdError, Metrics, Topology  # noqa: E402
+from netns import Agent, AgentError, Lbd, LbdError, Metrics, Topology, nginx  # noqa: E402
 
 #: The port every RS serves HTTP on.
 PORT = 8080
@@ -96,32 +96,9 @@ def wait_backends_up(d: Lbd, listener: str, addrs: list[str], timeout: float = 5
 
 
 def start_nginx(net: Net, host: str, directory: Path, port: int = PORT) -> None:
-    """nginx on ``port`` of ``host``, one worker, keep-alive without a
-    request limit, answering every request 200 with ``"{host}\\n"`` (as
-    the benchmark runs it); its files in ``directory``. It is stopped with
-    the topology."""
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  client_body_temp_path {directory};
-  proxy_temp_path {directory};
-  fastcgi_temp_path {directory};
-  uwsgi_temp_path {directory};
-  scgi_temp_path {directory};
-  keepalive_requests 1000000;
-  server {{
-    listen {port} reuseport backlog=4096;
-    location / {{ return 200 "{host}\\n"; }}
-  }}
-}}
-""")
-    net.topo.popen(host, "nginx", "-c", str(conf), "-g", "daemon off;")
+    """nginx on ``port`` of ``host`` (see :mod:`netns.nginx`), its files in
+    ``directory``, once it answers."""
+    nginx.start(net.topo, host, directory, port)
     addr = net.topo.addr(host)
     wait_until(lambda: net.topo.run("cli", "curl", "-sS", "--max-time", "1",
                                     f"http://{addr}:{port}/", check=False).returncode == 0,
