@@ -1399,8 +1399,9 @@ impl Engine {
     /// `client`, or IPv6 for a 6to4 listener).
     ///
     /// A full table refuses a UDP datagram; a TCP SYN takes the place of
-    /// the oldest half-open session (evicted: it ends as by expiry, without
-    /// RSTs), once the new session has its backend and local port, so that
+    /// the oldest half-open session (evicted: see [`Engine::end_session`]
+    /// for its RST to the server), once the new session has its backend
+    /// and local port, so that
     /// a SYN that cannot be served evicts nothing. Only a table full of
     /// established (or UDP) sessions refuses a SYN.
     fn new_session(
