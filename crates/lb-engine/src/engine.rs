@@ -921,8 +921,9 @@ impl Engine {
     /// control path.
     fn reset_sessions(&mut self, matches: impl Fn(&Session) -> bool) {
         for id in 0..self.table.id_bound() {
-            if self.table.get(id).is_some_and(&matches) {
-                self.end_session(id, self.latest, End::Closed);
+            if self.table.get(id).is_some_and(&matches)
+                && self.end_session(id, self.latest, End::Closed)
+            {
                 self.counters.sessions_reset += 1;
             }
         }
@@ -1214,10 +1215,11 @@ impl Engine {
                     if policy == ChecksumPolicy::New {
                         transport_checksum(frame.bytes(), &p.net)?;
                     }
-                    self.end_session(id, now, End::Closed);
-                    match again {
-                        SynAgain::Replace => self.counters.sessions_replaced += 1,
-                        _ => self.counters.sessions_rescheduled += 1,
+                    if self.end_session(id, now, End::Closed) {
+                        match again {
+                            SynAgain::Replace => self.counters.sessions_replaced += 1,
+                            _ => self.counters.sessions_rescheduled += 1,
+                        }
                     }
                     self.new_session(now, lid, h, proto, client, l4)?
                 }
@@ -1416,9 +1418,7 @@ impl Engine {
         let (session, out_hash) = self.plan_session(now, lid, h, proto, client, l4)?;
         if self.table.is_full() {
             let oldest = self.half_open.oldest().ok_or(DropReason::TableFull)?;
-            let before = self.table.len();
-            self.end_session(oldest, now, End::Evicted);
-            if self.table.len() == before {
+            if !self.end_session(oldest, now, End::Evicted) {
                 // Not a live session (the list is never left so): forget it.
                 self.half_open.remove(oldest);
                 return Err(DropReason::TableFull);
@@ -2083,18 +2083,21 @@ impl Engine {
     /// meet the server's entry for the old one and be reset. One whose
     /// server has not answered (or when the RST queue is half full) is
     /// quarantined as usual.
-    fn end_session(&mut self, id: u32, now: Instant, end: End) {
+    ///
+    /// Returns whether it was removed: false, and nothing done, for an id
+    /// that is no live session (the callers count only what ended).
+    fn end_session(&mut self, id: u32, now: Instant, end: End) -> bool {
         let expired = end == End::Expired;
         let seed = self.config.hash_seed;
         let Some(s) = self.table.get(id).copied() else {
-            return;
+            return false;
         };
         let Some(l) = self
             .listeners
             .get_mut(usize::from(s.listener))
             .and_then(Option::as_mut)
         else {
-            return;
+            return false;
         };
         // The server side: IPv4 (4to4, 6to4) or IPv6 (6to6), as 16 bytes
         // with IPv4 in the first 4.
@@ -2108,13 +2111,13 @@ impl Engine {
             },
         };
         let Some((server_v6, rip, rport, lip)) = server_side else {
-            return;
+            return false;
         };
         let Some(keys) = l.keys(seed, &s) else {
-            return;
+            return false;
         };
         if self.table.remove(id, keys.in_hash, keys.out_hash).is_none() {
-            return;
+            return false;
         }
         self.half_open.remove(id);
         if expired && s.proto == wire::PROTO_TCP && s.tcp_state() == TcpState::Established {
@@ -2176,7 +2179,7 @@ impl Engine {
             self.counters.sessions_expired += 1;
         }
         if freed {
-            return;
+            return true;
         }
         let addr = |a: [u8; 16]| {
             if server_v6 {
@@ -2195,6 +2198,7 @@ impl Engine {
         if !self.quarantine.insert(now, &tuple) {
             self.counters.quarantine_overflow += 1;
         }
+        true
     }
 
     /// Write the next packet the engine itself sends (the RSTs of idle

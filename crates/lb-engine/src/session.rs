@@ -135,7 +135,7 @@ impl Session {
         }
         if flags & ACK != 0 {
             self.c_ack = ack;
-            if self.flags & flag::SYNACK != 0 && flags & SYN == 0 {
+            if self.flags & flag::SYNACK != 0 && flags & SYN == 0 && self.acks_syn(ack) {
                 self.flags |= flag::ESTABLISHED;
             }
             if self.flags & flag::SERVER_FIN != 0 && !seq_after(self.s_next, ack) {
@@ -144,6 +144,21 @@ impl Session {
         }
         if flags & FIN != 0 {
             self.flags |= flag::CLIENT_FIN;
+        }
+    }
+
+    /// Whether a client's `ack` acknowledges the server's SYN-ACK, as a
+    /// server in SYN_RECV checks it (Linux: `ack_seq == snt_isn + 1`):
+    /// exactly the server's initial sequence number + 1, or, once the
+    /// server has sent data (TCP Fast Open), at most what it sent and not
+    /// more than 1 MiB before. So a spoofed client, which never sees the
+    /// SYN-ACK, cannot turn its session into an established one (which is
+    /// never evicted) by sending an ACK after its SYN.
+    fn acks_syn(&self, ack: u32) -> bool {
+        if self.flags & flag::SERVER_SENT == 0 {
+            ack == self.s_next
+        } else {
+            !seq_after(ack, self.s_next) && seq_after(ack, self.s_next.wrapping_sub(1 << 20))
         }
     }
 
@@ -210,6 +225,29 @@ mod test {
         assert_eq!(s.tcp_state(), TcpState::LastAck);
         s.track_client(ACK, 1102, 5002, 0);
         assert_eq!(s.tcp_state(), TcpState::TimeWait);
+    }
+
+    #[test]
+    fn only_an_ack_of_the_syn_ack_establishes() {
+        let mut s = Session::default();
+        s.track_client(SYN, 1000, 0, 1);
+        s.track_server(SYN | ACK, 5000, 1001, 1);
+        // A spoofed client guesses: any other number leaves it half-open.
+        for wrong in [0, 5000, 5002, 77_777] {
+            s.track_client(ACK, 1001, wrong, 0);
+            assert_eq!(s.tcp_state(), TcpState::SynRecv, "ack {wrong}");
+        }
+        s.track_client(ACK, 1001, 5001, 0);
+        assert_eq!(s.tcp_state(), TcpState::Established);
+        // After server data (Fast Open), an ACK of part of it establishes.
+        let mut s = Session::default();
+        s.track_client(SYN, 1000, 0, 1);
+        s.track_server(SYN | ACK, 5000, 1001, 1);
+        s.track_server(ACK, 5001, 1001, 100);
+        s.track_client(ACK, 1001, 5200, 0);
+        assert_eq!(s.tcp_state(), TcpState::SynRecv, "beyond what was sent");
+        s.track_client(ACK, 1001, 5051, 0);
+        assert_eq!(s.tcp_state(), TcpState::Established);
     }
 
     #[test]

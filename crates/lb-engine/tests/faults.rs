@@ -964,6 +964,29 @@ fn an_evicted_session_the_server_answered_gets_an_rst_not_the_quarantine() {
     );
 }
 
+/// A spoofed client never sees the SYN-ACK: an ACK it sends after its SYN
+/// with any other number than the server's ISN + 1 leaves the session
+/// half-open, so evictable (were it taken as established, a flood of SYN
+/// and ACK pairs would fill the table for good).
+#[test]
+fn a_guessed_ack_leaves_a_session_evictable() {
+    let mut s = one_tcp_listener(CAPACITY);
+    let flood = half_open(&mut s, 0, CAPACITY as u16);
+    for conn in &flood {
+        s.answer(conn);
+        assert_eq!(
+            s.verdict(&conn.client(ack(C_ISN + 1, S_ISN + 77), b"")),
+            to_server(conn.r.0)
+        );
+    }
+    let real = s.open(client(false, 100), (vip4(), 80));
+    assert_eq!(s.e.counters().sessions_evicted, 1);
+    s.gone(&flood[0], "the oldest, never acknowledged right");
+    s.answer(&real);
+    s.third_ack(&real);
+    s.still_flows(&real, "the new session");
+}
+
 /// Half-open sessions leave in the order they came, whatever their
 /// session ids (a freed id is reused, lowest first, so the oldest session
 /// need not have the lowest).
