@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 //
-// lbd's XDP program: hands IPv4 and IPv6 TCP, UDP and ICMP packets
-// addressed to the balancer's VIPs and local addresses (LIPs) to the
-// AF_XDP socket of the receive queue they arrived on; passes everything
-// else (ARP, NDP, the host's own traffic, other protocols) to the kernel.
+// lbd's XDP program: hands every IPv4 and IPv6 packet addressed to the
+// balancer's VIPs and local addresses (LIPs) to the AF_XDP socket of the
+// receive queue it arrived on, whatever its protocol (lbd forwards TCP,
+// UDP and ICMP, and drops and counts the rest): no packet for a VIP ever
+// reaches the host's stack, which would answer it (an RST, a protocol
+// unreachable) for a balancer that may be down. Neighbour discovery
+// addressed to those addresses, ARP and everything else go to the kernel.
 //
 // The address set is the hash map `lbd_addrs`, which lbd rewrites on
 // reload; IPv4 addresses are keyed as IPv4-mapped IPv6 (::ffff:a.b.c.d).
@@ -104,9 +107,6 @@ int lbd_xdp(struct xdp_md *ctx)
 		struct iphdr *ip = (void *)(eth + 1);
 		if ((void *)(ip + 1) > end)
 			return pass(ctx);
-		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP &&
-		    ip->protocol != IPPROTO_ICMP)
-			return pass(ctx);
 		struct in6_addr key = {};
 		key.in6_u.u6_addr16[5] = 0xffff;
 		key.in6_u.u6_addr32[3] = ip->daddr;
@@ -126,10 +126,6 @@ int lbd_xdp(struct xdp_md *ctx)
 				return pass(ctx);
 			if (icmp->icmp6_type >= 133 && icmp->icmp6_type <= 137)
 				return pass(ctx);
-		} else if (next != IPPROTO_TCP && next != IPPROTO_UDP &&
-			   next != IPPROTO_HOPOPTS && next != IPPROTO_ROUTING &&
-			   next != IPPROTO_DSTOPTS) {
-			return pass(ctx);
 		}
 		struct in6_addr key = ip6->daddr;
 		return ours(&key) ? to_lbd(ctx) : pass(ctx);

@@ -228,44 +228,48 @@ impl L2 {
             if now.duration_since(w.checked) < RECHECK {
                 continue;
             }
-            if ready.len() + w.frames.len() > max {
-                // No room to send them if it resolved: ask next time
-                // (the TX ring is full; they wait longer only while it
-                // stays so).
+            let late = now.duration_since(w.since) >= GIVE_UP;
+            // Without room to send them should it have resolved, they are
+            // asked about next time (the TX ring is full; they wait longer
+            // only while it stays so), but never past GIVE_UP.
+            let room = ready.len() + w.frames.len() <= max;
+            if !room && !late {
                 continue;
             }
             w.checked = now;
-            match self.rtnl.neighbour(*next_hop, self.ifindex) {
-                Ok(Some(mac)) => {
-                    self.counters.resolved += 1;
-                    self.held -= w.frames.len();
-                    for f in &w.frames {
-                        if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
-                            *n -= 1;
-                        }
-                    }
-                    ready.extend(w.frames.drain(..).map(|f| (f, mac)));
-                    done.push(*next_hop);
-                }
-                // Not resolved, or netlink failing: either way the frames
-                // wait no longer than GIVE_UP.
-                found => {
-                    if found.is_err() {
+            let mac = if room {
+                match self.rtnl.neighbour(*next_hop, self.ifindex) {
+                    Ok(mac) => mac,
+                    // Netlink failing: the frames wait no longer than
+                    // GIVE_UP either way.
+                    Err(_) => {
                         self.counters.netlink_errors += 1;
+                        None
                     }
-                    if now.duration_since(w.since) >= GIVE_UP {
-                        self.counters.unresolved_dropped += w.frames.len() as u64;
-                        self.held -= w.frames.len();
-                        for f in &w.frames {
-                            if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
-                                *n -= 1;
-                            }
-                        }
-                        expired.append(&mut w.frames);
-                        done.push(*next_hop);
-                    }
+                }
+            } else {
+                None
+            };
+            if mac.is_none() && !late {
+                continue;
+            }
+            self.held -= w.frames.len();
+            for f in &w.frames {
+                if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
+                    *n -= 1;
                 }
             }
+            match mac {
+                Some(mac) => {
+                    self.counters.resolved += 1;
+                    ready.extend(w.frames.drain(..).map(|f| (f, mac)));
+                }
+                None => {
+                    self.counters.unresolved_dropped += w.frames.len() as u64;
+                    expired.append(&mut w.frames);
+                }
+            }
+            done.push(*next_hop);
         }
         for hop in done {
             self.waiting.remove(&hop);

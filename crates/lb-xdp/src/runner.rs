@@ -64,6 +64,10 @@ struct Runner {
     reloads_failed: u64,
     /// The engines' clock starts here.
     epoch: Instant,
+    /// Set by SIGHUP: reload.
+    hup: Arc<AtomicBool>,
+    /// Set by SIGINT and SIGTERM: stop.
+    term: Arc<AtomicBool>,
 }
 
 fn format_errors(errors: &[crate::config::ConfigError]) -> String {
@@ -102,6 +106,31 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             interface.name, interface.queues, interface.name, interface.queues
         )));
     }
+    // Caught from here on: a SIGTERM while lbd starts stops it once it
+    // serves, with its sessions saved.
+    let hup = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    for (signal, flag) in [
+        (signal_hook::consts::SIGHUP, &hup),
+        (signal_hook::consts::SIGINT, &term),
+        (signal_hook::consts::SIGTERM, &term),
+    ] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
+            warn!(signal, error = %e, "cannot catch signal");
+        }
+    }
+    // Before anything is attached: a metrics address in use stops lbd
+    // while the host (or the last lbd's program) still has the VIPs.
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    let _metrics = match config.metrics {
+        Some(addr) => {
+            let server = metrics::serve(addr, Arc::clone(&snapshot))
+                .map_err(|e| setup(&format!("metrics on {addr}"), &e))?;
+            info!(addr = %server.local_addr(), "metrics at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
     // Loaded, given its addresses and every queue's socket, and only then
     // attached: nothing it steers finds no socket.
     let mut program = XdpProgram::load().map_err(|e| setup("XDP", &e))?;
@@ -112,9 +141,10 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
     let mut queues = Vec::new();
+    let mut restored = Vec::new();
     for queue in 0..interface.queues {
         let saved = match &config.restart.state_dir {
-            Some(dir) => state::take(dir, queue).unwrap_or_else(|e| {
+            Some(dir) => state::read(dir, queue).unwrap_or_else(|e| {
                 warn!(queue, error = %e, "sessions of the last run not read");
                 None
             }),
@@ -135,6 +165,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
                 Ok(report) => info!(queue, age = ?saved.age, "sessions restored: {report}"),
                 Err(e) => warn!(queue, error = %e, "sessions of the last run refused"),
             }
+            restored.push(queue);
         }
         let shared = Arc::new(Mutex::new(Shared {
             engine,
@@ -207,17 +238,16 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         "lbd is up"
     );
 
-    let (events_tx, events) = mpsc::channel();
-    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
-    let _metrics = match config.metrics {
-        Some(addr) => {
-            let server = metrics::serve(addr, Arc::clone(&snapshot))
-                .map_err(|e| setup(&format!("metrics on {addr}"), &e))?;
-            info!(addr = %server.local_addr(), "metrics at /metrics");
-            Some(server)
+    // Restored and serving: the snapshots are spent (until then a failed
+    // start leaves them for the next one).
+    if let Some(dir) = &config.restart.state_dir {
+        for queue in restored {
+            if let Err(e) = state::discard(dir, queue) {
+                warn!(queue, error = %e, "restored sessions' file not removed");
+            }
         }
-        None => None,
-    };
+    }
+    let (events_tx, events) = mpsc::channel();
     let mut runner = Runner {
         path: path.to_owned(),
         checker: None,
@@ -231,6 +261,8 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         reloads_ok: 0,
         reloads_failed: 0,
         epoch,
+        hup,
+        term,
     };
     runner.start_checks();
     // systemd (Type=notify): the sockets serve from here on.
@@ -245,17 +277,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
 impl Runner {
     /// The control loop: health events, signals, metrics.
     fn serve(&mut self) {
-        let hup = Arc::new(AtomicBool::new(false));
-        let term = Arc::new(AtomicBool::new(false));
-        for (signal, flag) in [
-            (signal_hook::consts::SIGHUP, &hup),
-            (signal_hook::consts::SIGINT, &term),
-            (signal_hook::consts::SIGTERM, &term),
-        ] {
-            if let Err(e) = signal_hook::flag::register(signal, Arc::clone(flag)) {
-                warn!(signal, error = %e, "cannot catch signal");
-            }
-        }
+        let (hup, term) = (Arc::clone(&self.hup), Arc::clone(&self.term));
         let mut last_snapshot = Instant::now() - Duration::from_secs(2);
         while !term.load(Ordering::Relaxed) {
             match self.events.recv_timeout(Duration::from_millis(50)) {
@@ -350,14 +372,18 @@ impl Runner {
             );
             return;
         }
-        // Addresses first (new ones are added before old ones go), then
-        // the engines.
-        let mut addresses = new.addresses();
-        for a in self.config.addresses() {
-            if !addresses.contains(&a) {
-                addresses.push(a);
-            }
-        }
+        // The XDP program steers only what the engines know: before they
+        // reload, the addresses in both configurations (an address going
+        // away is the host's again at once); after, the new ones (an
+        // address coming is the host's until the engines know it). An
+        // address in both never misses a packet.
+        let new_addresses = new.addresses();
+        let addresses: Vec<_> = self
+            .config
+            .addresses()
+            .into_iter()
+            .filter(|a| new_addresses.contains(a))
+            .collect();
         if let Err(e) = self.program.set_addresses(&addresses) {
             self.reloads_failed += 1;
             error!(error = %e, "reload refused: XDP address map");
@@ -381,8 +407,8 @@ impl Runner {
                 }
             }
         }
-        if let Err(e) = self.program.set_addresses(&new.addresses()) {
-            warn!(error = %e, "XDP address map: old addresses not removed");
+        if let Err(e) = self.program.set_addresses(&new_addresses) {
+            warn!(error = %e, "XDP address map: new addresses not added");
         }
         if failed {
             self.reloads_failed += 1;

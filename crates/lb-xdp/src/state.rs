@@ -2,8 +2,9 @@
 //! sessions and quarantine (the engine's snapshot format, see
 //! `lb_engine::snapshot`) to `STATE_DIR/queue-N.sessions`; at start the
 //! new engine of that queue reads them back, keeping every session that
-//! fits the new configuration, and the file is removed so that it is
-//! never restored twice.
+//! fits the new configuration; the file is removed once the new `lbd`
+//! serves, so that it is never restored twice, and a start that fails
+//! leaves it for the next one.
 //!
 //! A snapshot carries each session's remaining lifetime; the time the file
 //! spent on disk is taken off it at import (from the file's modification
@@ -49,12 +50,11 @@ impl Saved {
     }
 }
 
-/// Take `queue`'s snapshot from `dir`: read it and remove the file.
-/// `Ok(None)` when there is none.
+/// Read `queue`'s snapshot from `dir`; `Ok(None)` when there is none.
 ///
 /// # Errors
-/// The file exists but cannot be read or removed.
-pub fn take(dir: &Path, queue: u32) -> io::Result<Option<Saved>> {
+/// The file exists but cannot be read.
+pub fn read(dir: &Path, queue: u32) -> io::Result<Option<Saved>> {
     let path = path(dir, queue);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -66,8 +66,18 @@ pub fn take(dir: &Path, queue: u32) -> io::Result<Option<Saved>> {
         .ok()
         .and_then(|t| SystemTime::now().duration_since(t).ok())
         .unwrap_or_default();
-    std::fs::remove_file(&path)?;
     Ok(Some(Saved { bytes, age }))
+}
+
+/// Remove `queue`'s snapshot from `dir`, once restored and serving.
+///
+/// # Errors
+/// It cannot be removed.
+pub fn discard(dir: &Path, queue: u32) -> io::Result<()> {
+    match std::fs::remove_file(path(dir, queue)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Write `engine`'s sessions for `queue` into `dir` (made if missing),

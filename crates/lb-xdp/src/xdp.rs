@@ -41,7 +41,7 @@ pub const STATS_QUEUES: u32 = 64;
 const STAT_COUNT: u32 = 3;
 
 /// Counters of the XDP program for one receive queue, summed over CPUs,
-/// since this process attached it. Every packet the program saw on the
+/// since this process loaded it. Every packet the program saw on the
 /// queue is in exactly one of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct XdpStats {
@@ -55,44 +55,23 @@ pub struct XdpStats {
     pub no_socket: u64,
 }
 
-/// The program's counters (the per-CPU array `lbd_stats`, keyed by
-/// `queue * STAT_COUNT + stat`), and what they held when this process
-/// attached: a program kept attached across restarts (and its map) goes
-/// on counting, and the figures are this process's.
+/// The program's counters: the per-CPU array `lbd_stats`, keyed by
+/// `queue * STAT_COUNT + stat`. Each `lbd` loads a program and a map of
+/// its own, so they count from its start; what the last `lbd`'s program
+/// counted while no `lbd` ran (its `no_socket` drops during a restart) is
+/// not published.
 struct StatsMap {
     map: PerCpuArray<MapData, u64>,
-    base: Vec<u64>,
 }
 
 impl StatsMap {
-    fn new(map: PerCpuArray<MapData, u64>) -> Result<StatsMap, XdpError> {
-        let mut stats = StatsMap {
-            map,
-            base: Vec::new(),
-        };
-        stats.base = (0..(STATS_QUEUES + 1) * STAT_COUNT)
-            .map(|key| stats.sum(key))
-            .collect::<Result<_, _>>()?;
-        Ok(stats)
-    }
-
-    /// The counter at `key`, summed over CPUs, as the map holds it.
+    /// The counter at `key`, summed over CPUs.
     fn sum(&self, key: u32) -> Result<u64, XdpError> {
         Ok(self
             .map
             .get(&key, 0)?
             .iter()
             .fold(0u64, |a, n| a.wrapping_add(*n)))
-    }
-
-    /// The counter at `key` since the baseline.
-    fn since(&self, key: u32) -> Result<u64, XdpError> {
-        let base = usize::try_from(key)
-            .ok()
-            .and_then(|i| self.base.get(i))
-            .copied()
-            .unwrap_or(0);
-        Ok(self.sum(key)?.wrapping_sub(base))
     }
 }
 
@@ -190,10 +169,12 @@ impl XdpProgram {
             ebpf.take_map("lbd_xsks")
                 .ok_or(XdpError::Missing("map lbd_xsks"))?,
         )?;
-        let stats = StatsMap::new(PerCpuArray::try_from(
-            ebpf.take_map("lbd_stats")
-                .ok_or(XdpError::Missing("map lbd_stats"))?,
-        )?)?;
+        let stats = StatsMap {
+            map: PerCpuArray::try_from(
+                ebpf.take_map("lbd_stats")
+                    .ok_or(XdpError::Missing("map lbd_stats"))?,
+            )?,
+        };
         Ok(XdpProgram {
             addrs,
             xsks,
@@ -302,9 +283,9 @@ impl XdpProgram {
     pub fn stats(&self, queue: u32) -> Result<XdpStats, XdpError> {
         let row = queue.min(STATS_QUEUES) * STAT_COUNT;
         Ok(XdpStats {
-            redirected: self.stats.since(row)?,
-            passed: self.stats.since(row + 1)?,
-            no_socket: self.stats.since(row + 2)?,
+            redirected: self.stats.sum(row)?,
+            passed: self.stats.sum(row + 1)?,
+            no_socket: self.stats.sum(row + 2)?,
         })
     }
 }
