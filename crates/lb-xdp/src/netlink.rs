@@ -6,7 +6,8 @@
 //! get`, [`Rtnl::neighbour`] is `ip neigh get`, and [`Rtnl::resolve`] is
 //! `ip neigh replace ADDR dev IF use`: it asks the kernel to resolve an
 //! address it has no entry for (an ARP request or a neighbour
-//! solicitation goes out).
+//! solicitation goes out). [`Rtnl::xdp_program`] is the id of the XDP
+//! program attached to an interface (`ip link show`'s `prog/xdp id`).
 
 use std::io;
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ use netlink_packet_core::{
     NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage,
     NetlinkPayload,
 };
+use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -110,6 +112,27 @@ impl Rtnl {
         }
         Ok(n.attributes.iter().find_map(|a| match a {
             NeighbourAttribute::LinkLayerAddress(mac) => <[u8; 6]>::try_from(mac.as_slice()).ok(),
+            _ => None,
+        }))
+    }
+
+    /// The id of the XDP program attached to the interface `ifindex`,
+    /// if any.
+    ///
+    /// # Errors
+    /// The request or its answer failed (no such interface).
+    pub fn xdp_program(&mut self, ifindex: u32) -> io::Result<Option<u32>> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = ifindex;
+        let answer = self.request(RouteNetlinkMessage::GetLink(msg), NLM_F_REQUEST)?;
+        let Some(RouteNetlinkMessage::NewLink(link)) = answer else {
+            return Ok(None);
+        };
+        Ok(link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                _ => None,
+            }),
             _ => None,
         }))
     }

@@ -219,11 +219,18 @@ impl XdpProgram {
         }
         let program = program(&mut self._ebpf)?;
         if path.exists() {
+            // Ours only if its program is the one attached to our
+            // interface: a pin left for an interface since renamed, or made
+            // anew under the same name, is stale.
             let replaced = PinnedLink::from_pin(&path)
                 .map_err(|e| pin_error(&e))
                 .and_then(|pinned| {
-                    let link =
-                        XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_error(&e))?;
+                    let link = FdLink::from(pinned);
+                    let linked = link.info().map_err(|e| pin_error(&e))?.program_id();
+                    if attached_program(interface).map_err(|e| pin_error(&e))? != Some(linked) {
+                        return Err(pin_error(&"its program is not the interface's"));
+                    }
+                    let link = XdpLink::try_from(link).map_err(|e| pin_error(&e))?;
                     Ok(program.attach_to_link(link)?)
                 });
             match replaced {
@@ -236,7 +243,7 @@ impl XdpProgram {
                     return Ok(Attached::Replaced);
                 }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "removing a pinned XDP link that no longer works");
+                    tracing::warn!(path = %path.display(), error = %e, "removing a stale pinned XDP link");
                     std::fs::remove_file(&path).map_err(|e| pin_error(&e))?;
                 }
             }
@@ -288,6 +295,12 @@ impl XdpProgram {
             no_socket: self.stats.sum(row + 2)?,
         })
     }
+}
+
+/// The id of the XDP program attached to `interface`, if any.
+fn attached_program(interface: &str) -> std::io::Result<Option<u32>> {
+    let ifindex = crate::netlink::ifindex(interface)?;
+    crate::netlink::Rtnl::new()?.xdp_program(ifindex)
 }
 
 /// The program in the object.
