@@ -110,6 +110,25 @@
 #define TTM_VERIFY_CHECKSUMS_OFF 2
 
 /**
+ * The headroom a frame needs: bytes of its buffer before its start
+ * (`*start` of `ttm_engine_handle_packet`, `ttm_frame.start`). The engine
+ * grows a frame only at its front, moving the start back (the TTM option
+ * in a segment, an IPv6 header in place of an IPv4 one); with this much
+ * room every such rewrite succeeds. With less, a segment that would grow
+ * past it gets no TTM option, and a translation that would is dropped
+ * (drop reason `truncated`).
+ */
+#define TTM_FRAME_HEADROOM 64
+
+/**
+ * The tailroom a frame needs: bytes of its buffer after its end. None:
+ * the engine never moves a frame's end past where it was, nor the payload
+ * (a frame that shrinks gives its front back instead), so a frame may end
+ * where its buffer ends.
+ */
+#define TTM_FRAME_TAILROOM 0
+
+/**
  * The buffer size `ttm_engine_poll_transmit` needs.
  */
 #define TTM_ENGINE_TRANSMIT_LEN 74
@@ -1011,8 +1030,9 @@ const char *ttm_drop_reason_name(uint32_t reason);
 /**
  * Process one frame (Ethernet onward) of `buf[*start..*end]`, in a buffer
  * of `buf_len` bytes that the caller owns and the engine may rewrite
- * (room before `*start` and after `*end` lets it grow the frame, for the
- * TTM option). On success the frame's new bounds are written to `*start`
+ * (with `TTM_FRAME_HEADROOM` bytes before `*start`, the engine can grow
+ * the frame at its front, as for the TTM option; see also
+ * `TTM_FRAME_TAILROOM`). On success the frame's new bounds are written to `*start`
  * and `*end`, and the verdict to `*verdict_out`. `now_ns` is the caller's
  * monotonic clock in nanoseconds.
  *

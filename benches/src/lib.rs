@@ -177,6 +177,28 @@ pub fn engine_with_synacked_sessions(sessions: u32, capacity: u32) -> Engine {
     engine
 }
 
+/// An engine like [`engine_with_synacked_sessions`] whose sessions are
+/// also past the client's third ACK ([`third_ack_frame`], which got the
+/// TTM option) and the server's first data segment: established, and no
+/// segment of theirs gets the option any more.
+pub fn engine_with_established_sessions(sessions: u32, capacity: u32) -> Engine {
+    let mut engine = engine_with_synacked_sessions(sessions, capacity);
+    let mut buf = vec![0u8; SLOT];
+    for i in 0..sessions {
+        let ack = third_ack_frame(client(i));
+        let start = Frame::HEADROOM;
+        buf[start..start + ack.len()].copy_from_slice(&ack);
+        let mut f =
+            Frame::new(&mut buf, start, start + ack.len()).unwrap_or_else(|| panic!("range"));
+        let verdict = engine.handle_packet(Instant::from_secs(1), &mut f);
+        assert!(matches!(verdict, Verdict::ToServer { .. }), "{verdict:?}");
+        let data = server_data_for(f.bytes());
+        let verdict = handle(&mut engine, &mut buf, &data);
+        assert!(matches!(verdict, Verdict::ToClient { .. }), "{verdict:?}");
+    }
+    engine
+}
+
 /// The server's first data segment (10 bytes, seq 5001) for the session
 /// whose client segment the engine forwarded as `forwarded`.
 pub fn server_data_for(forwarded: &[u8]) -> Vec<u8> {

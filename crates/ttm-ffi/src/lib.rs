@@ -1326,10 +1326,28 @@ pub extern "C" fn ttm_drop_reason_name(reason: u32) -> *const c_char {
     .unwrap_or(core::ptr::null())
 }
 
+/// The headroom a frame needs: bytes of its buffer before its start
+/// (`*start` of `ttm_engine_handle_packet`, `ttm_frame.start`). The engine
+/// grows a frame only at its front, moving the start back (the TTM option
+/// in a segment, an IPv6 header in place of an IPv4 one); with this much
+/// room every such rewrite succeeds. With less, a segment that would grow
+/// past it gets no TTM option, and a translation that would is dropped
+/// (drop reason `truncated`).
+pub const TTM_FRAME_HEADROOM: usize = 64;
+
+const _: () = assert!(TTM_FRAME_HEADROOM == Frame::HEADROOM);
+
+/// The tailroom a frame needs: bytes of its buffer after its end. None:
+/// the engine never moves a frame's end past where it was, nor the payload
+/// (a frame that shrinks gives its front back instead), so a frame may end
+/// where its buffer ends.
+pub const TTM_FRAME_TAILROOM: usize = 0;
+
 /// Process one frame (Ethernet onward) of `buf[*start..*end]`, in a buffer
 /// of `buf_len` bytes that the caller owns and the engine may rewrite
-/// (room before `*start` and after `*end` lets it grow the frame, for the
-/// TTM option). On success the frame's new bounds are written to `*start`
+/// (with `TTM_FRAME_HEADROOM` bytes before `*start`, the engine can grow
+/// the frame at its front, as for the TTM option; see also
+/// `TTM_FRAME_TAILROOM`). On success the frame's new bounds are written to `*start`
 /// and `*end`, and the verdict to `*verdict_out`. `now_ns` is the caller's
 /// monotonic clock in nanoseconds.
 ///

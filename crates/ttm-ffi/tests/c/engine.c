@@ -113,14 +113,20 @@ int main(void) {
   CHECK(get16(v.tcp + 2) == CPORT);
   CHECK(checksums_ok4(v.ip));
 
-  /* 3. The third ACK: forwarded with the TTM option carrying the client. */
-  start = 64;
-  end = start + tcp4_frame(buf + start, CLIENT, CPORT, VIP, 80, TCP_ACK, 1001, 5001, "", 0);
+  /* 3. The third ACK: forwarded with the TTM option carrying the client,
+   *    in a buffer with just the room the header asks for: the frame grows
+   *    into the headroom and still ends where the buffer does. */
+  uint8_t exact[TTM_FRAME_HEADROOM + ETH_LEN + 40 + TTM_FRAME_TAILROOM];
+  start = TTM_FRAME_HEADROOM;
+  end = start + tcp4_frame(exact + start, CLIENT, CPORT, VIP, 80, TCP_ACK, 1001, 5001, "", 0);
+  CHECK(end + TTM_FRAME_TAILROOM == sizeof exact);
   size_t before = end - start;
-  CHECK_RC(ttm_engine_handle_packet(engine, 3 * MS, buf, sizeof buf, &start, &end, &verdict),
+  CHECK_RC(ttm_engine_handle_packet(engine, 3 * MS, exact, sizeof exact, &start, &end, &verdict),
            TTM_RESULT_OK);
   CHECK(verdict.kind == TTM_VERDICT_KIND_TO_SERVER);
-  v = view_of(buf, start, end);
+  CHECK(start == TTM_FRAME_HEADROOM - TTM_OPTION_V4_LEN);
+  CHECK(end + TTM_FRAME_TAILROOM == sizeof exact);
+  v = view_of(exact, start, end);
   CHECK(v.len == before + TTM_OPTION_V4_LEN);
   CHECK(checksums_ok4(v.ip));
   size_t tcp_hlen = (size_t)(v.tcp[12] >> 4) * 4;
@@ -133,6 +139,19 @@ int main(void) {
   CHECK(kind == TTM_DEFAULT_KIND);
   CHECK(client.family == TTM_AF_INET && client.port == CPORT &&
         memcmp(client.addr, CLIENT, 4) == 0);
+
+  /*    The same segment with less headroom than the option needs: still
+   *    forwarded, without the option (the header's headroom is what makes
+   *    the insertion possible). */
+  uint8_t tight[TTM_OPTION_V4_LEN - 1 + ETH_LEN + 40];
+  start = TTM_OPTION_V4_LEN - 1;
+  end = start + tcp4_frame(tight + start, CLIENT, CPORT, VIP, 80, TCP_ACK, 1001, 5001, "", 0);
+  CHECK_RC(ttm_engine_handle_packet(engine, 3 * MS, tight, sizeof tight, &start, &end, &verdict),
+           TTM_RESULT_OK);
+  CHECK(verdict.kind == TTM_VERDICT_KIND_TO_SERVER);
+  CHECK(start == TTM_OPTION_V4_LEN - 1 && end == sizeof tight);
+  v = view_of(tight, start, end);
+  CHECK(v.tcp[12] >> 4 == 5 && checksums_ok4(v.ip));
 
   /* 4. Data both ways, through the batch form. */
   uint8_t b1[256], b2[256];
@@ -164,10 +183,11 @@ int main(void) {
   CHECK(counters.sessions_created == 1);
   CHECK(counters.sessions == 1);
   CHECK(counters.ttm_inserted >= 1); /* until the server sends, each client ACK carries it */
+  CHECK(counters.ttm_missed == 1);   /* the segment without the headroom */
   CHECK(counters.drop_reason_count == ttm_drop_reason_count());
   struct ttm_traffic traffic;
   CHECK_RC(ttm_engine_listener_traffic(engine, listener, &traffic), TTM_RESULT_OK);
-  CHECK(traffic.packets_in == 3 && traffic.packets_out == 2 && traffic.new_sessions == 1);
+  CHECK(traffic.packets_in == 4 && traffic.packets_out == 2 && traffic.new_sessions == 1);
   CHECK_RC(ttm_engine_backend_traffic(engine, listener, bid, &traffic), TTM_RESULT_OK);
   CHECK(traffic.active_sessions == 1);
 
