@@ -1,0 +1,233 @@
+//! Ethernet frames built by etherparse (its checksums, its lengths), and
+//! the deliberate faults a test puts in them.
+
+use std::net::IpAddr;
+
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
+
+use crate::Ep;
+
+/// The source MAC of every frame built here.
+pub const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+/// The destination MAC of every frame built here.
+pub const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+/// The client's initial sequence number in the tests' handshakes.
+pub const C_ISN: u32 = 1000;
+/// The server's initial sequence number.
+pub const S_ISN: u32 = 5000;
+/// The window of every segment built here.
+pub const WINDOW: u16 = 64240;
+/// The TTL or hop limit of every packet built here.
+pub const TTL: u8 = 64;
+
+/// What a TCP segment says besides its ends and payload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tcp {
+    /// Sequence number.
+    pub seq: u32,
+    /// The ACK flag and its number.
+    pub ack: Option<u32>,
+    /// SYN.
+    pub syn: bool,
+    /// FIN.
+    pub fin: bool,
+    /// RST.
+    pub rst: bool,
+    /// PSH.
+    pub psh: bool,
+}
+
+impl Tcp {
+    /// A SYN.
+    pub fn syn(seq: u32) -> Tcp {
+        Tcp {
+            syn: true,
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// A SYN-ACK.
+    pub fn synack(seq: u32, ack: u32) -> Tcp {
+        Tcp {
+            syn: true,
+            ack: Some(ack),
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// A plain ACK (data or not).
+    pub fn ack(seq: u32, ack: u32) -> Tcp {
+        Tcp {
+            ack: Some(ack),
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// A FIN-ACK.
+    pub fn fin(seq: u32, ack: u32) -> Tcp {
+        Tcp {
+            fin: true,
+            ack: Some(ack),
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// A RST without ACK.
+    pub fn rst(seq: u32) -> Tcp {
+        Tcp {
+            rst: true,
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// A RST-ACK.
+    pub fn rst_ack(seq: u32, ack: u32) -> Tcp {
+        Tcp {
+            rst: true,
+            ack: Some(ack),
+            seq,
+            ..Tcp::default()
+        }
+    }
+
+    /// The same with PSH set.
+    pub fn psh(self) -> Tcp {
+        Tcp { psh: true, ..self }
+    }
+}
+
+/// Ethernet and the IP header of `src`'s family, from `src` to `dst`.
+///
+/// # Panics
+///
+/// If the two addresses are of different families.
+pub fn ip_builder(src: IpAddr, dst: IpAddr) -> PacketBuilderStep<IpHeaders> {
+    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), TTL),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), TTL),
+        _ => panic!("{src} to {dst}: one family per packet"),
+    }
+}
+
+/// A TCP segment from `src` to `dst`, checksummed by etherparse.
+pub fn tcp(src: Ep, dst: Ep, t: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp_with_options(src, dst, t, &[], payload)
+}
+
+/// A TCP segment with these options (etherparse's), checksummed.
+pub fn tcp_with_options(
+    src: Ep,
+    dst: Ep,
+    t: Tcp,
+    options: &[etherparse::TcpOptionElement],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = ip_builder(src.0, dst.0).tcp(src.1, dst.1, t.seq, WINDOW);
+    if t.syn {
+        b = b.syn();
+    }
+    if let Some(n) = t.ack {
+        b = b.ack(n);
+    }
+    if t.fin {
+        b = b.fin();
+    }
+    if t.rst {
+        b = b.rst();
+    }
+    if t.psh {
+        b = b.psh();
+    }
+    if !options.is_empty() {
+        b = b
+            .options(options)
+            .unwrap_or_else(|e| panic!("TCP options: {e}"));
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload)
+        .unwrap_or_else(|e| panic!("TCP frame: {e}"));
+    out
+}
+
+/// A UDP datagram from `src` to `dst`, checksummed by etherparse.
+pub fn udp(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    ip_builder(src.0, dst.0)
+        .udp(src.1, dst.1)
+        .write(&mut out, payload)
+        .unwrap_or_else(|e| panic!("UDP frame: {e}"));
+    out
+}
+
+/// An ICMP (IPv4) or ICMPv6 echo request or reply, id 0x1234, sequence 7,
+/// payload "ping".
+pub fn echo(src: IpAddr, dst: IpAddr, reply: bool) -> Vec<u8> {
+    let b = ip_builder(src, dst);
+    let mut out = Vec::new();
+    let written = match (src.is_ipv4(), reply) {
+        (true, true) => b.icmpv4_echo_reply(0x1234, 7).write(&mut out, b"ping"),
+        (true, false) => b.icmpv4_echo_request(0x1234, 7).write(&mut out, b"ping"),
+        (false, true) => b.icmpv6_echo_reply(0x1234, 7).write(&mut out, b"ping"),
+        (false, false) => b.icmpv6_echo_request(0x1234, 7).write(&mut out, b"ping"),
+    };
+    written.unwrap_or_else(|e| panic!("echo frame: {e}"));
+    out
+}
+
+/// A broadcast ARP frame (all zero after the EtherType).
+pub fn arp() -> Vec<u8> {
+    let mut arp = vec![0xff; 12];
+    arp.extend_from_slice(&[0x08, 0x06]);
+    arp.extend_from_slice(&[0u8; 28]);
+    arp
+}
+
+/// Where the transport header of a frame built here starts (no IPv4
+/// options, no IPv6 extension headers).
+///
+/// # Panics
+///
+/// If the EtherType is neither IPv4 nor IPv6.
+pub fn l4_offset(frame: &[u8]) -> usize {
+    match frame.get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]])) {
+        Some(0x0800) => 14 + 20,
+        Some(0x86dd) => 14 + 40,
+        other => panic!("ethertype {other:x?}"),
+    }
+}
+
+/// The frame with one transport byte changed and its checksum left as it
+/// was: wrong, by one word (the TCP window, or a UDP payload's last byte).
+pub fn corrupt(mut frame: Vec<u8>) -> Vec<u8> {
+    let at = l4_offset(&frame);
+    let is_tcp = frame.len() >= at + 20 && frame[at + 12] >> 4 >= 5 && {
+        let p = SlicedPacket::from_ethernet(&frame).unwrap_or_else(|e| panic!("{e}"));
+        matches!(p.transport, Some(TransportSlice::Tcp(_)))
+    };
+    let byte = if is_tcp { at + 15 } else { frame.len() - 1 };
+    frame[byte] ^= 0x01;
+    frame
+}
+
+/// A UDP datagram with checksum 0: "none" over IPv4, invalid over IPv6.
+pub fn udp_without_checksum(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
+    let mut frame = udp(src, dst, payload);
+    let at = l4_offset(&frame) + 6;
+    frame[at..at + 2].copy_from_slice(&[0, 0]);
+    frame
+}
+
+/// Recompute the IPv4 header checksum of a frame built here after an edit
+/// of its header (the transport checksum is left as it is).
+pub fn fix_ipv4_header_checksum(frame: &mut [u8]) {
+    frame[24] = 0;
+    frame[25] = 0;
+    let sum = !crate::checksum::fold(crate::checksum::ones_sum(&frame[14..34]));
+    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+}
