@@ -320,7 +320,7 @@ mod tests {
                 tcp(c, v, Tcp::syn(1), b""),
                 tcp(c, v, Tcp::ack(1, 2), b"odd"),
                 udp(c, v, b"datagram"),
-                echo(c.0, v.0, false),
+                echo(c.0, v.0, false, 64, b"ping"),
             ];
             for f in frames {
                 let ip = ip_of(&f).unwrap();

@@ -3,9 +3,9 @@
 
 use std::net::IpAddr;
 
-use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
-
-use crate::Ep;
+use etherparse::{
+    IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TcpHeader, TransportSlice, VlanId,
+};
 
 /// The source MAC of every frame built here.
 pub const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -101,80 +101,113 @@ impl Tcp {
     }
 }
 
-/// Ethernet and the IP header of `src`'s family, from `src` to `dst`.
+/// Ethernet and the IP header of `src`'s family, from `src` to `dst`,
+/// behind an 802.1Q tag when `vlan` is given.
 ///
 /// # Panics
 ///
-/// If the two addresses are of different families.
-pub fn ip_builder(src: IpAddr, dst: IpAddr) -> PacketBuilderStep<IpHeaders> {
+/// If the two addresses are of different families, or the VLAN id is
+/// above 4095.
+pub fn ip_builder(
+    vlan: Option<u16>,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+) -> PacketBuilderStep<IpHeaders> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), TTL),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), TTL),
+    match (vlan, src, dst) {
+        (None, IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), ttl),
+        (None, IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), ttl),
+        (Some(id), IpAddr::V4(s), IpAddr::V4(d)) => eth
+            .single_vlan(VlanId::try_new(id).unwrap_or_else(|e| panic!("{e}")))
+            .ipv4(s.octets(), d.octets(), ttl),
+        (Some(id), IpAddr::V6(s), IpAddr::V6(d)) => eth
+            .single_vlan(VlanId::try_new(id).unwrap_or_else(|e| panic!("{e}")))
+            .ipv6(s.octets(), d.octets(), ttl),
         _ => panic!("{src} to {dst}: one family per packet"),
     }
 }
 
-/// A TCP segment from `src` to `dst`, checksummed by etherparse.
-pub fn tcp(src: Ep, dst: Ep, t: Tcp, payload: &[u8]) -> Vec<u8> {
-    tcp_with_options(src, dst, t, &[], payload)
+/// An endpoint of either family: `([u8; 4], port)`, `(Ipv6Addr, port)`,
+/// `(IpAddr, port)`...
+fn ep<A: Into<IpAddr>>(e: (A, u16)) -> (IpAddr, u16) {
+    (e.0.into(), e.1)
 }
 
-/// A TCP segment with these options (etherparse's), checksummed.
-pub fn tcp_with_options(
-    src: Ep,
-    dst: Ep,
+/// A TCP segment from `src` to `dst`, checksummed by etherparse.
+pub fn tcp<A: Into<IpAddr>>(src: (A, u16), dst: (A, u16), t: Tcp, payload: &[u8]) -> Vec<u8> {
+    tcp_vlan(None, src, dst, t, &[], payload)
+}
+
+/// A TCP segment whose options area is `options`, a multiple of 4 bytes
+/// (so that etherparse adds no padding of its own), checksummed by
+/// etherparse. The options may be deliberately wrong.
+pub fn tcp_opts<A: Into<IpAddr>>(
+    src: (A, u16),
+    dst: (A, u16),
     t: Tcp,
-    options: &[etherparse::TcpOptionElement],
+    options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = ip_builder(src.0, dst.0).tcp(src.1, dst.1, t.seq, WINDOW);
-    if t.syn {
-        b = b.syn();
-    }
+    tcp_vlan(None, src, dst, t, options, payload)
+}
+
+/// [`tcp_opts`], behind an 802.1Q tag when `vlan` is given.
+///
+/// # Panics
+///
+/// If the options area is not a multiple of 4 bytes or longer than 40.
+pub fn tcp_vlan<A: Into<IpAddr>>(
+    vlan: Option<u16>,
+    src: (A, u16),
+    dst: (A, u16),
+    t: Tcp,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let (src, dst) = (ep(src), ep(dst));
+    assert_eq!(options.len() % 4, 0, "options area {options:?}");
+    let mut header = TcpHeader::new(src.1, dst.1, t.seq, WINDOW);
+    header.syn = t.syn;
+    header.fin = t.fin;
+    header.rst = t.rst;
+    header.psh = t.psh;
     if let Some(n) = t.ack {
-        b = b.ack(n);
+        header.ack = true;
+        header.acknowledgment_number = n;
     }
-    if t.fin {
-        b = b.fin();
-    }
-    if t.rst {
-        b = b.rst();
-    }
-    if t.psh {
-        b = b.psh();
-    }
-    if !options.is_empty() {
-        b = b
-            .options(options)
-            .unwrap_or_else(|e| panic!("TCP options: {e}"));
-    }
+    header
+        .set_options_raw(options)
+        .unwrap_or_else(|e| panic!("TCP options: {e}"));
     let mut out = Vec::new();
-    b.write(&mut out, payload)
+    ip_builder(vlan, src.0, dst.0, TTL)
+        .tcp_header(header)
+        .write(&mut out, payload)
         .unwrap_or_else(|e| panic!("TCP frame: {e}"));
     out
 }
 
 /// A UDP datagram from `src` to `dst`, checksummed by etherparse.
-pub fn udp(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
+pub fn udp<A: Into<IpAddr>>(src: (A, u16), dst: (A, u16), payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = (ep(src), ep(dst));
     let mut out = Vec::new();
-    ip_builder(src.0, dst.0)
+    ip_builder(None, src.0, dst.0, TTL)
         .udp(src.1, dst.1)
         .write(&mut out, payload)
         .unwrap_or_else(|e| panic!("UDP frame: {e}"));
     out
 }
 
-/// An ICMP (IPv4) or ICMPv6 echo request or reply, id 0x1234, sequence 7,
-/// payload "ping".
-pub fn echo(src: IpAddr, dst: IpAddr, reply: bool) -> Vec<u8> {
-    let b = ip_builder(src, dst);
+/// An ICMP (IPv4) or ICMPv6 echo request or reply, id 0x1234, sequence 7.
+pub fn echo<A: Into<IpAddr>>(src: A, dst: A, reply: bool, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let (src, dst) = (src.into(), dst.into());
+    let b = ip_builder(None, src, dst, ttl);
     let mut out = Vec::new();
     let written = match (src.is_ipv4(), reply) {
-        (true, true) => b.icmpv4_echo_reply(0x1234, 7).write(&mut out, b"ping"),
-        (true, false) => b.icmpv4_echo_request(0x1234, 7).write(&mut out, b"ping"),
-        (false, true) => b.icmpv6_echo_reply(0x1234, 7).write(&mut out, b"ping"),
-        (false, false) => b.icmpv6_echo_request(0x1234, 7).write(&mut out, b"ping"),
+        (true, true) => b.icmpv4_echo_reply(0x1234, 7).write(&mut out, payload),
+        (true, false) => b.icmpv4_echo_request(0x1234, 7).write(&mut out, payload),
+        (false, true) => b.icmpv6_echo_reply(0x1234, 7).write(&mut out, payload),
+        (false, false) => b.icmpv6_echo_request(0x1234, 7).write(&mut out, payload),
     };
     written.unwrap_or_else(|e| panic!("echo frame: {e}"));
     out
@@ -216,18 +249,24 @@ pub fn corrupt(mut frame: Vec<u8>) -> Vec<u8> {
 }
 
 /// A UDP datagram with checksum 0: "none" over IPv4, invalid over IPv6.
-pub fn udp_without_checksum(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
+pub fn udp_without_checksum<A: Into<IpAddr>>(
+    src: (A, u16),
+    dst: (A, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let mut frame = udp(src, dst, payload);
     let at = l4_offset(&frame) + 6;
     frame[at..at + 2].copy_from_slice(&[0, 0]);
     frame
 }
 
-/// Recompute the IPv4 header checksum of a frame built here after an edit
-/// of its header (the transport checksum is left as it is).
+/// Recompute the IPv4 header checksum of an untagged frame after an edit
+/// of its header, options included (the transport checksum is left as it
+/// is).
 pub fn fix_ipv4_header_checksum(frame: &mut [u8]) {
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
     frame[24] = 0;
     frame[25] = 0;
-    let sum = !crate::checksum::fold(crate::checksum::ones_sum(&frame[14..34]));
+    let sum = !crate::checksum::fold(crate::checksum::ones_sum(&frame[14..14 + ihl]));
     frame[24..26].copy_from_slice(&sum.to_be_bytes());
 }

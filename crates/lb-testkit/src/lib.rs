@@ -7,6 +7,7 @@
 //!   numbers and options;
 //! - [`checksum`]: an oracle for IP and transport checksums, written apart
 //!   from the engine's own checksum code (it was the fuzz target's);
+//! - [`golden`]: golden-packet fixtures and their runner;
 //! - [`sim`]: an engine on a simulated clock, driven as a runner drives it;
 //! - [`rng`]: a small seeded generator.
 //!
@@ -18,6 +19,7 @@
 
 pub mod checksum;
 pub mod frame;
+pub mod golden;
 pub mod parse;
 pub mod rng;
 pub mod sim;
