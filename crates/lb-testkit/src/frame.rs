@@ -38,65 +38,75 @@ pub struct Tcp {
 }
 
 impl Tcp {
+    /// No flag, sequence number 0.
+    pub const NONE: Tcp = Tcp {
+        seq: 0,
+        ack: None,
+        syn: false,
+        fin: false,
+        rst: false,
+        psh: false,
+    };
+
     /// A SYN.
-    pub fn syn(seq: u32) -> Tcp {
+    pub const fn syn(seq: u32) -> Tcp {
         Tcp {
             syn: true,
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// A SYN-ACK.
-    pub fn synack(seq: u32, ack: u32) -> Tcp {
+    pub const fn synack(seq: u32, ack: u32) -> Tcp {
         Tcp {
             syn: true,
             ack: Some(ack),
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// A plain ACK (data or not).
-    pub fn ack(seq: u32, ack: u32) -> Tcp {
+    pub const fn ack(seq: u32, ack: u32) -> Tcp {
         Tcp {
             ack: Some(ack),
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// A FIN-ACK.
-    pub fn fin(seq: u32, ack: u32) -> Tcp {
+    pub const fn fin(seq: u32, ack: u32) -> Tcp {
         Tcp {
             fin: true,
             ack: Some(ack),
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// A RST without ACK.
-    pub fn rst(seq: u32) -> Tcp {
+    pub const fn rst(seq: u32) -> Tcp {
         Tcp {
             rst: true,
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// A RST-ACK.
-    pub fn rst_ack(seq: u32, ack: u32) -> Tcp {
+    pub const fn rst_ack(seq: u32, ack: u32) -> Tcp {
         Tcp {
             rst: true,
             ack: Some(ack),
             seq,
-            ..Tcp::default()
+            ..Tcp::NONE
         }
     }
 
     /// The same with PSH set.
-    pub fn psh(self) -> Tcp {
+    pub const fn psh(self) -> Tcp {
         Tcp { psh: true, ..self }
     }
 }
