@@ -18,9 +18,10 @@ use etherparse::{
     icmpv4::DestUnreachableHeader,
 };
 use lb_engine::{
-    BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
-    Protocol, Verdict,
+    BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
+    Verdict,
 };
+use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const CIP: [u8; 4] = [192, 0, 2, 10];
@@ -34,12 +35,7 @@ const ROUTER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 const LPORT: u16 = 50020;
 
 fn run(e: &mut Engine, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(1), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(1), input)
 }
 
 /// An engine with one TCP listener on `vip` (IPv4 or IPv6) to RIP:8080,

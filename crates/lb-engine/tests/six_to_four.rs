@@ -21,6 +21,7 @@ use lb_engine::{
     BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
     Protocol, Verdict,
 };
+use lb_testkit::sim::send_at;
 
 const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
@@ -52,12 +53,7 @@ fn engine() -> Engine {
 }
 
 fn run(e: &mut Engine, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(1), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(1), input)
 }
 
 fn tcp6(

@@ -17,9 +17,10 @@ use etherparse::{
     Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
 };
 use lb_engine::{
-    BackendConfig, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool, Protocol,
-    Timeouts, Verdict,
+    BackendConfig, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol, Timeouts,
+    Verdict,
 };
+use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const fn a6(last: u8) -> [u8; 16] {
@@ -51,12 +52,7 @@ fn engine() -> Engine {
 }
 
 fn run(e: &mut Engine, at: u64, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(at), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(at), input)
 }
 
 #[allow(clippy::too_many_arguments)]
