@@ -32,38 +32,40 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{SlicedPacket, TransportSlice};
 use lb_engine::{
     Affinity, BackendConfig, ConfigError, DropReason, Engine, EngineConfig, Frame, Instant,
     ListenerConfig, LocalPool, LportError, MaglevKey, Protocol, SchedError, SchedulerKind,
     Timeouts, Verdict,
 };
+use lb_testkit::Ep;
+use lb_testkit::frame::{
+    C_ISN, S_ISN, Tcp, arp, echo, fix_ipv4_header_checksum, tcp as tcp_frame, tcp_vlan,
+    udp as udp_frame,
+};
+use lb_testkit::parse::endpoints;
+use lb_testkit::rng::Rng;
+use lb_testkit::sim::{Conn, Sim, to_client, to_server};
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const CIP: [u8; 4] = [192, 0, 2, 10];
-const CIP2: [u8; 4] = [192, 0, 2, 11];
-const CIP3: [u8; 4] = [192, 0, 2, 12];
-const VIP: [u8; 4] = [198, 51, 100, 1];
-const VIP2: [u8; 4] = [198, 51, 100, 2];
+const CIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+const CIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));
+const CIP3: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 12));
+const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+const VIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2));
 /// A VIP that no accepted configuration ever has.
-const VIP3: [u8; 4] = [198, 51, 100, 3];
-const RIP1: [u8; 4] = [10, 0, 0, 2];
-const RIP2: [u8; 4] = [10, 0, 0, 3];
-const RIP3: [u8; 4] = [10, 0, 0, 4];
-const RIP4: [u8; 4] = [10, 0, 0, 5];
-const LIP: [u8; 4] = [10, 0, 0, 100];
+const VIP3: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 3));
+const RIP1: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+const RIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
+const RIP3: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 4));
+const RIP4: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5));
+const LIP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100));
 /// A local address that no accepted configuration has (until said).
-const LIP2: [u8; 4] = [10, 0, 0, 101];
-const OTHER: [u8; 4] = [10, 9, 9, 9];
-/// Client and server initial sequence numbers.
-const C_ISN: u32 = 1000;
-const S_ISN: u32 = 5000;
+const LIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 101));
+const OTHER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9));
 
-type Ep = ([u8; 4], u16);
-
-fn ip(a: [u8; 4]) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(a))
+/// An address from its octets (or itself).
+fn ip(a: impl Into<IpAddr>) -> IpAddr {
+    a.into()
 }
 
 fn v6(s: &str) -> IpAddr {
@@ -89,11 +91,11 @@ fn cfg() -> EngineConfig {
 }
 
 fn listener(
-    vip: [u8; 4],
+    vip: IpAddr,
     port: u16,
     protocol: Protocol,
-    backends: &[([u8; 4], u16)],
-    lips: &[[u8; 4]],
+    backends: &[(IpAddr, u16)],
+    lips: &[IpAddr],
     ports: RangeInclusive<u16>,
 ) -> ListenerConfig {
     let mut local = LocalPool::new(lips.iter().map(|&a| ip(a)).collect());
@@ -107,114 +109,28 @@ fn listener(
 
 // ----- frames ------------------------------------------------------------
 
-#[derive(Clone, Copy, Default)]
-struct Tcp {
-    syn: bool,
-    ack: Option<u32>,
-    fin: bool,
-    rst: bool,
-    seq: u32,
-}
-
 fn syn(seq: u32) -> Tcp {
-    Tcp {
-        syn: true,
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::syn(seq)
 }
 
 fn synack(seq: u32, ack: u32) -> Tcp {
-    Tcp {
-        syn: true,
-        ack: Some(ack),
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::synack(seq, ack)
 }
 
 fn ack(seq: u32, ack: u32) -> Tcp {
-    Tcp {
-        ack: Some(ack),
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::ack(seq, ack)
 }
 
 fn fin(seq: u32, ack: u32) -> Tcp {
-    Tcp {
-        fin: true,
-        ack: Some(ack),
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::fin(seq, ack)
 }
 
 fn rst(seq: u32) -> Tcp {
-    Tcp {
-        rst: true,
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::rst(seq)
 }
 
-fn tcp_frame(src: Ep, dst: Ep, t: Tcp, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, t.seq, 64240);
-    if t.syn {
-        b = b.syn();
-    }
-    if let Some(n) = t.ack {
-        b = b.ack(n);
-    }
-    if t.fin {
-        b = b.fin();
-    }
-    if t.rst {
-        b = b.rst();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
-
-fn udp_frame(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .udp(src.1, dst.1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
-fn echo_frame(src: [u8; 4], dst: [u8; 4], reply: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64);
-    let b = if reply {
-        b.icmpv4_echo_reply(0x1234, 7)
-    } else {
-        b.icmpv4_echo_request(0x1234, 7)
-    };
-    b.write(&mut out, b"ping").unwrap();
-    out
-}
-
-fn arp_frame() -> Vec<u8> {
-    let mut arp = vec![0xff; 12];
-    arp.extend_from_slice(&[0x08, 0x06]);
-    arp.extend_from_slice(&[0u8; 28]);
-    arp
-}
-
-/// Recompute the IPv4 header checksum after editing the header.
-fn fix_ip_checksum(frame: &mut [u8]) {
-    frame[24] = 0;
-    frame[25] = 0;
-    let header = etherparse::Ipv4HeaderSlice::from_slice(&frame[14..34]).unwrap();
-    let sum = header.to_header().calc_header_checksum();
-    frame[24..26].copy_from_slice(&sum.to_be_bytes());
+fn echo_frame(src: IpAddr, dst: IpAddr, reply: bool) -> Vec<u8> {
+    echo(src, dst, reply, 64, b"ping")
 }
 
 /// The IP bytes of an unpadded Ethernet frame.
@@ -222,177 +138,7 @@ fn ip_len(frame: &[u8]) -> u64 {
     (frame.len() - 14) as u64
 }
 
-/// Source and destination of a TCP or UDP frame.
-fn endpoints(frame: &[u8]) -> (Ep, Ep) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let Some(NetSlice::Ipv4(v4)) = &p.net else {
-        panic!("not IPv4");
-    };
-    let (src, dst) = (v4.header().source(), v4.header().destination());
-    let (sport, dport) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
-        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
-        other => panic!("not TCP or UDP: {other:?}"),
-    };
-    ((src, sport), (dst, dport))
-}
-
-fn to_server(a: [u8; 4]) -> Verdict {
-    Verdict::ToServer { next_hop: ip(a) }
-}
-
-fn to_client(a: [u8; 4]) -> Verdict {
-    Verdict::ToClient { next_hop: ip(a) }
-}
-
 // ----- the simulated world -------------------------------------------------
-
-fn send_at(e: &mut Engine, now: Instant, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let start = Frame::HEADROOM;
-    let mut buf = vec![0u8; start + input.len() + 64];
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(now, &mut frame);
-    (verdict, frame.bytes().to_vec())
-}
-
-/// An engine and its caller's clock.
-struct Sim {
-    e: Engine,
-    now: Instant,
-}
-
-/// A TCP connection through the engine: client, VIP, and the local and
-/// server ends the engine chose.
-#[derive(Debug, Clone, Copy)]
-struct Conn {
-    c: Ep,
-    v: Ep,
-    l: Ep,
-    r: Ep,
-}
-
-impl Conn {
-    fn client_seg(&self, t: Tcp, payload: &[u8]) -> Vec<u8> {
-        tcp_frame(self.c, self.v, t, payload)
-    }
-
-    fn server_seg(&self, t: Tcp, payload: &[u8]) -> Vec<u8> {
-        tcp_frame(self.r, self.l, t, payload)
-    }
-
-    /// The outbound tuple (lip, lport, rip, rport).
-    fn tuple(&self) -> (Ep, Ep) {
-        (self.l, self.r)
-    }
-}
-
-impl Sim {
-    fn new(config: EngineConfig, now: Instant) -> Sim {
-        Sim {
-            e: Engine::new(config).unwrap(),
-            now,
-        }
-    }
-
-    fn send(&mut self, input: &[u8]) -> (Verdict, Vec<u8>) {
-        send_at(&mut self.e, self.now, input)
-    }
-
-    fn verdict(&mut self, input: &[u8]) -> Verdict {
-        self.send(input).0
-    }
-
-    /// Move the clock to `to`, calling `handle_timeout` whenever
-    /// `poll_timeout` asks, as a runner does.
-    fn advance_to(&mut self, to: Instant) {
-        assert!(to >= self.now, "the clock goes forward");
-        while let Some(t) = self.e.poll_timeout() {
-            if t > to {
-                break;
-            }
-            let t = t.max(self.now);
-            self.e.handle_timeout(t);
-            self.now = t;
-        }
-        self.now = to;
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.advance_to(self.now + d);
-    }
-
-    /// A SYN from `c` to `v` that the engine must forward.
-    fn open(&mut self, c: Ep, v: Ep) -> Conn {
-        let (verdict, out) = self.send(&tcp_frame(c, v, syn(C_ISN), b""));
-        let (l, r) = endpoints(&out);
-        assert_eq!(verdict, to_server(r.0), "SYN from {c:?}");
-        Conn { c, v, l, r }
-    }
-
-    /// The three-way handshake through the engine.
-    fn establish(&mut self, c: Ep, v: Ep) -> Conn {
-        let conn = self.open(c, v);
-        assert_eq!(
-            self.client_or_server(&conn, false, synack(S_ISN, C_ISN + 1), b""),
-            to_client(c.0)
-        );
-        assert_eq!(
-            self.client_or_server(&conn, true, ack(C_ISN + 1, S_ISN + 1), b""),
-            to_server(conn.r.0)
-        );
-        conn
-    }
-
-    /// A segment of `conn` from the client (`true`) or the server; when
-    /// forwarded, checks where it was rewritten to.
-    fn client_or_server(&mut self, conn: &Conn, client: bool, t: Tcp, data: &[u8]) -> Verdict {
-        let input = if client {
-            conn.client_seg(t, data)
-        } else {
-            conn.server_seg(t, data)
-        };
-        let (verdict, out) = self.send(&input);
-        match verdict {
-            Verdict::ToServer { .. } => assert_eq!(endpoints(&out), (conn.l, conn.r)),
-            Verdict::ToClient { .. } => assert_eq!(endpoints(&out), (conn.v, conn.c)),
-            _ => {}
-        }
-        verdict
-    }
-
-    fn client(&mut self, conn: &Conn, t: Tcp, data: &[u8]) -> Verdict {
-        self.client_or_server(conn, true, t, data)
-    }
-
-    fn server(&mut self, conn: &Conn, t: Tcp, data: &[u8]) -> Verdict {
-        self.client_or_server(conn, false, t, data)
-    }
-
-    /// Data both ways on an established `conn` must still be forwarded.
-    fn still_flows(&mut self, conn: &Conn, what: &str) {
-        assert_eq!(
-            self.client(conn, ack(C_ISN + 1, S_ISN + 1), b"more"),
-            to_server(conn.r.0),
-            "{what}: client to server"
-        );
-        assert_eq!(
-            self.server(conn, ack(S_ISN + 1, C_ISN + 5), b"back"),
-            to_client(conn.c.0),
-            "{what}: server to client"
-        );
-    }
-
-    /// RSTs waiting in `poll_transmit`, taken.
-    fn take_rsts(&mut self) -> Vec<(Verdict, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut buf = [0u8; Engine::TRANSMIT_LEN];
-        while let Some((len, verdict)) = self.e.poll_transmit(&mut buf) {
-            out.push((verdict, buf[..len].to_vec()));
-        }
-        out
-    }
-}
 
 /// Everything two engines expose is the same.
 fn same_everywhere(a: &Engine, b: &Engine, what: &str) {
@@ -844,8 +590,8 @@ fn config_twin() -> (Sim, Conn) {
 fn config_round(a: &mut Sim, b: &mut Sim, conn: &Conn, k: u16, what: &str) {
     let seq = C_ISN + 1 + u32::from(k) * 10;
     let frames = [
-        conn.client_seg(ack(seq, S_ISN + 1), &[k as u8; 10]),
-        conn.server_seg(ack(S_ISN + 1 + u32::from(k), seq + 10), b"x"),
+        conn.client(ack(seq, S_ISN + 1), &[k as u8; 10]),
+        conn.server(ack(S_ISN + 1 + u32::from(k), seq + 10), b"x"),
         tcp_frame((CIP2, 30000 + k), (VIP, 80), syn(7), b""),
         udp_frame((CIP, 5000), (VIP, 53), b"again"),
         udp_frame((CIP2, 20000 + k), (VIP, 53), b"new"),
@@ -1158,7 +904,7 @@ fn round_robin_1_to_3_splits_400_sessions_exactly() {
     l.backends
         .push(BackendConfig::new(ip(RIP2), 8080).weight(3));
     s.e.add_listener(l).unwrap();
-    let picks: Vec<[u8; 4]> = (0..400)
+    let picks: Vec<IpAddr> = (0..400)
         .map(|i| s.open((CIP, 10000 + i), (VIP, 80)).r.0)
         .collect();
     assert_eq!(picks.iter().filter(|&&r| r == RIP1).count(), 100);
@@ -1217,7 +963,7 @@ fn maglev_by_source_address_keeps_every_connection_of_a_client_on_one_backend() 
     s.e.add_listener(by_flow).unwrap();
     let mut used = HashSet::new();
     for client in 1..=16u8 {
-        let cip = [192, 0, 2, client];
+        let cip = ip([192, 0, 2, client]);
         let first = s.open((cip, 30000), (VIP, 80)).r.0;
         for port in 1..10 {
             assert_eq!(
@@ -1810,7 +1556,7 @@ fn check_state_timeout(start: Instant, what: &str, timeout: Duration, rsts: usiz
         FILLERS + 1,
         "{what}: still there just before its timeout"
     );
-    assert!(s.take_rsts().is_empty(), "{what}");
+    assert!(s.take_transmits().is_empty(), "{what}");
     s.advance_to(last_packet + timeout + SWEEP_PERIOD);
     assert_eq!(
         s.e.session_count(),
@@ -1818,7 +1564,7 @@ fn check_state_timeout(start: Instant, what: &str, timeout: Duration, rsts: usiz
         "{what}: gone within a sweep period of its timeout"
     );
     assert_eq!(s.e.counters().sessions_expired, 1, "{what}");
-    let sent = s.take_rsts();
+    let sent = s.take_transmits();
     assert_eq!(sent.len(), rsts, "{what}: RSTs");
     if what.starts_with("UDP") {
         assert_eq!(s.e.poll_transmit(&mut [0u8; 128]), None);
@@ -2069,7 +1815,7 @@ fn counters_add_up_over_a_mixed_sequence() {
         tcp_frame(c1, (OTHER, 22), syn(1), b""),
         Want::Other(Verdict::Pass),
     );
-    run(&mut s, arp_frame(), Want::Other(Verdict::Pass));
+    run(&mut s, arp(), Want::Other(Verdict::Pass));
     run(
         &mut s,
         tcp_frame((RIP1, 9999), l1, ack(1, 1), b""),
@@ -2077,7 +1823,7 @@ fn counters_add_up_over_a_mixed_sequence() {
     );
     let mut gre = tcp_frame((CIP, 12), v, syn(1), b"");
     gre[23] = 47;
-    fix_ip_checksum(&mut gre);
+    fix_ipv4_header_checksum(&mut gre);
     run(&mut s, gre, dropped(DropReason::UnsupportedProtocol));
     run(
         &mut s,
@@ -2158,25 +1904,12 @@ fn counters_add_up_over_a_mixed_sequence() {
     s.advance(secs(60));
     assert_eq!(s.e.session_count(), 0);
     assert_eq!(s.e.counters().sessions_expired, 3);
-    assert_eq!(s.take_rsts().len(), 2, "only the established session");
+    assert_eq!(s.take_transmits().len(), 2, "only the established session");
     assert_eq!(s.e.counters().rst_sent, 2);
     check(&s, [0, 0, 0], "after expiry");
 }
 
 // ----- 9. handle_batch ---------------------------------------------------------------
-
-/// SplitMix64, for a reproducible mix of frames.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
 
 /// Above this many sessions `handle_batch` loads the table ahead of the
 /// work (`CACHED_SESSIONS` in engine.rs); below it, it is a loop over
@@ -2214,7 +1947,7 @@ fn batch_sim() -> Sim {
 }
 
 fn filler_client(i: u32) -> Ep {
-    ([172, 16, (i >> 8) as u8, i as u8], 7000)
+    (ip([172, 16, (i >> 8) as u8, i as u8]), 7000)
 }
 
 fn run_batch(
@@ -2242,15 +1975,7 @@ fn run_batch(
 }
 
 fn vlan_syn(src: Ep, dst: Ep) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .single_vlan(etherparse::VlanId::try_new(7).unwrap())
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, C_ISN, 64240)
-        .syn()
-        .write(&mut out, b"")
-        .unwrap();
-    out
+    tcp_vlan(Some(7), src, dst, syn(C_ISN), &[], b"")
 }
 
 /// Two identical engines with `fillers` long-lived UDP sessions each; one
@@ -2279,7 +2004,7 @@ fn batch_equals_frame_by_frame(fillers: u32) {
 
     // The batch is chosen frame by frame from what `b` answers, so that
     // it also holds server replies to sessions the batch itself starts.
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let mut inputs = Vec::new();
     let mut want = Vec::new();
     let mut udp_sessions: HashMap<Ep, (Ep, Ep)> = HashMap::new();
@@ -2291,11 +2016,11 @@ fn batch_equals_frame_by_frame(fillers: u32) {
             0 | 1 => tcp_frame((CIP2, next_port), v, syn(C_ISN), b""),
             2 | 3 => {
                 let c = conns[pick(&mut rng, conns.len())];
-                c.client_seg(ack(C_ISN + 1, S_ISN + 1), b"data")
+                c.client(ack(C_ISN + 1, S_ISN + 1), b"data")
             }
             4 | 5 => {
                 let c = conns[pick(&mut rng, conns.len())];
-                c.server_seg(ack(S_ISN + 1, C_ISN + 1), b"reply")
+                c.server(ack(S_ISN + 1, C_ISN + 1), b"reply")
             }
             6 => udp_frame((CIP3, 5000 + rng.below(4) as u16), (VIP, 53), b"u"),
             7 if !udp_sessions.is_empty() => {
@@ -2307,7 +2032,7 @@ fn batch_equals_frame_by_frame(fillers: u32) {
             8 => tcp_frame((CIP3, 9), v, ack(1, 1), b""),
             9 => match rng.below(4) {
                 0 => tcp_frame((CIP, 1), (OTHER, 22), syn(1), b""),
-                1 => arp_frame(),
+                1 => arp(),
                 2 => echo_frame(CIP, VIP, false),
                 _ => tcp_frame((CIP, 1), v, syn(1), b"")[..30].to_vec(),
             },
@@ -2335,9 +2060,9 @@ fn batch_equals_frame_by_frame(fillers: u32) {
             _ => {
                 let c = conns[pick(&mut rng, conns.len())];
                 if rng.below(2) == 0 {
-                    c.client_seg(fin(C_ISN + 1, S_ISN + 1), b"")
+                    c.client(fin(C_ISN + 1, S_ISN + 1), b"")
                 } else {
-                    c.client_seg(rst(C_ISN + 1), b"")
+                    c.client(rst(C_ISN + 1), b"")
                 }
             }
         };
@@ -2404,7 +2129,11 @@ fn batch_equals_frame_by_frame(fillers: u32) {
         a.advance_to(now + secs(t));
         b.advance_to(now + secs(t));
         same_everywhere(&a.e, &b.e, &format!("expiry step {i}"));
-        assert_eq!(a.take_rsts(), b.take_rsts(), "expiry step {i}: RSTs");
+        assert_eq!(
+            a.take_transmits(),
+            b.take_transmits(),
+            "expiry step {i}: RSTs"
+        );
     }
     assert_eq!(a.e.session_count(), 0);
 }
