@@ -2,8 +2,10 @@
 //! run.
 
 /// SplitMix64: a small deterministic generator and a good 64-bit mixer.
+/// Its state is the seed at first (`Rng(seed)` or [`Rng::new`]); any
+/// seed, 0 included, gives a full-period sequence.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
     /// A generator that starts from `seed`.
