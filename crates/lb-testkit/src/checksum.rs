@@ -37,7 +37,8 @@ pub fn pseudo(src: &[u8], dst: &[u8], proto: u8, len: usize) -> u64 {
     ones_sum(src) + ones_sum(dst) + u64::from(proto) + len as u64
 }
 
-fn be16(b: &[u8], off: usize) -> Option<u16> {
+/// The big-endian 16-bit word at `off` of `b`, if it is there.
+pub fn be16(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(off)?, *b.get(off + 1)?]))
 }
 
