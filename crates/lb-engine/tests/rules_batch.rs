@@ -1,11 +1,6 @@
 //! `handle_batch` equals `handle_packet` frame by frame, below and above
 //! the size where it loads the table ahead of the work.
-//!
-//! One of the `rules_*.rs` files that assert the behavioural
-//! rules through the public API, with etherparse-built frames on a
-//! simulated clock, for what `golden.rs` (byte-exact rewrites, bad input)
-//! and `smoltcp_e2e.rs` (real stacks, established idle RSTs) do not
-//! already cover.
+//! (One of the `rules_*.rs` files: see `rules_common/mod.rs`.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

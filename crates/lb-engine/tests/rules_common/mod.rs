@@ -1,9 +1,16 @@
-//! What the `rules_*.rs` tests share: their addresses, a small engine
-//! configuration, a listener, the TCP segments of their connections, and
-//! a comparison of two engines. Frames, parsing and the simulated world
-//! are the test kit's (`lb-testkit`); they are re-exported here with the
-//! crates' names the tests use, so that each file imports this module
-//! whole.
+//! The `rules_*.rs` files assert the behavioural rules through
+//! the public API, with etherparse-built frames on a simulated clock, for
+//! what `golden.rs` (byte-exact rewrites, bad input) and `smoltcp_e2e.rs`
+//! (real stacks, established idle RSTs) do not already cover; one file per
+//! topic: configuration, backends, schedulers, sessions, local ports,
+//! expiry, `handle_batch`.
+//!
+//! This module is what they share: their addresses, a small engine
+//! configuration, a listener, the TCP segments of their connections, a
+//! comparison of two engines and the timeouts of the TCP states. Frames,
+//! parsing and the simulated world are the test kit's (`lb-testkit`),
+//! imported here under the names the tests use; each file takes this
+//! module whole (`use rules_common::*`), hence the allowances below.
 #![allow(dead_code, unused_imports)]
 
 pub(crate) use std::collections::{HashMap, HashSet};
