@@ -21,6 +21,7 @@ use lb_engine::{
     BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
     Verdict,
 };
+use lb_testkit::frame::{Link, Tcp, tcp_on};
 use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -59,25 +60,27 @@ fn with_session(vip: IpAddr, client_syn: Vec<u8>) -> (Engine, Vec<u8>) {
 }
 
 fn syn4() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC, MAC)
-        .ipv4(CIP, VIP, 64)
-        .tcp(40000, 80, 1000, 64000)
-        .syn()
-        .write(&mut out, b"")
-        .unwrap();
-    out
+    let link = Link::DEFAULT.macs(MAC, MAC);
+    tcp_on(
+        link,
+        (CIP, 40000),
+        (VIP, 80),
+        Tcp::syn(1000).window(64000),
+        &[],
+        b"",
+    )
 }
 
 fn syn6() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC, MAC)
-        .ipv6(CIP6, VIP6, 64)
-        .tcp(40000, 80, 1000, 64000)
-        .syn()
-        .write(&mut out, b"")
-        .unwrap();
-    out
+    let link = Link::DEFAULT.macs(MAC, MAC);
+    tcp_on(
+        link,
+        (CIP6, 40000),
+        (VIP6, 80),
+        Tcp::syn(1000).window(64000),
+        &[],
+        b"",
+    )
 }
 
 /// "Fragmentation needed" (MTU `mtu`) from a router, quoting the first

@@ -20,6 +20,7 @@ use lb_engine::{
     BackendConfig, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol, Timeouts,
     Verdict,
 };
+use lb_testkit::frame::{Link, Tcp, options as opts, tcp_on};
 use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -65,21 +66,14 @@ fn tcp(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC, MAC)
-        .ipv6(src.0, dst.0, 60)
-        .tcp(src.1, dst.1, seq, 64000);
-    if syn {
-        b = b.syn();
-    }
-    if let Some(n) = ack {
-        b = b.ack(n);
-    }
-    let mut out = Vec::new();
-    b.options(options)
-        .unwrap()
-        .write(&mut out, payload)
-        .unwrap();
-    out
+    let t = Tcp {
+        syn,
+        ack,
+        seq,
+        ..Tcp::NONE
+    };
+    let link = Link::DEFAULT.macs(MAC, MAC).ttl(60);
+    tcp_on(link, src, dst, t.window(64000), &opts(options), payload)
 }
 
 /// The IPv6 TCP segment in a frame: addresses, header, payload, with the

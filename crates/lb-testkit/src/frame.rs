@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use etherparse::{
-    IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TcpHeader, TransportSlice, VlanId,
+    IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TcpHeader, TcpOptionElement,
+    TransportSlice, VlanId,
 };
 
 /// The source MAC of every frame built here.
@@ -20,11 +21,13 @@ pub const WINDOW: u16 = 64240;
 /// The TTL or hop limit of every packet built here.
 pub const TTL: u8 = 64;
 
-/// What a TCP segment says besides its ends and payload.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What a TCP segment says besides its ends, options and payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tcp {
     /// Sequence number.
     pub seq: u32,
+    /// The window ([`WINDOW`] unless said).
+    pub window: u16,
     /// The ACK flag and its number.
     pub ack: Option<u32>,
     /// SYN.
@@ -38,9 +41,10 @@ pub struct Tcp {
 }
 
 impl Tcp {
-    /// No flag, sequence number 0.
+    /// No flag, sequence number 0, window [`WINDOW`].
     pub const NONE: Tcp = Tcp {
         seq: 0,
+        window: WINDOW,
         ack: None,
         syn: false,
         fin: false,
@@ -105,35 +109,110 @@ impl Tcp {
         }
     }
 
+    /// The same with another window.
+    pub const fn window(self, window: u16) -> Tcp {
+        Tcp { window, ..self }
+    }
+
     /// The same with PSH set.
     pub const fn psh(self) -> Tcp {
         Tcp { psh: true, ..self }
     }
 }
 
-/// Ethernet and the IP header of `src`'s family, from `src` to `dst`,
-/// behind an 802.1Q tag when `vlan` is given.
+impl Default for Tcp {
+    fn default() -> Tcp {
+        Tcp::NONE
+    }
+}
+
+/// What the Ethernet and IP headers of a frame say besides its addresses
+/// and protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC.
+    pub dst_mac: [u8; 6],
+    /// An 802.1Q tag with this VLAN id.
+    pub vlan: Option<u16>,
+    /// TTL or hop limit.
+    pub ttl: u8,
+}
+
+impl Link {
+    /// [`MAC_A`] to [`MAC_B`], untagged, TTL [`TTL`].
+    pub const DEFAULT: Link = Link {
+        src_mac: MAC_A,
+        dst_mac: MAC_B,
+        vlan: None,
+        ttl: TTL,
+    };
+
+    /// The same with another TTL or hop limit.
+    pub const fn ttl(self, ttl: u8) -> Link {
+        Link { ttl, ..self }
+    }
+
+    /// The same with these MACs.
+    pub const fn macs(self, src_mac: [u8; 6], dst_mac: [u8; 6]) -> Link {
+        Link {
+            src_mac,
+            dst_mac,
+            ..self
+        }
+    }
+
+    /// The same behind an 802.1Q tag.
+    pub const fn vlan(self, id: u16) -> Link {
+        Link {
+            vlan: Some(id),
+            ..self
+        }
+    }
+}
+
+impl Default for Link {
+    fn default() -> Link {
+        Link::DEFAULT
+    }
+}
+
+/// The options area etherparse writes for `elements` (padded with zeros
+/// to a multiple of 4 bytes).
+///
+/// # Panics
+///
+/// If they do not fit in 40 bytes.
+pub fn options(elements: &[TcpOptionElement]) -> Vec<u8> {
+    let mut header = TcpHeader::default();
+    header
+        .set_options(elements)
+        .unwrap_or_else(|e| panic!("TCP options: {e}"));
+    header.options.as_slice().to_vec()
+}
+
+/// Ethernet and the IP header of `src`'s family, from `src` to `dst`, as
+/// `link` says.
 ///
 /// # Panics
 ///
 /// If the two addresses are of different families, or the VLAN id is
 /// above 4095.
-pub fn ip_builder(
-    vlan: Option<u16>,
-    src: IpAddr,
-    dst: IpAddr,
-    ttl: u8,
-) -> PacketBuilderStep<IpHeaders> {
-    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    match (vlan, src, dst) {
-        (None, IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), ttl),
-        (None, IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), ttl),
-        (Some(id), IpAddr::V4(s), IpAddr::V4(d)) => eth
-            .single_vlan(VlanId::try_new(id).unwrap_or_else(|e| panic!("{e}")))
-            .ipv4(s.octets(), d.octets(), ttl),
-        (Some(id), IpAddr::V6(s), IpAddr::V6(d)) => eth
-            .single_vlan(VlanId::try_new(id).unwrap_or_else(|e| panic!("{e}")))
-            .ipv6(s.octets(), d.octets(), ttl),
+pub fn ip_builder(link: Link, src: IpAddr, dst: IpAddr) -> PacketBuilderStep<IpHeaders> {
+    let eth = PacketBuilder::ethernet2(link.src_mac, link.dst_mac);
+    let tag = |id: u16| VlanId::try_new(id).unwrap_or_else(|e| panic!("{e}"));
+    match (link.vlan, src, dst) {
+        (None, IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), link.ttl),
+        (None, IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), link.ttl),
+        (Some(id), IpAddr::V4(s), IpAddr::V4(d)) => {
+            eth.single_vlan(tag(id))
+                .ipv4(s.octets(), d.octets(), link.ttl)
+        }
+        (Some(id), IpAddr::V6(s), IpAddr::V6(d)) => {
+            eth.single_vlan(tag(id))
+                .ipv6(s.octets(), d.octets(), link.ttl)
+        }
         _ => panic!("{src} to {dst}: one family per packet"),
     }
 }
@@ -163,10 +242,6 @@ pub fn tcp_opts<A: Into<IpAddr>>(
 }
 
 /// [`tcp_opts`], behind an 802.1Q tag when `vlan` is given.
-///
-/// # Panics
-///
-/// If the options area is not a multiple of 4 bytes or longer than 40.
 pub fn tcp_vlan<A: Into<IpAddr>>(
     vlan: Option<u16>,
     src: (A, u16),
@@ -175,9 +250,29 @@ pub fn tcp_vlan<A: Into<IpAddr>>(
     options: &[u8],
     payload: &[u8],
 ) -> Vec<u8> {
+    let link = Link {
+        vlan,
+        ..Link::DEFAULT
+    };
+    tcp_on(link, src, dst, t, options, payload)
+}
+
+/// [`tcp_opts`] with the Ethernet and IP headers `link` says.
+///
+/// # Panics
+///
+/// If the options area is not a multiple of 4 bytes or longer than 40.
+pub fn tcp_on<A: Into<IpAddr>>(
+    link: Link,
+    src: (A, u16),
+    dst: (A, u16),
+    t: Tcp,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let (src, dst) = (ep(src), ep(dst));
     assert_eq!(options.len() % 4, 0, "options area {options:?}");
-    let mut header = TcpHeader::new(src.1, dst.1, t.seq, WINDOW);
+    let mut header = TcpHeader::new(src.1, dst.1, t.seq, t.window);
     header.syn = t.syn;
     header.fin = t.fin;
     header.rst = t.rst;
@@ -190,7 +285,7 @@ pub fn tcp_vlan<A: Into<IpAddr>>(
         .set_options_raw(options)
         .unwrap_or_else(|e| panic!("TCP options: {e}"));
     let mut out = Vec::new();
-    ip_builder(vlan, src.0, dst.0, TTL)
+    ip_builder(link, src.0, dst.0)
         .tcp_header(header)
         .write(&mut out, payload)
         .unwrap_or_else(|e| panic!("TCP frame: {e}"));
@@ -201,7 +296,7 @@ pub fn tcp_vlan<A: Into<IpAddr>>(
 pub fn udp<A: Into<IpAddr>>(src: (A, u16), dst: (A, u16), payload: &[u8]) -> Vec<u8> {
     let (src, dst) = (ep(src), ep(dst));
     let mut out = Vec::new();
-    ip_builder(None, src.0, dst.0, TTL)
+    ip_builder(Link::DEFAULT, src.0, dst.0)
         .udp(src.1, dst.1)
         .write(&mut out, payload)
         .unwrap_or_else(|e| panic!("UDP frame: {e}"));
@@ -211,7 +306,7 @@ pub fn udp<A: Into<IpAddr>>(src: (A, u16), dst: (A, u16), payload: &[u8]) -> Vec
 /// An ICMP (IPv4) or ICMPv6 echo request or reply, id 0x1234, sequence 7.
 pub fn echo<A: Into<IpAddr>>(src: A, dst: A, reply: bool, ttl: u8, payload: &[u8]) -> Vec<u8> {
     let (src, dst) = (src.into(), dst.into());
-    let b = ip_builder(None, src, dst, ttl);
+    let b = ip_builder(Link::DEFAULT.ttl(ttl), src, dst);
     let mut out = Vec::new();
     let written = match (src.is_ipv4(), reply) {
         (true, true) => b.icmpv4_echo_reply(0x1234, 7).write(&mut out, payload),
