@@ -137,3 +137,55 @@ pub fn options(area: &[u8]) -> Vec<(u8, Vec<u8>)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use etherparse::TcpOptionElement;
+
+    use super::{Segment, addresses, endpoints, options, segment};
+    use crate::frame::{Link, Tcp, options as encode, tcp_on, udp};
+
+    /// What the builders write is what the parser reads back, field by
+    /// field, in both families, tagged or not.
+    #[test]
+    fn built_segments_read_back() {
+        let ends: [(IpAddr, IpAddr); 2] = [
+            (
+                "192.0.2.1".parse().unwrap(),
+                "198.51.100.1".parse().unwrap(),
+            ),
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+            ),
+        ];
+        for (a, b) in ends {
+            for link in [Link::DEFAULT.ttl(9), Link::DEFAULT.vlan(7)] {
+                let opts = encode(&[
+                    TcpOptionElement::MaximumSegmentSize(1460),
+                    TcpOptionElement::Noop,
+                    TcpOptionElement::Timestamp(1, 2),
+                ]);
+                assert_eq!(opts.len() % 4, 0);
+                let t = Tcp::fin(7, 9).psh().window(1000);
+                let f = tcp_on(link, (a, 1), (b, 2), t, &opts, b"data");
+                let s = segment(&f).unwrap();
+                assert_eq!((s.src, s.dst), ((a, 1), (b, 2)));
+                assert_eq!((s.seq, s.ack, s.window), (7, 9, 1000));
+                assert!(s.has(Segment::FIN | Segment::ACK | Segment::PSH));
+                assert!(!s.has(Segment::SYN) && !s.has(Segment::RST));
+                assert_eq!(s.payload, b"data");
+                assert_eq!(s.options, opts);
+                let kinds: Vec<u8> = options(&s.options).iter().map(|o| o.0).collect();
+                assert_eq!(kinds, [2, 8]);
+                assert_eq!(endpoints(&f), ((a, 1), (b, 2)));
+            }
+            let d = udp((a, 53), (b, 5353), b"q");
+            assert_eq!(endpoints(&d), ((a, 53), (b, 5353)));
+            assert_eq!(addresses(&d), (a, b));
+            assert!(segment(&d).is_none());
+        }
+    }
+}
