@@ -294,9 +294,19 @@ pub fn tcp_on<A: Into<IpAddr>>(
 
 /// A UDP datagram from `src` to `dst`, checksummed by etherparse.
 pub fn udp<A: Into<IpAddr>>(src: (A, u16), dst: (A, u16), payload: &[u8]) -> Vec<u8> {
+    udp_on(Link::DEFAULT, src, dst, payload)
+}
+
+/// [`udp`] with the Ethernet and IP headers `link` says.
+pub fn udp_on<A: Into<IpAddr>>(
+    link: Link,
+    src: (A, u16),
+    dst: (A, u16),
+    payload: &[u8],
+) -> Vec<u8> {
     let (src, dst) = (ep(src), ep(dst));
     let mut out = Vec::new();
-    ip_builder(Link::DEFAULT, src.0, dst.0)
+    ip_builder(link, src.0, dst.0)
         .udp(src.1, dst.1)
         .write(&mut out, payload)
         .unwrap_or_else(|e| panic!("UDP frame: {e}"));
