@@ -6,11 +6,14 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use etherparse::PacketBuilder;
 use lb_engine::{
     BackendConfig, ChecksumPolicy, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
     Protocol, Verdict,
 };
+use lb_testkit::frame::{Tcp, tcp, tcp_opts};
+use lb_testkit::parse::segment;
+/// The generator that picks sessions: the test kit's SplitMix64.
+pub use lb_testkit::rng::Rng;
 
 /// The options area of a typical third handshake ACK leaving the balancer:
 /// NOP, NOP, timestamps (TSval 1, TSecr 2), then the TTM option for
@@ -41,14 +44,7 @@ pub fn client(i: u32) -> ([u8; 4], u16) {
 /// SYN, or an ACK with 64 bytes of data.
 pub fn client_frame(client: ([u8; 4], u16), port: u16, syn: bool) -> Vec<u8> {
     if syn {
-        let mut out = Vec::with_capacity(128);
-        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-            .ipv4(client.0, VIP, 64)
-            .tcp(client.1, port, 1000, 64240)
-            .syn()
-            .write(&mut out, &[])
-            .ok();
-        out
+        tcp(client, (VIP, port), Tcp::syn(1000), &[])
     } else {
         data_frame(client, port, 64)
     }
@@ -57,14 +53,12 @@ pub fn client_frame(client: ([u8; 4], u16), port: u16, syn: bool) -> Vec<u8> {
 /// An Ethernet + IPv4 + TCP frame from `client` to the VIP's `port`: an
 /// ACK with `payload` bytes of data.
 pub fn data_frame(client: ([u8; 4], u16), port: u16, payload: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload + 64);
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(client.0, VIP, 64)
-        .tcp(client.1, port, 1000, 64240)
-        .ack(5001)
-        .write(&mut out, &vec![0x5a; payload])
-        .ok();
-    out
+    tcp(
+        client,
+        (VIP, port),
+        Tcp::ack(1000, 5001),
+        &vec![0x5a; payload],
+    )
 }
 
 /// An engine with a TCP listener on the VIP (4 backends, 8 local
@@ -116,45 +110,29 @@ pub fn engine_with_policy(sessions: u32, capacity: u32, policy: ChecksumPolicy) 
 /// `client` created: read the local address and port from the SYN the
 /// engine forwarded (`forwarded`, an Ethernet frame).
 pub fn synack_for(forwarded: &[u8]) -> Vec<u8> {
-    let packet = etherparse::SlicedPacket::from_ethernet(forwarded)
-        .unwrap_or_else(|e| panic!("forwarded SYN: {e}"));
-    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
-        (&packet.net, &packet.transport)
-    else {
-        panic!("forwarded SYN is not IPv4 TCP");
-    };
-    let (lip, rip) = (ip.header().source(), ip.header().destination());
-    let mut out = Vec::with_capacity(80);
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
-        .ipv4(rip, lip, 64)
-        .tcp(tcp.destination_port(), tcp.source_port(), 5000, 64240)
-        .syn()
-        .ack(tcp.sequence_number().wrapping_add(1))
-        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
-        .unwrap_or_else(|e| panic!("options: {e}"))
-        .write(&mut out, &[])
-        .ok();
-    out
+    let syn = segment(forwarded).unwrap_or_else(|| panic!("the forwarded SYN is not TCP"));
+    let t = Tcp::synack(5000, syn.seq.wrapping_add(1));
+    tcp_opts(syn.dst, syn.src, t, &MSS_1460, &[])
 }
+
+/// The options area of the server's SYN-ACK: MSS 1460.
+const MSS_1460: [u8; 4] = [2, 4, 0x05, 0xb4];
+
+/// The options area of the client's segments after the handshake: NOP,
+/// NOP, timestamps (TSval 1, TSecr 2).
+const NOP_NOP_TS: [u8; 12] = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2];
 
 /// A client's segment with NOP, NOP, timestamps and 64 bytes of data that
 /// acknowledges the server's SYN-ACK of [`synack_for`]: the engine gives
 /// it the TTM option for as long as the server has sent nothing.
 pub fn third_ack_frame(client: ([u8; 4], u16)) -> Vec<u8> {
-    let mut out = Vec::with_capacity(140);
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(client.0, VIP, 64)
-        .tcp(client.1, 80, 1001, 64240)
-        .ack(5001)
-        .options(&[
-            etherparse::TcpOptionElement::Noop,
-            etherparse::TcpOptionElement::Noop,
-            etherparse::TcpOptionElement::Timestamp(1, 2),
-        ])
-        .unwrap_or_else(|e| panic!("options: {e}"))
-        .write(&mut out, &[0x5a; 64])
-        .ok();
-    out
+    tcp_opts(
+        client,
+        (VIP, 80),
+        Tcp::ack(1001, 5001),
+        &NOP_NOP_TS,
+        &[0x5a; 64],
+    )
 }
 
 /// An engine like [`engine_with_sessions`] whose sessions have all seen
@@ -202,21 +180,8 @@ pub fn engine_with_established_sessions(sessions: u32, capacity: u32) -> Engine 
 /// The server's first data segment (10 bytes, seq 5001) for the session
 /// whose client segment the engine forwarded as `forwarded`.
 pub fn server_data_for(forwarded: &[u8]) -> Vec<u8> {
-    let packet = etherparse::SlicedPacket::from_ethernet(forwarded)
-        .unwrap_or_else(|e| panic!("forwarded segment: {e}"));
-    let (Some(etherparse::NetSlice::Ipv4(ip)), Some(etherparse::TransportSlice::Tcp(tcp))) =
-        (&packet.net, &packet.transport)
-    else {
-        panic!("forwarded segment is not IPv4 TCP");
-    };
-    let mut out = Vec::with_capacity(80);
-    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 3], [2, 0, 0, 0, 0, 4])
-        .ipv4(ip.header().destination(), ip.header().source(), 64)
-        .tcp(tcp.destination_port(), tcp.source_port(), 5001, 64240)
-        .ack(tcp.sequence_number())
-        .write(&mut out, &[0x33; 10])
-        .ok();
-    out
+    let seg = segment(forwarded).unwrap_or_else(|| panic!("the forwarded segment is not TCP"));
+    tcp(seg.dst, seg.src, Tcp::ack(5001, seg.seq), &[0x33; 10])
 }
 
 /// The IPv6 VIP of the benchmark's 6to4 listener (port 80).
@@ -233,24 +198,17 @@ pub fn client6(i: u32) -> ([u8; 16], u16) {
 /// An IPv6 client segment to the VIP6 port 80: a SYN, or an ACK of the
 /// server's SYN-ACK (ISN 5000) with NOP, NOP, timestamps and 64 bytes.
 pub fn client6_frame(client: ([u8; 16], u16), syn: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(160);
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6(client.0, VIP6, 64)
-        .tcp(client.1, 80, 1000, 64240);
     if syn {
-        b.syn().write(&mut out, &[]).ok();
+        tcp(client, (VIP6, 80), Tcp::syn(1000), &[])
     } else {
-        b.ack(5001)
-            .options(&[
-                etherparse::TcpOptionElement::Noop,
-                etherparse::TcpOptionElement::Noop,
-                etherparse::TcpOptionElement::Timestamp(1, 2),
-            ])
-            .unwrap_or_else(|e| panic!("options: {e}"))
-            .write(&mut out, &[0x5a; 64])
-            .ok();
+        tcp_opts(
+            client,
+            (VIP6, 80),
+            Tcp::ack(1000, 5001),
+            &NOP_NOP_TS,
+            &[0x5a; 64],
+        )
     }
-    out
 }
 
 /// An engine with a 6to4 listener (IPv6 VIP, IPv4 local addresses and
@@ -317,17 +275,4 @@ pub fn handle(engine: &mut Engine, buf: &mut [u8], frame: &[u8]) -> Verdict {
         .copy_from_slice(frame);
     let mut f = Frame::new(buf, start, end).unwrap_or_else(|| panic!("range"));
     engine.handle_packet(Instant::from_secs(1), &mut f)
-}
-
-/// A small deterministic generator (xorshift64*), for picking sessions.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next value.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }

@@ -18,10 +18,8 @@
 //! Every test also checks that the session count is what the counters
 //! say: created - expired - reset - replaced - rescheduled - evicted.
 //!
-//! The test files of this crate each keep their own frame builders; these
-//! are `rules.rs`'s few (a TCP segment, a UDP datagram, the endpoints of a
-//! forwarded frame, the simulated clock), made family-agnostic so that one
-//! set serves IPv4 and IPv6.
+//! Frames, their parsing, the checksum oracle and the simulated clock are
+//! the test kit's (`lb-testkit`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -32,18 +30,18 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{SlicedPacket, TransportSlice};
 use lb_engine::{
-    BackendConfig, ChecksumPolicy, DropReason, Engine, EngineConfig, Frame, Instant,
-    ListenerConfig, ListenerId, LocalPool, Protocol, Timeouts, Verdict,
+    BackendConfig, ChecksumPolicy, DropReason, Engine, EngineConfig, Instant, ListenerConfig,
+    ListenerId, LocalPool, Protocol, Timeouts, Verdict,
 };
+use lb_testkit::Ep;
+use lb_testkit::checksum::l4_right as checksum_right;
+use lb_testkit::frame::{C_ISN, S_ISN, Tcp, corrupt, l4_offset, tcp, udp, udp_without_checksum};
+use lb_testkit::parse::endpoints;
+use lb_testkit::sim::{Conn, Sim, dropped, to_client, to_server};
 
-const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const C_ISN: u32 = 1000;
-const S_ISN: u32 = 5000;
 const SWEEP: Duration = Duration::from_secs(1);
-
-type Ep = (IpAddr, u16);
 
 fn v4(a: [u8; 4]) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(a))
@@ -88,330 +86,34 @@ fn client(v6_client: bool, i: u16) -> Ep {
     (addr, 40000 + i)
 }
 
-// ----- frames ------------------------------------------------------------
-
-#[derive(Clone, Copy, Default)]
-struct Tcp {
-    syn: bool,
-    ack: Option<u32>,
-    rst: bool,
-    seq: u32,
-}
-
 fn syn() -> Tcp {
-    Tcp {
-        syn: true,
-        seq: C_ISN,
-        ..Tcp::default()
-    }
+    Tcp::syn(C_ISN)
 }
 
 fn synack() -> Tcp {
-    Tcp {
-        syn: true,
-        ack: Some(C_ISN + 1),
-        seq: S_ISN,
-        ..Tcp::default()
-    }
+    Tcp::synack(S_ISN, C_ISN + 1)
 }
 
 fn ack(seq: u32, ack: u32) -> Tcp {
-    Tcp {
-        ack: Some(ack),
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::ack(seq, ack)
 }
 
 fn rst(seq: u32) -> Tcp {
-    Tcp {
-        rst: true,
-        seq,
-        ..Tcp::default()
-    }
+    Tcp::rst(seq)
 }
 
-fn builder(src: IpAddr, dst: IpAddr) -> etherparse::PacketBuilderStep<etherparse::IpHeaders> {
-    let eth = PacketBuilder::ethernet2(MAC, MAC);
-    match (src, dst) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-        _ => panic!("{src} to {dst}: one family per packet"),
-    }
-}
-
-/// A TCP segment from `src` to `dst`, checksummed by etherparse.
-fn tcp(src: Ep, dst: Ep, t: Tcp, payload: &[u8]) -> Vec<u8> {
-    let mut b = builder(src.0, dst.0).tcp(src.1, dst.1, t.seq, 64240);
-    if t.syn {
-        b = b.syn();
-    }
-    if let Some(n) = t.ack {
-        b = b.ack(n);
-    }
-    if t.rst {
-        b = b.rst();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
-
-/// A UDP datagram from `src` to `dst`, checksummed by etherparse.
-fn udp(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    builder(src.0, dst.0)
-        .udp(src.1, dst.1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
-/// Where the transport header of a frame built here starts.
-fn l4_offset(frame: &[u8]) -> usize {
-    match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0800 => 14 + 20,
-        0x86dd => 14 + 40,
-        other => panic!("ethertype {other:#06x}"),
-    }
-}
-
-/// The frame with one transport byte changed and its checksum left as it
-/// was: wrong, by one word (the TCP window, or a UDP payload byte).
-fn corrupt(mut frame: Vec<u8>) -> Vec<u8> {
-    let at = l4_offset(&frame);
-    let is_tcp = frame.len() >= at + 20 && frame[at + 12] >> 4 >= 5 && {
-        let p = SlicedPacket::from_ethernet(&frame).unwrap();
-        matches!(p.transport, Some(TransportSlice::Tcp(_)))
+/// An engine with small tables and a short sweep, its clock at 10 s,
+/// its session counts checked after every frame and clock move.
+fn sim(capacity: u32) -> Sim {
+    let config = EngineConfig {
+        capacity,
+        affinity_capacity: 64,
+        quarantine_capacity: 1024,
+        sweep_period: SWEEP,
+        sweep_tick: Duration::from_millis(100),
+        ..EngineConfig::default()
     };
-    let byte = if is_tcp { at + 15 } else { frame.len() - 1 };
-    frame[byte] ^= 0x01;
-    frame
-}
-
-/// A UDP datagram with checksum 0: "none" over IPv4, invalid over IPv6.
-fn udp_without_checksum(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
-    let mut frame = udp(src, dst, payload);
-    let at = l4_offset(&frame) + 6;
-    frame[at..at + 2].copy_from_slice(&[0, 0]);
-    frame
-}
-
-/// Source and destination of a TCP or UDP frame of either family.
-fn endpoints(frame: &[u8]) -> (Ep, Ep) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let (src, dst) = match &p.net {
-        Some(NetSlice::Ipv4(ip)) => (
-            IpAddr::V4(ip.header().source_addr()),
-            IpAddr::V4(ip.header().destination_addr()),
-        ),
-        Some(NetSlice::Ipv6(ip)) => (
-            IpAddr::V6(ip.header().source_addr()),
-            IpAddr::V6(ip.header().destination_addr()),
-        ),
-        other => panic!("not IP: {other:?}"),
-    };
-    let (sport, dport) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
-        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
-        other => panic!("not TCP or UDP: {other:?}"),
-    };
-    ((src, sport), (dst, dport))
-}
-
-/// Whether a frame's transport checksum is right, summed here from the
-/// bytes (pseudo-header of its family, RFC 1071); UDP's 0 is "none" and
-/// right only over IPv4.
-fn checksum_right(frame: &[u8]) -> bool {
-    let ((src, _), (dst, _)) = endpoints(frame);
-    let at = l4_offset(frame);
-    let seg = &frame[at..];
-    let proto = frame[if src.is_ipv4() { 14 + 9 } else { 14 + 6 }];
-    if proto == 17 && seg[6..8] == [0, 0] {
-        return src.is_ipv4();
-    }
-    let octets = |a: IpAddr| match a {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
-    let mut words: Vec<u8> = [octets(src), octets(dst)].concat();
-    words.extend_from_slice(&[0, proto]);
-    words.extend_from_slice(&(seg.len() as u16).to_be_bytes());
-    words.extend_from_slice(seg);
-    let mut sum: u64 = words
-        .chunks(2)
-        .map(|w| u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
-}
-
-fn to_server(a: IpAddr) -> Verdict {
-    Verdict::ToServer { next_hop: a }
-}
-
-fn to_client(a: IpAddr) -> Verdict {
-    Verdict::ToClient { next_hop: a }
-}
-
-fn dropped(reason: DropReason) -> Verdict {
-    Verdict::Drop(reason)
-}
-
-// ----- the simulated world -------------------------------------------------
-
-/// An engine and its caller's clock.
-struct Sim {
-    e: Engine,
-    now: Instant,
-}
-
-/// A session through the engine: client, VIP, and the local and server
-/// ends the engine chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Conn {
-    c: Ep,
-    v: Ep,
-    l: Ep,
-    r: Ep,
-}
-
-impl Conn {
-    fn client(&self, t: Tcp, payload: &[u8]) -> Vec<u8> {
-        tcp(self.c, self.v, t, payload)
-    }
-
-    fn server(&self, t: Tcp, payload: &[u8]) -> Vec<u8> {
-        tcp(self.r, self.l, t, payload)
-    }
-}
-
-impl Sim {
-    fn new(capacity: u32) -> Sim {
-        let config = EngineConfig {
-            capacity,
-            affinity_capacity: 64,
-            quarantine_capacity: 1024,
-            sweep_period: SWEEP,
-            sweep_tick: Duration::from_millis(100),
-            ..EngineConfig::default()
-        };
-        Sim {
-            e: Engine::new(config).unwrap(),
-            now: Instant::from_secs(10),
-        }
-    }
-
-    fn send(&mut self, input: &[u8]) -> (Verdict, Vec<u8>) {
-        let start = Frame::HEADROOM;
-        let mut buf = vec![0u8; start + input.len() + 64];
-        buf[start..start + input.len()].copy_from_slice(input);
-        let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-        let verdict = self.e.handle_packet(self.now, &mut frame);
-        let out = frame.bytes().to_vec();
-        self.check_counts();
-        (verdict, out)
-    }
-
-    fn verdict(&mut self, input: &[u8]) -> Verdict {
-        self.send(input).0
-    }
-
-    /// Move the clock to `to`, calling `handle_timeout` whenever
-    /// `poll_timeout` asks, as a runner does.
-    fn advance_to(&mut self, to: Instant) {
-        while let Some(t) = self.e.poll_timeout() {
-            if t > to {
-                break;
-            }
-            let t = t.max(self.now);
-            self.e.handle_timeout(t);
-            self.now = t;
-        }
-        self.now = to;
-        self.check_counts();
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.advance_to(self.now + d);
-    }
-
-    /// A client's first SYN, which the engine must forward: the session.
-    fn open(&mut self, c: Ep, v: Ep) -> Conn {
-        let (verdict, out) = self.send(&tcp(c, v, syn(), b""));
-        let (l, r) = endpoints(&out);
-        assert_eq!(verdict, to_server(r.0), "SYN from {c:?} to {v:?}");
-        Conn { c, v, l, r }
-    }
-
-    /// The server's SYN-ACK, which the engine must forward.
-    fn answer(&mut self, conn: &Conn) {
-        let (verdict, out) = self.send(&conn.server(synack(), b""));
-        assert_eq!(verdict, to_client(conn.c.0), "SYN-ACK of {conn:?}");
-        assert_eq!(endpoints(&out), (conn.v, conn.c));
-    }
-
-    /// The three-way handshake through the engine.
-    fn establish(&mut self, c: Ep, v: Ep) -> Conn {
-        let conn = self.open(c, v);
-        self.answer(&conn);
-        self.third_ack(&conn);
-        conn
-    }
-
-    fn third_ack(&mut self, conn: &Conn) {
-        let (verdict, out) = self.send(&conn.client(ack(C_ISN + 1, S_ISN + 1), b""));
-        assert_eq!(verdict, to_server(conn.r.0), "third ACK of {conn:?}");
-        assert_eq!(endpoints(&out), (conn.l, conn.r));
-    }
-
-    /// Data both ways on an established `conn` is still forwarded, between
-    /// the same ends.
-    fn still_flows(&mut self, conn: &Conn, what: &str) {
-        let (verdict, out) = self.send(&conn.client(ack(C_ISN + 1, S_ISN + 1), b"more"));
-        assert_eq!(verdict, to_server(conn.r.0), "{what}: client to server");
-        assert_eq!(endpoints(&out), (conn.l, conn.r), "{what}");
-        let (verdict, out) = self.send(&conn.server(ack(S_ISN + 1, C_ISN + 5), b"back"));
-        assert_eq!(verdict, to_client(conn.c.0), "{what}: server to client");
-        assert_eq!(endpoints(&out), (conn.v, conn.c), "{what}");
-    }
-
-    /// The session of `conn` is gone: its server's packets match nothing.
-    fn gone(&mut self, conn: &Conn, what: &str) {
-        assert_eq!(
-            self.verdict(&conn.server(synack(), b"")),
-            dropped(DropReason::NoSession),
-            "{what}: {conn:?} should be gone"
-        );
-    }
-
-    /// The sessions alive are what the counters say, and what the
-    /// listeners' and backends' traffic say.
-    fn check_counts(&self) {
-        let c = self.e.counters();
-        let alive = c.sessions_created + c.sessions_restored
-            - c.sessions_expired
-            - c.sessions_reset
-            - c.sessions_replaced
-            - c.sessions_rescheduled
-            - c.sessions_evicted;
-        assert_eq!(u64::from(self.e.session_count()), alive, "{c:#?}");
-        let mut active = 0;
-        for l in 0..8 {
-            let Some(t) = self.e.listener_traffic(l) else {
-                continue;
-            };
-            active += t.active_sessions;
-            let backends: u64 = (0..8)
-                .filter_map(|b| self.e.backend_traffic(l, b))
-                .map(|t| t.active_sessions)
-                .sum();
-            assert_eq!(backends, t.active_sessions, "listener {l}");
-        }
-        assert_eq!(active, alive);
-    }
+    Sim::counted(config, Instant::from_secs(10))
 }
 
 /// A listener on `vip:port` with `backends` (port 8080 for TCP, 5353 for
@@ -480,7 +182,7 @@ impl Path {
 /// An engine with the TCP and UDP listeners of every path (ids: TCP
 /// `2 * path`, UDP `2 * path + 1`), each with two servers.
 fn every_path(policy: ChecksumPolicy) -> Sim {
-    let mut s = Sim::new(64);
+    let mut s = sim(64);
     for path in PATHS {
         for protocol in [Protocol::Tcp, Protocol::Udp] {
             let port = if protocol == Protocol::Tcp { 80 } else { 53 };
@@ -500,7 +202,7 @@ fn every_path(policy: ChecksumPolicy) -> Sim {
 
 /// An engine with one 4to4 TCP listener (id 0) and its three servers.
 fn one_tcp_listener(capacity: u32) -> Sim {
-    let mut s = Sim::new(capacity);
+    let mut s = sim(capacity);
     let l = listener(
         vip4(),
         80,
@@ -992,7 +694,7 @@ fn a_guessed_ack_leaves_a_session_evictable() {
 /// need not have the lowest).
 #[test]
 fn half_open_sessions_are_evicted_oldest_first() {
-    let mut s = Sim::new(4);
+    let mut s = sim(4);
     let mut l = listener(
         vip4(),
         80,
@@ -1077,7 +779,7 @@ fn a_session_that_becomes_established_leaves_the_half_open_list() {
 
 #[test]
 fn udp_neither_evicts_nor_is_evicted() {
-    let mut s = Sim::new(4);
+    let mut s = sim(4);
     for (port, protocol) in [(80, Protocol::Tcp), (53, Protocol::Udp)] {
         let l = listener(
             vip4(),
@@ -1112,7 +814,7 @@ fn udp_neither_evicts_nor_is_evicted() {
         assert!(matches!(s.verdict(&dgram), Verdict::ToServer { .. }));
     }
     // A table of UDP sessions refuses a SYN.
-    let mut s = Sim::new(2);
+    let mut s = sim(2);
     let l = listener(
         vip4(),
         53,
@@ -1143,7 +845,7 @@ fn udp_neither_evicts_nor_is_evicted() {
 
 #[test]
 fn a_syn_that_cannot_be_served_evicts_nothing() {
-    let mut s = Sim::new(4);
+    let mut s = sim(4);
     let l = listener(
         vip4(),
         80,

@@ -13,12 +13,11 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use etherparse::PacketBuilder;
 use lb_engine::{
-    BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
-    Protocol, Verdict,
+    BackendConfig, DropReason, Engine, EngineConfig, ListenerConfig, LocalPool, Protocol, Verdict,
 };
+use lb_testkit::frame::{MAC_A, MAC_B, Tcp, echo, fix_ipv4_header_checksum, tcp, tcp_opts, udp};
+use lb_testkit::golden::{Fixture, run};
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const CIP: [u8; 4] = [192, 0, 2, 10];
 const VIP: [u8; 4] = [198, 51, 100, 1];
 const RIP: [u8; 4] = [10, 0, 0, 2];
@@ -51,62 +50,6 @@ fn engine() -> Engine {
     engine
 }
 
-#[derive(Clone, Copy, Default)]
-struct Tcp {
-    syn: bool,
-    ack: Option<u32>,
-    fin: bool,
-    rst: bool,
-    seq: u32,
-}
-
-fn tcp_frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), t: Tcp, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, t.seq, 64240);
-    if t.syn {
-        b = b.syn();
-    }
-    if let Some(n) = t.ack {
-        b = b.ack(n);
-    }
-    if t.fin {
-        b = b.fin();
-    }
-    if t.rst {
-        b = b.rst();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
-
-/// A TCP frame whose options area is `options` (a multiple of 4 bytes).
-fn tcp_frame_opts(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    t: Tcp,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    let mut header = etherparse::TcpHeader::new(src.1, dst.1, t.seq, 64240);
-    header.syn = t.syn;
-    header.fin = t.fin;
-    header.rst = t.rst;
-    if let Some(n) = t.ack {
-        header.ack = true;
-        header.acknowledgment_number = n;
-    }
-    header.set_options_raw(options).unwrap();
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .tcp_header(header)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
 /// The TTM option for a client, as ttm-core writes it.
 fn ttm(client: ([u8; 4], u16)) -> Vec<u8> {
     let option = ttm_core::TtmOption::new(254, std::net::SocketAddr::from(client));
@@ -115,72 +58,8 @@ fn ttm(client: ([u8; 4], u16)) -> Vec<u8> {
     buf[..20 - rest].to_vec()
 }
 
-fn udp_frame(src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .udp(src.1, dst.1)
-        .write(&mut out, payload)
-        .unwrap();
-    out
-}
-
 fn echo_frame(src: [u8; 4], dst: [u8; 4], reply: bool, ttl: u8) -> Vec<u8> {
-    let mut out = Vec::new();
-    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, ttl);
-    let b = if reply {
-        b.icmpv4_echo_reply(0x1234, 7)
-    } else {
-        b.icmpv4_echo_request(0x1234, 7)
-    };
-    b.write(&mut out, b"ping payload").unwrap();
-    out
-}
-
-/// Recompute the IPv4 header checksum of a frame after editing its header.
-fn fix_ip_checksum(frame: &mut [u8]) {
-    let ihl = usize::from(frame[14] & 0x0f) * 4;
-    frame[24] = 0;
-    frame[25] = 0;
-    let header = etherparse::Ipv4HeaderSlice::from_slice(&frame[14..14 + ihl]).unwrap();
-    let sum = header.to_header().calc_header_checksum();
-    frame[24..26].copy_from_slice(&sum.to_be_bytes());
-}
-
-struct Fixture {
-    what: &'static str,
-    input: Vec<u8>,
-    verdict: Verdict,
-    /// The frame after the engine, when it is forwarded or passed.
-    output: Option<Vec<u8>>,
-}
-
-fn run(engine: &mut Engine, fixtures: &[Fixture]) {
-    for f in fixtures {
-        let mut buf = vec![0u8; Frame::HEADROOM + f.input.len() + 64];
-        let start = Frame::HEADROOM;
-        buf[start..start + f.input.len()].copy_from_slice(&f.input);
-        let mut frame = Frame::new(&mut buf, start, start + f.input.len()).unwrap();
-        let drops_before = engine.counters().dropped_total();
-        let verdict = engine.handle_packet(Instant::from_secs(1), &mut frame);
-        assert_eq!(verdict, f.verdict, "{}: verdict", f.what);
-        if let Some(want) = &f.output {
-            assert_eq!(frame.bytes(), want.as_slice(), "{}: output frame", f.what);
-        }
-        if let Verdict::Drop(reason) = verdict {
-            assert_eq!(
-                engine.counters().dropped_total(),
-                drops_before + 1,
-                "{}",
-                f.what
-            );
-            assert!(
-                engine.counters().dropped(reason) >= 1,
-                "{}: counter",
-                f.what
-            );
-        }
-    }
+    echo(src, dst, reply, ttl, b"ping payload")
 }
 
 fn to_server() -> Verdict {
@@ -227,49 +106,49 @@ fn fullnat_tcp_handshake_data_and_close() {
     let fixtures = [
         Fixture {
             what: "SYN to the VIP starts a session: cip:cport->VIP:vport becomes lip:lport->rip:rport",
-            input: tcp_frame(c, v, syn, b""),
+            input: tcp(c, v, syn, b""),
             verdict: to_server(),
-            output: Some(tcp_frame(l, r, syn, b"")),
+            output: Some(tcp(l, r, syn, b"")),
         },
         Fixture {
             what: "SYN-ACK from the server to lip:lport becomes VIP:vport->cip:cport",
-            input: tcp_frame(r, l, synack, b""),
+            input: tcp(r, l, synack, b""),
             verdict: to_client(),
-            output: Some(tcp_frame(v, c, synack, b"")),
+            output: Some(tcp(v, c, synack, b"")),
         },
         Fixture {
             what: "the third ACK, with data, gets the TTM option with the client's address",
-            input: tcp_frame(c, v, ack, b"hello"),
+            input: tcp(c, v, ack, b"hello"),
             verdict: to_server(),
-            output: Some(tcp_frame_opts(l, r, ack, &ttm(c), b"hello")),
+            output: Some(tcp_opts(l, r, ack, &ttm(c), b"hello")),
         },
         Fixture {
             what: "data from the server",
-            input: tcp_frame(r, l, data_back, b"hi!"),
+            input: tcp(r, l, data_back, b"hi!"),
             verdict: to_client(),
-            output: Some(tcp_frame(v, c, data_back, b"hi!")),
+            output: Some(tcp(v, c, data_back, b"hi!")),
         },
         Fixture {
             what: "FIN from the client",
-            input: tcp_frame(c, v, fin, b""),
+            input: tcp(c, v, fin, b""),
             verdict: to_server(),
-            output: Some(tcp_frame(l, r, fin, b"")),
+            output: Some(tcp(l, r, fin, b"")),
         },
         Fixture {
             what: "a segment from another client port without SYN matches no session",
-            input: tcp_frame((CIP, 40001), v, ack, b""),
+            input: tcp((CIP, 40001), v, ack, b""),
             verdict: Verdict::Drop(DropReason::NoSession),
             output: None,
         },
         Fixture {
             what: "a reply to the local address from another server port matches no session",
-            input: tcp_frame((RIP, 8081), l, data_back, b""),
+            input: tcp((RIP, 8081), l, data_back, b""),
             verdict: Verdict::Drop(DropReason::NoSession),
             output: None,
         },
         Fixture {
             what: "a reply to another local port matches no session",
-            input: tcp_frame(r, (LIP, 50002), data_back, b""),
+            input: tcp(r, (LIP, 50002), data_back, b""),
             verdict: Verdict::Drop(DropReason::NoSession),
             output: None,
         },
@@ -298,24 +177,24 @@ fn fullnat_udp_and_checksum_zero() {
     let v = (VIP, 53);
     let r = (RIP, 5353);
     let l = (LIP, LPORT_UDP);
-    let mut no_sum = udp_frame(c, v, b"query");
+    let mut no_sum = udp(c, v, b"query");
     no_sum[40] = 0;
     no_sum[41] = 0;
-    let mut no_sum_out = udp_frame(l, r, b"query");
+    let mut no_sum_out = udp(l, r, b"query");
     no_sum_out[40] = 0;
     no_sum_out[41] = 0;
     let fixtures = [
         Fixture {
             what: "a datagram to the VIP starts a session",
-            input: udp_frame(c, v, b"query"),
+            input: udp(c, v, b"query"),
             verdict: to_server(),
-            output: Some(udp_frame(l, r, b"query")),
+            output: Some(udp(l, r, b"query")),
         },
         Fixture {
             what: "the reply goes back to the client",
-            input: udp_frame(r, l, b"answer"),
+            input: udp(r, l, b"answer"),
             verdict: to_client(),
-            output: Some(udp_frame(v, c, b"answer")),
+            output: Some(udp(v, c, b"answer")),
         },
         Fixture {
             what: "UDP checksum 0 (none, RFC 768) stays 0",
@@ -379,7 +258,7 @@ fn ping_the_vip() {
 
 #[test]
 fn traffic_that_is_not_ours_passes_unchanged() {
-    let other = tcp_frame(
+    let other = tcp(
         (CIP, 1),
         (OTHER, 22),
         Tcp {
@@ -443,8 +322,8 @@ fn vlan_tagged_and_padded_frames() {
     };
     let _ = syn;
     // A minimum-size Ethernet frame: a 1-byte UDP payload padded to 60.
-    let mut padded = udp_frame((CIP, 6000), (VIP, 53), b"q");
-    let unpadded_out = udp_frame((LIP, LPORT_UDP), (RIP, 5353), b"q");
+    let mut padded = udp((CIP, 6000), (VIP, 53), b"q");
+    let unpadded_out = udp((LIP, LPORT_UDP), (RIP, 5353), b"q");
     padded.resize(60, 0);
     let fixtures = [
         Fixture {
@@ -473,7 +352,7 @@ fn bad_input_is_dropped_with_its_reason() {
         seq: 1,
         ..Tcp::default()
     };
-    let good = tcp_frame(c, v, syn, b"");
+    let good = tcp(c, v, syn, b"");
 
     let mut options = good.clone();
     // IHL 6 with a NOP/EOL option word inserted after the fixed header.
@@ -481,25 +360,25 @@ fn bad_input_is_dropped_with_its_reason() {
     options[14] = 0x46;
     let total = u16::from_be_bytes([options[16], options[17]]) + 4;
     options[16..18].copy_from_slice(&total.to_be_bytes());
-    fix_ip_checksum(&mut options);
+    fix_ipv4_header_checksum(&mut options);
 
     let mut fragment = good.clone();
     fragment[20] |= 0x20; // more fragments
-    fix_ip_checksum(&mut fragment);
+    fix_ipv4_header_checksum(&mut fragment);
     let mut later_fragment = good.clone();
     later_fragment[20] = 0;
     later_fragment[21] = 8; // offset 64 bytes
-    fix_ip_checksum(&mut later_fragment);
+    fix_ipv4_header_checksum(&mut later_fragment);
 
     let mut bad_sum = good.clone();
     bad_sum[24] ^= 0xff;
 
     let mut long_total = good.clone();
     long_total[16..18].copy_from_slice(&100u16.to_be_bytes());
-    fix_ip_checksum(&mut long_total);
+    fix_ipv4_header_checksum(&mut long_total);
     let mut short_total = good.clone();
     short_total[16..18].copy_from_slice(&19u16.to_be_bytes());
-    fix_ip_checksum(&mut short_total);
+    fix_ipv4_header_checksum(&mut short_total);
 
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x44;
@@ -509,14 +388,14 @@ fn bad_input_is_dropped_with_its_reason() {
     let mut short_tcp = good.clone();
     short_tcp.truncate(14 + 20 + 10);
     short_tcp[16..18].copy_from_slice(&30u16.to_be_bytes());
-    fix_ip_checksum(&mut short_tcp);
+    fix_ipv4_header_checksum(&mut short_tcp);
 
     let mut bad_doff = good.clone();
     bad_doff[14 + 20 + 12] = 0x40; // data offset 4
     let mut long_doff = good.clone();
     long_doff[14 + 20 + 12] = 0xf0; // 60 bytes, more than the segment
 
-    let synfin = tcp_frame(
+    let synfin = tcp(
         c,
         v,
         Tcp {
@@ -526,7 +405,7 @@ fn bad_input_is_dropped_with_its_reason() {
         },
         b"",
     );
-    let synrst = tcp_frame(
+    let synrst = tcp(
         c,
         v,
         Tcp {
@@ -536,14 +415,14 @@ fn bad_input_is_dropped_with_its_reason() {
         },
         b"",
     );
-    let no_flags = tcp_frame(c, v, Tcp::default(), b"");
+    let no_flags = tcp(c, v, Tcp::default(), b"");
 
-    let mut udp_len_lies = udp_frame((CIP, 5000), (VIP, 53), b"query");
+    let mut udp_len_lies = udp((CIP, 5000), (VIP, 53), b"query");
     udp_len_lies[38..40].copy_from_slice(&9u16.to_be_bytes());
 
     let mut gre = good.clone();
     gre[23] = 47;
-    fix_ip_checksum(&mut gre);
+    fix_ipv4_header_checksum(&mut gre);
 
     let cases: Vec<(&str, Vec<u8>, DropReason)> = vec![
         ("runt frame", good[..10].to_vec(), DropReason::Truncated),
@@ -586,12 +465,12 @@ fn bad_input_is_dropped_with_its_reason() {
         ("GRE to the VIP", gre, DropReason::UnsupportedProtocol),
         (
             "a VIP port with no listener",
-            tcp_frame(c, (VIP, 81), syn, b""),
+            tcp(c, (VIP, 81), syn, b""),
             DropReason::NoListener,
         ),
         (
             "UDP to the TCP listener's port",
-            udp_frame(c, v, b"x"),
+            udp(c, v, b"x"),
             DropReason::NoListener,
         ),
     ];

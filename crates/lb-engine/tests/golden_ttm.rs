@@ -47,15 +47,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use etherparse::{PacketBuilder, TcpHeader};
 use lb_engine::{
     BackendConfig, ConfigError, Counters, Engine, EngineConfig, Frame, Instant, ListenerConfig,
     LocalPool, Protocol, TtmConfig, Verdict,
 };
+use lb_testkit::frame::{Tcp, tcp_opts, tcp_vlan};
 use ttm_core::{KindSet, TtmOption};
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const CIP: [u8; 4] = [192, 0, 2, 10];
 const VIP: [u8; 4] = [198, 51, 100, 1];
 const RIP: [u8; 4] = [10, 0, 0, 2];
@@ -118,64 +116,6 @@ fn try_engine(ttm: TtmConfig) -> Result<Engine, ConfigError> {
 
 fn engine() -> Engine {
     try_engine(TtmConfig::default()).unwrap()
-}
-
-#[derive(Clone, Copy, Default)]
-struct Tcp {
-    syn: bool,
-    ack: Option<u32>,
-    fin: bool,
-    rst: bool,
-    seq: u32,
-}
-
-/// A TCP segment in an IPv4 packet in an Ethernet frame, checksummed by
-/// etherparse; `options` is the whole options area, a multiple of 4 bytes
-/// (so that etherparse adds no zero padding of its own).
-fn seg(
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    t: Tcp,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    seg_vlan(None, src, dst, t, options, payload)
-}
-
-/// [`seg`], behind an 802.1Q tag when `vlan` is given.
-fn seg_vlan(
-    vlan: Option<u16>,
-    src: ([u8; 4], u16),
-    dst: ([u8; 4], u16),
-    t: Tcp,
-    options: &[u8],
-    payload: &[u8],
-) -> Vec<u8> {
-    assert_eq!(options.len() % 4, 0, "options area {options:?}");
-    let mut header = TcpHeader::new(src.1, dst.1, t.seq, 64240);
-    header.syn = t.syn;
-    header.fin = t.fin;
-    header.rst = t.rst;
-    if let Some(n) = t.ack {
-        header.ack = true;
-        header.acknowledgment_number = n;
-    }
-    header.set_options_raw(options).unwrap();
-    let mut out = Vec::new();
-    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    match vlan {
-        None => eth
-            .ipv4(src.0, dst.0, 64)
-            .tcp_header(header)
-            .write(&mut out, payload),
-        Some(id) => eth
-            .single_vlan(etherparse::VlanId::try_new(id).unwrap())
-            .ipv4(src.0, dst.0, 64)
-            .tcp_header(header)
-            .write(&mut out, payload),
-    }
-    .unwrap();
-    out
 }
 
 /// The IP total length of a frame as received (behind at most one VLAN
@@ -322,9 +262,9 @@ fn inb(
 ) -> Fixture {
     Fixture {
         what: what.into(),
-        input: seg(C, V, t, in_opts, payload),
+        input: tcp_opts(C, V, t, in_opts, payload),
         verdict: Verdict::ToServer { next_hop: ip(RIP) },
-        output: seg(L, R, t, out_opts, payload),
+        output: tcp_opts(L, R, t, out_opts, payload),
         grown,
         headroom: Frame::HEADROOM,
         trim: 0,
@@ -344,9 +284,9 @@ fn outb(
 ) -> Fixture {
     Fixture {
         what: what.into(),
-        input: seg(R, L, t, in_opts, payload),
+        input: tcp_opts(R, L, t, in_opts, payload),
         verdict: Verdict::ToClient { next_hop: ip(CIP) },
-        output: seg(V, C, t, out_opts, payload),
+        output: tcp_opts(V, C, t, out_opts, payload),
         grown,
         headroom: Frame::HEADROOM,
         trim: 0,
@@ -439,39 +379,15 @@ fn run(engine: &mut Engine, fixtures: &[Fixture]) {
 // Segments of the one connection every test opens: client ISN 1000,
 // server ISN 5000.
 
-const SYN: Tcp = Tcp {
-    syn: true,
-    ack: None,
-    fin: false,
-    rst: false,
-    seq: 1000,
-};
-const SYN_ACK: Tcp = Tcp {
-    syn: true,
-    ack: Some(1001),
-    fin: false,
-    rst: false,
-    seq: 5000,
-};
+const SYN: Tcp = Tcp::syn(1000);
+const SYN_ACK: Tcp = Tcp::synack(5000, 1001);
 /// The third ACK, and any client segment before the server's first byte:
 /// it acknowledges the server's ISN + 1.
 const fn ack_isn(seq: u32) -> Tcp {
-    Tcp {
-        syn: false,
-        ack: Some(5001),
-        fin: false,
-        rst: false,
-        seq,
-    }
+    Tcp::ack(seq, 5001)
 }
 const fn ack(seq: u32, ack: u32) -> Tcp {
-    Tcp {
-        syn: false,
-        ack: Some(ack),
-        fin: false,
-        rst: false,
-        seq,
-    }
+    Tcp::ack(seq, ack)
 }
 
 /// The SYN and the SYN-ACK with Linux's options, the MSS lowered.
@@ -1172,7 +1088,7 @@ fn timestamps_kept_by_default() {
         .inserted(),
     );
     // `handshake` asserts the SYN and the SYN-ACK keep their timestamps.
-    assert_eq!(fixtures[0].output, seg(L, R, SYN, &LINUX_SYN, b""));
+    assert_eq!(fixtures[0].output, tcp_opts(L, R, SYN, &LINUX_SYN, b""));
     run(&mut e, &fixtures);
 }
 
@@ -1454,9 +1370,9 @@ fn vlan_tag_and_ethernet_padding() {
     fixtures.extend([
         Fixture {
             what: "an 802.1Q-tagged third ACK: the tag moves with the headers".into(),
-            input: seg_vlan(Some(7), C, V, ack_isn(1001), &NOP_NOP_TS, b""),
+            input: tcp_vlan(Some(7), C, V, ack_isn(1001), &NOP_NOP_TS, b""),
             verdict: Verdict::ToServer { next_hop: ip(RIP) },
-            output: seg_vlan(
+            output: tcp_vlan(
                 Some(7),
                 L,
                 R,

@@ -18,9 +18,11 @@ use etherparse::{
     icmpv4::DestUnreachableHeader,
 };
 use lb_engine::{
-    BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
-    Protocol, Verdict,
+    BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
+    Verdict,
 };
+use lb_testkit::frame::{Link, Tcp, tcp_on};
+use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const CIP: [u8; 4] = [192, 0, 2, 10];
@@ -34,12 +36,7 @@ const ROUTER6: [u8; 16] = [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 
 const LPORT: u16 = 50020;
 
 fn run(e: &mut Engine, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(1), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(1), input)
 }
 
 /// An engine with one TCP listener on `vip` (IPv4 or IPv6) to RIP:8080,
@@ -63,25 +60,27 @@ fn with_session(vip: IpAddr, client_syn: Vec<u8>) -> (Engine, Vec<u8>) {
 }
 
 fn syn4() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC, MAC)
-        .ipv4(CIP, VIP, 64)
-        .tcp(40000, 80, 1000, 64000)
-        .syn()
-        .write(&mut out, b"")
-        .unwrap();
-    out
+    let link = Link::DEFAULT.macs(MAC, MAC);
+    tcp_on(
+        link,
+        (CIP, 40000),
+        (VIP, 80),
+        Tcp::syn(1000).window(64000),
+        &[],
+        b"",
+    )
 }
 
 fn syn6() -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC, MAC)
-        .ipv6(CIP6, VIP6, 64)
-        .tcp(40000, 80, 1000, 64000)
-        .syn()
-        .write(&mut out, b"")
-        .unwrap();
-    out
+    let link = Link::DEFAULT.macs(MAC, MAC);
+    tcp_on(
+        link,
+        (CIP6, 40000),
+        (VIP6, 80),
+        Tcp::syn(1000).window(64000),
+        &[],
+        b"",
+    )
 }
 
 /// "Fragmentation needed" (MTU `mtu`) from a router, quoting the first

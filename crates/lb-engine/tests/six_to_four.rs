@@ -21,9 +21,9 @@ use lb_engine::{
     BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
     Protocol, Verdict,
 };
+use lb_testkit::frame::{Link, MAC_A, MAC_B, Tcp, options as opts, tcp_on};
+use lb_testkit::sim::send_at;
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const CIP6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];
@@ -52,12 +52,7 @@ fn engine() -> Engine {
 }
 
 fn run(e: &mut Engine, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(1), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(1), input)
 }
 
 fn tcp6(
@@ -66,19 +61,21 @@ fn tcp6(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv6(CIP6, VIP6, 57)
-        .tcp(40000, 80, seq, 64000);
-    if flags.0 {
-        b = b.syn();
-    }
-    if let Some(ack) = flags.1 {
-        b = b.ack(ack);
-    }
-    let b = b.options(options).unwrap();
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let t = Tcp {
+        syn: flags.0,
+        ack: flags.1,
+        seq,
+        ..Tcp::NONE
+    };
+    let link = Link::DEFAULT.ttl(57);
+    tcp_on(
+        link,
+        (CIP6, 40000),
+        (VIP6, 80),
+        t.window(64000),
+        &opts(options),
+        payload,
+    )
 }
 
 fn tcp4_from_server(
@@ -88,16 +85,21 @@ fn tcp4_from_server(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC_B, MAC_A)
-        .ipv4(RIP, LIP, 61)
-        .tcp(8080, LPORT, seq, 29200);
-    if syn {
-        b = b.syn();
-    }
-    let b = b.ack(ack).options(options).unwrap();
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let t = Tcp {
+        syn,
+        ack: Some(ack),
+        seq,
+        ..Tcp::NONE
+    };
+    let link = Link::DEFAULT.macs(MAC_B, MAC_A).ttl(61);
+    tcp_on(
+        link,
+        (RIP, 8080),
+        (LIP, LPORT),
+        t.window(29200),
+        &opts(options),
+        payload,
+    )
 }
 
 /// The IPv4 packet the server gets: addresses, ports, hop limit kept as

@@ -17,9 +17,11 @@ use etherparse::{
     Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice,
 };
 use lb_engine::{
-    BackendConfig, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool, Protocol,
-    Timeouts, Verdict,
+    BackendConfig, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol, Timeouts,
+    Verdict,
 };
+use lb_testkit::frame::{Link, Tcp, options as opts, tcp_on};
+use lb_testkit::sim::send_at;
 
 const MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const fn a6(last: u8) -> [u8; 16] {
@@ -51,12 +53,7 @@ fn engine() -> Engine {
 }
 
 fn run(e: &mut Engine, at: u64, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let mut buf = vec![0u8; Frame::HEADROOM + input.len() + 64];
-    let start = Frame::HEADROOM;
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(at), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(at), input)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -69,21 +66,14 @@ fn tcp(
     options: &[TcpOptionElement],
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC, MAC)
-        .ipv6(src.0, dst.0, 60)
-        .tcp(src.1, dst.1, seq, 64000);
-    if syn {
-        b = b.syn();
-    }
-    if let Some(n) = ack {
-        b = b.ack(n);
-    }
-    let mut out = Vec::new();
-    b.options(options)
-        .unwrap()
-        .write(&mut out, payload)
-        .unwrap();
-    out
+    let t = Tcp {
+        syn,
+        ack,
+        seq,
+        ..Tcp::NONE
+    };
+    let link = Link::DEFAULT.macs(MAC, MAC).ttl(60);
+    tcp_on(link, src, dst, t.window(64000), &opts(options), payload)
 }
 
 /// The IPv6 TCP segment in a frame: addresses, header, payload, with the

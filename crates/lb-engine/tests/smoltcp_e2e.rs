@@ -19,9 +19,11 @@
 use std::collections::VecDeque;
 
 use lb_engine::{
-    BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
-    Protocol, Verdict,
+    BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
+    Verdict,
 };
+use lb_testkit::checksum;
+use lb_testkit::sim::send_at;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{tcp, udp};
@@ -285,14 +287,12 @@ impl Net {
     /// Hand one IP packet to the engine as an Ethernet frame and deliver
     /// what comes out.
     fn through_engine(&mut self, packet: &[u8]) {
-        let mut buf = vec![0u8; Frame::HEADROOM + 14 + packet.len() + 64];
-        let start = Frame::HEADROOM;
-        buf[start + 12..start + 14].copy_from_slice(&ethertype(packet).to_be_bytes());
-        buf[start + 14..start + 14 + packet.len()].copy_from_slice(packet);
-        let mut frame = Frame::new(&mut buf, start, start + 14 + packet.len()).unwrap();
+        let mut input = vec![0u8; 14];
+        input[12..14].copy_from_slice(&ethertype(packet).to_be_bytes());
+        input.extend_from_slice(packet);
         let now = self.now();
-        let verdict = self.engine.handle_packet(now, &mut frame);
-        self.deliver(verdict, frame.bytes());
+        let (verdict, out) = send_at(&mut self.engine, now, &input);
+        self.deliver(verdict, &out);
     }
 
     /// Deliver an Ethernet frame out of the engine: its IP packet goes to
@@ -409,49 +409,27 @@ fn tcp_fields(ip: &[u8]) -> (bool, bool, u32, u32, u16, u16) {
     )
 }
 
-/// Checksums recomputed by etherparse, independently of the engine: the
-/// IPv4 header's, and TCP's or UDP's over the IPv4 or IPv6 pseudo-header.
+/// Checksums recomputed by the test kit's oracle, independently of the
+/// engine: the IPv4 header's, and TCP's or UDP's over the IPv4 or IPv6
+/// pseudo-header.
 fn check_checksums(ip: &[u8]) {
-    enum Header {
-        V4(etherparse::Ipv4Header),
-        V6(etherparse::Ipv6Header),
+    let p = checksum::ip_at(ip, 0).expect("a valid IP packet");
+    assert!(p.end <= ip.len(), "the IP packet is whole");
+    if p.v6 {
+        assert_eq!(p.l4, 40, "no extension headers");
+    } else {
+        assert!(checksum::header_sum_ok(ip, &p), "IPv4 header checksum");
     }
-    let packet = etherparse::SlicedPacket::from_ip(ip).expect("a valid IP packet");
-    let header = match &packet.net {
-        Some(etherparse::NetSlice::Ipv4(v4)) => {
-            let header = v4.header().to_header();
-            assert_eq!(
-                header.header_checksum,
-                header.calc_header_checksum(),
-                "IPv4 header checksum"
-            );
-            Header::V4(header)
-        }
-        Some(etherparse::NetSlice::Ipv6(v6)) => {
-            assert!(v6.extensions().is_empty(), "no extension headers");
-            Header::V6(v6.header().to_header())
-        }
-        other => panic!("not IP: {other:?}"),
-    };
-    match &packet.transport {
-        Some(etherparse::TransportSlice::Tcp(tcp)) => {
-            let h = tcp.to_header();
-            let want = match &header {
-                Header::V4(ip) => h.calc_checksum_ipv4(ip, tcp.payload()),
-                Header::V6(ip) => h.calc_checksum_ipv6(ip, tcp.payload()),
-            };
-            assert_eq!(tcp.checksum(), want.unwrap(), "TCP checksum");
-        }
-        Some(etherparse::TransportSlice::Udp(udp)) => {
-            let h = udp.to_header();
-            let want = match &header {
-                Header::V4(ip) => h.calc_checksum_ipv4(ip, udp.payload()),
-                Header::V6(ip) => h.calc_checksum_ipv6(ip, udp.payload()),
-            };
-            assert_eq!(udp.checksum(), want.unwrap(), "UDP checksum");
-        }
-        other => panic!("unexpected transport {other:?}"),
-    }
+    assert!(
+        [checksum::PROTO_TCP, checksum::PROTO_UDP].contains(&p.proto),
+        "unexpected transport {}",
+        p.proto
+    );
+    assert_eq!(
+        checksum::l4_sum_of(ip, &p),
+        checksum::L4Sum::Valid,
+        "TCP or UDP checksum"
+    );
 }
 
 /// What the server received carries the client's real address in the TTM

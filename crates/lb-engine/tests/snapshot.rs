@@ -24,14 +24,15 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use lb_engine::{
-    BackendConfig, DropReason, Engine, EngineConfig, Frame, Instant, ListenerConfig, LocalPool,
-    Protocol, SNAPSHOT_VERSION, Section, SnapshotError, Timeouts, Verdict, snapshot_hash_seed,
+    BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
+    SNAPSHOT_VERSION, Section, SnapshotError, Timeouts, Verdict, snapshot_hash_seed,
 };
+use lb_testkit::Ep;
+use lb_testkit::frame::{Tcp, tcp, udp};
+use lb_testkit::parse::endpoints;
+use lb_testkit::sim::{advance, send_at as send};
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const SEED: u64 = 0x5eed_0000_1234_abcd;
 /// Client and server initial sequence numbers.
 const C_ISN: u32 = 0xffff_fff0; // wraps during the test
@@ -48,9 +49,6 @@ fn v6(s: &str) -> IpAddr {
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
-
-/// An endpoint: address and port.
-type Ep = (IpAddr, u16);
 
 // ----- the configuration ---------------------------------------------------
 
@@ -193,86 +191,16 @@ enum Flags {
     RstAck,
 }
 
+/// A segment with these flags, PSH set when it carries data.
 fn tcp_frame(src: Ep, dst: Ep, flags: Flags, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let ip = match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-        _ => panic!("mixed families"),
+    let t = match flags {
+        Flags::Syn => Tcp::syn(seq),
+        Flags::SynAck => Tcp::synack(seq, ack),
+        Flags::Ack => Tcp::ack(seq, ack),
+        Flags::RstAck => Tcp::rst_ack(seq, ack),
     };
-    let mut b = ip.tcp(src.1, dst.1, seq, 64240);
-    b = match flags {
-        Flags::Syn => b.syn(),
-        Flags::SynAck => b.syn().ack(ack),
-        Flags::Ack => b.ack(ack),
-        Flags::RstAck => b.rst().ack(ack),
-    };
-    if !payload.is_empty() {
-        b = b.psh();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
-
-fn udp_frame(src: Ep, dst: Ep, payload: &[u8]) -> Vec<u8> {
-    let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let ip = match (src.0, dst.0) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-        _ => panic!("mixed families"),
-    };
-    let mut out = Vec::new();
-    ip.udp(src.1, dst.1).write(&mut out, payload).unwrap();
-    out
-}
-
-/// Source and destination of a TCP or UDP frame.
-fn endpoints(frame: &[u8]) -> (Ep, Ep) {
-    let p = SlicedPacket::from_ethernet(frame).unwrap();
-    let (src, dst) = match &p.net {
-        Some(NetSlice::Ipv4(h)) => (
-            IpAddr::V4(h.header().source_addr()),
-            IpAddr::V4(h.header().destination_addr()),
-        ),
-        Some(NetSlice::Ipv6(h)) => (
-            IpAddr::V6(h.header().source_addr()),
-            IpAddr::V6(h.header().destination_addr()),
-        ),
-        other => panic!("not IP: {other:?}"),
-    };
-    let (sport, dport) = match &p.transport {
-        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
-        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
-        other => panic!("not TCP or UDP: {other:?}"),
-    };
-    ((src, sport), (dst, dport))
-}
-
-fn send(e: &mut Engine, now: Instant, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let start = Frame::HEADROOM;
-    let mut buf = vec![0u8; start + input.len() + 64];
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(now, &mut frame);
-    (verdict, frame.bytes().to_vec())
-}
-
-/// Move an engine's clock from `from` to `to`, calling `handle_timeout`
-/// whenever `poll_timeout` asks, and take the RSTs it sends.
-fn advance(e: &mut Engine, from: Instant, to: Instant) -> Vec<(Verdict, Vec<u8>)> {
-    let mut rsts = Vec::new();
-    let mut buf = [0u8; Engine::TRANSMIT_LEN];
-    while let Some(t) = e.poll_timeout() {
-        if t > to {
-            break;
-        }
-        e.handle_timeout(t.max(from));
-        while let Some((len, verdict)) = e.poll_transmit(&mut buf) {
-            rsts.push((verdict, buf[..len].to_vec()));
-        }
-    }
-    rsts
+    let t = if payload.is_empty() { t } else { t.psh() };
+    tcp(src, dst, t, payload)
 }
 
 // ----- connections ---------------------------------------------------------
@@ -329,7 +257,7 @@ impl Conn {
             Step::Server(f, s, a, p) => (self.r, self.l, f, S_ISN + s, C_ISN.wrapping_add(a), p),
         };
         if self.udp {
-            udp_frame(src, dst, payload)
+            udp(src, dst, payload)
         } else {
             tcp_frame(src, dst, flags, seq, ack, payload)
         }

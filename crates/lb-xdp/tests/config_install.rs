@@ -1,5 +1,5 @@
 //! `Installed`: a configuration installed in real engines, then reloaded
-//! while TCP sessions are open, driven with etherparse-built frames.
+//! while TCP sessions are open, driven with frames of the test kit (`lb-testkit`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,13 +10,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
-use lb_engine::{Engine, Frame, Instant, Verdict};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+use lb_engine::{Engine, Instant, Verdict};
+use lb_testkit::frame::{Tcp, tcp};
+use lb_testkit::sim::send_at;
 use lb_xdp::config::Config;
 use lb_xdp::install::{InstallError, Installed, ReloadReport};
 
-const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 const VIP: [u8; 4] = [192, 0, 2, 1];
 const RS1: [u8; 4] = [10, 0, 0, 2];
 const RS2: [u8; 4] = [10, 0, 0, 3];
@@ -58,27 +58,17 @@ fn sock(a: [u8; 4], port: u16) -> SocketAddr {
 }
 
 fn tcp_frame(src: Ep, dst: Ep, syn: bool, seq: u32, ack: Option<u32>, payload: &[u8]) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, seq, 64240);
-    if syn {
-        b = b.syn();
-    }
-    if let Some(n) = ack {
-        b = b.ack(n);
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    let t = Tcp {
+        syn,
+        seq,
+        ack,
+        ..Tcp::default()
+    };
+    tcp(src, dst, t, payload)
 }
 
 fn send(e: &mut Engine, input: &[u8]) -> (Verdict, Vec<u8>) {
-    let start = Frame::HEADROOM;
-    let mut buf = vec![0u8; start + input.len() + 64];
-    buf[start..start + input.len()].copy_from_slice(input);
-    let mut frame = Frame::new(&mut buf, start, start + input.len()).unwrap();
-    let verdict = e.handle_packet(Instant::from_secs(1), &mut frame);
-    (verdict, frame.bytes().to_vec())
+    send_at(e, Instant::from_secs(1), input)
 }
 
 fn endpoints(frame: &[u8]) -> (Ep, Ep) {

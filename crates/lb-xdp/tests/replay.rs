@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use lb_engine::DropReason;
+use lb_testkit::frame::{Link, Tcp, tcp_on, udp_on};
 use lb_xdp::config::Config;
 use lb_xdp::replay::{ReplayError, Summary, replay};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
@@ -56,13 +57,6 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(format!("{}-{name}", std::process::id()))
 }
 
-#[derive(Clone, Copy, Default)]
-struct Tcp {
-    syn: bool,
-    ack: Option<u32>,
-    seq: u32,
-}
-
 fn tcp(
     macs: ([u8; 6], [u8; 6]),
     src: ([u8; 4], u16),
@@ -70,28 +64,19 @@ fn tcp(
     t: Tcp,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut b = PacketBuilder::ethernet2(macs.0, macs.1)
-        .ipv4(src.0, dst.0, 64)
-        .tcp(src.1, dst.1, t.seq, 64240);
-    if t.syn {
-        b = b.syn();
-    }
-    if let Some(n) = t.ack {
-        b = b.ack(n);
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
+    tcp_on(
+        Link::DEFAULT.macs(macs.0, macs.1),
+        src,
+        dst,
+        t,
+        &[],
+        payload,
+    )
 }
 
 fn udp(src: ([u8; 4], u16), dst: ([u8; 4], u16)) -> Vec<u8> {
-    let mut out = Vec::new();
-    PacketBuilder::ethernet2(MAC_ROUTER, MAC_LB)
-        .ipv4(src.0, dst.0, 64)
-        .udp(src.1, dst.1)
-        .write(&mut out, b"query")
-        .unwrap();
-    out
+    let link = Link::DEFAULT.macs(MAC_ROUTER, MAC_LB);
+    udp_on(link, src, dst, b"query")
 }
 
 fn echo_request(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
@@ -224,6 +209,7 @@ fn main_capture(late: bool) -> Vec<Rec> {
                     syn: true,
                     ack: Some(1001),
                     seq: 5000,
+                    ..Tcp::default()
                 },
                 b"",
             ),
