@@ -2463,8 +2463,9 @@ fn rewrite_ports(
 /// `dst`, applying the session's precomputed checksum changes (RFC 1624):
 /// `ip_delta` to the IPv4 header checksum, `l4_delta` to the transport
 /// checksum. The IPv4 header has no options (checked by the caller), so the
-/// transport header follows it at once.
-#[inline]
+/// transport header follows it at once. Always inlined: the protocol is
+/// then mostly known where it is called, and the other branch goes.
+#[inline(always)]
 fn rewrite4(
     bytes: &mut [u8],
     ip: &Ipv4,

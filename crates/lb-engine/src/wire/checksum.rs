@@ -108,10 +108,12 @@ pub(crate) fn transport_ok(pseudo: u32, proto: u8, segment: &[u8], v6: bool) -> 
 }
 
 /// Fold a sum to 16 bits and complement it: the checksum field's value.
-pub(crate) fn finish(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+/// Two folds are enough for any `u32`: the first leaves at most 0x1fffe,
+/// and the second at most 0xffff; no loop, no branch.
+#[inline]
+pub(crate) fn finish(acc: u32) -> u16 {
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
     !(acc as u16)
 }
 
@@ -237,6 +239,37 @@ mod test {
     fn rfc1071_example() {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(finish(sum(0, &data)), !0xddf2);
+    }
+
+    /// Two folds give what folding until it fits gives, for any sum.
+    #[test]
+    fn finish_folds_any_sum() {
+        let looped = |mut acc: u32| {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            !(acc as u16)
+        };
+        let mut x = 0x9e37_79b9u32;
+        let edges = [
+            0,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0x1_ffff,
+            0xfffe_ffff,
+        ];
+        for acc in edges.into_iter().chain([u32::MAX, u32::MAX - 1]) {
+            assert_eq!(finish(acc), looped(acc), "{acc:#x}");
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            assert_eq!(finish(x), looped(x), "{x:#x}");
+        }
     }
 
     /// The sum of 16-bit words, one at a time, as RFC 1071 §4.1 writes it.
