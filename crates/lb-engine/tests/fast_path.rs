@@ -10,7 +10,8 @@
 //! second VIP) open, use and close TCP sessions, with timestamps, spoofed
 //! TTM options, EOLs, data either way, retransmissions and stray ACKs, some
 //! frames damaged (a byte changed in the headers, Ethernet padding, cut
-//! short), and time moving on past timeouts.
+//! short), time moving on past timeouts, and backends and listeners
+//! changed, removed and added on the way.
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)] // test code
 
@@ -51,6 +52,39 @@ fn listener_addr(i: usize) -> ([u8; 4], u16) {
     [(VIP, 80), (VIP, 81), (VIP, 82), (VIP2, 80)][i]
 }
 
+/// Listener `i`'s configuration: TTM on with the default stripped kinds;
+/// TTM off and no checksum verified; every checksum verified; the same
+/// as the first on a second VIP.
+fn listener_config(i: usize) -> ListenerConfig {
+    let (vip, port) = listener_addr(i);
+    let locals = (0..2u8)
+        .map(|j| IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10 * i as u8 + j + 1)))
+        .collect();
+    let mut l = ListenerConfig::new(
+        IpAddr::V4(Ipv4Addr::from(vip)),
+        port,
+        Protocol::Tcp,
+        LocalPool::new(locals),
+    );
+    for b in 0..3u8 {
+        l.backends.push(backend_config(i, b));
+    }
+    match i {
+        1 => {
+            l.ttm.enabled = false;
+            l.verify_checksums = ChecksumPolicy::Off;
+        }
+        2 => l.verify_checksums = ChecksumPolicy::All,
+        _ => {}
+    }
+    l
+}
+
+fn backend_config(listener: usize, b: u8) -> BackendConfig {
+    let rs = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10 * listener as u8 + b + 2));
+    BackendConfig::new(rs, 8080)
+}
+
 fn engine(fast: bool, capacity: u32) -> Engine {
     let mut engine = Engine::new(EngineConfig {
         capacity,
@@ -60,29 +94,7 @@ fn engine(fast: bool, capacity: u32) -> Engine {
     .unwrap();
     engine.set_fast_path(fast);
     for i in 0..4 {
-        let (vip, port) = listener_addr(i);
-        let locals = (0..2u8)
-            .map(|j| IpAddr::V4(Ipv4Addr::new(10, 0, 1, 10 * i as u8 + j + 1)))
-            .collect();
-        let mut l = ListenerConfig::new(
-            IpAddr::V4(Ipv4Addr::from(vip)),
-            port,
-            Protocol::Tcp,
-            LocalPool::new(locals),
-        );
-        for b in 0..3u8 {
-            let rs = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 10 * i as u8 + b + 2));
-            l.backends.push(BackendConfig::new(rs, 8080));
-        }
-        match i {
-            1 => {
-                l.ttm.enabled = false;
-                l.verify_checksums = ChecksumPolicy::Off;
-            }
-            2 => l.verify_checksums = ChecksumPolicy::All,
-            _ => {}
-        }
-        engine.add_listener(l).unwrap();
+        engine.add_listener(listener_config(i)).unwrap();
     }
     engine
 }
@@ -291,6 +303,39 @@ impl Pair {
         assert!(a == b, "sessions differ");
     }
 
+    /// The same configuration change on both engines, with the same
+    /// result: a backend down or up, its weight, removed (its sessions
+    /// kept or reset) and added again, reset; a listener removed and added
+    /// again.
+    fn reconfigure(&mut self, rng: &mut Rng) {
+        let l = rng.below(4) as usize;
+        let id = l as u16;
+        let b = rng.below(3) as u32;
+        let op = rng.below(6);
+        let up = rng.chance(50);
+        let weight = rng.below(3) as u16;
+        let reset = rng.chance(50);
+        let change = |engine: &mut Engine| -> String {
+            let result = match op {
+                0 => engine.set_up(id, b, up).map(|()| 0),
+                1 => engine.set_weight(id, b, weight).map(|()| 0),
+                2 => engine
+                    .remove_backend(id, b, reset)
+                    .and_then(|()| engine.add_backend(id, backend_config(l, b as u8))),
+                3 => engine.reset_backend(id, b).map(|()| 0),
+                4 => engine.set_up(id, b, true).map(|()| 0),
+                _ => engine
+                    .remove_listener(id)
+                    .and_then(|()| engine.add_listener(listener_config(l)))
+                    .map(u32::from),
+            };
+            format!("{result:?}")
+        };
+        let a = change(&mut self.fast);
+        let g = change(&mut self.general);
+        assert_eq!(a, g, "configuration change {op}");
+    }
+
     fn timeout(&mut self, now: Instant) {
         self.fast.handle_timeout(now);
         self.general.handle_timeout(now);
@@ -434,6 +479,9 @@ fn one_frame_at_a_time(seed: u64, capacity: u32) {
             let by = if rng.chance(10) { 1_000_000 } else { 20_000 };
             now = Instant::from_millis(now.as_millis() + rng.below(by));
             pair.timeout(now);
+        }
+        if rng.chance(1) && rng.chance(30) {
+            pair.reconfigure(&mut rng);
         }
         if step % 500 == 0 {
             pair.check(now);
