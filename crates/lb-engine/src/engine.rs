@@ -18,6 +18,12 @@
 //!    its client's packets only), addresses and ports are rewritten, and
 //!    checksums are updated incrementally (RFC 1624).
 //!
+//! Before these steps, the fast path (the `fast` module) takes the common
+//! segment: IPv4 TCP of a 4to4 session, either way, that needs nothing but
+//! tracking, a new deadline, the rewrite and the traffic counts. It does
+//! exactly what the steps above would, in fewer instructions; anything
+//! else it leaves to them untouched.
+//!
 //! Expiry is an incremental sweep: each [`Engine::handle_timeout`] checks
 //! its share of the table, so that every session is checked once per
 //! [`EngineConfig::sweep_period`]. It costs O(1) per session per period,
