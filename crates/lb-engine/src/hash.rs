@@ -20,7 +20,7 @@ fn fold_mul(x: u64, y: u64) -> u64 {
 }
 
 /// Hash an IPv4 5-tuple.
-#[inline]
+#[inline(always)]
 pub(crate) fn flow4(
     seed: u64,
     proto: u8,

@@ -123,6 +123,7 @@ impl Session {
 
     /// Track a segment from the client: `seq`, `ack`, its flags and its
     /// length in sequence space.
+    #[inline(always)]
     pub(crate) fn track_client(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
         use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
         let end = seq.wrapping_add(seq_len);
@@ -175,6 +176,7 @@ impl Session {
     }
 
     /// Track a segment from the server.
+    #[inline(always)]
     pub(crate) fn track_server(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
         use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
         let end = seq.wrapping_add(seq_len);

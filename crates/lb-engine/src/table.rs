@@ -523,6 +523,21 @@ impl<T: Copy> Table<T> {
         None
     }
 
+    /// [`Table::find`] that also lends the entry for changing: one walk
+    /// and no second check of the id (index words only name live
+    /// entries). The fields its key hashes were computed from must not
+    /// change.
+    #[inline]
+    pub(crate) fn find_mut(
+        &mut self,
+        hash: u64,
+        dir: Dir,
+        mut eq: impl FnMut(&T) -> bool,
+    ) -> Option<(u32, &mut T)> {
+        let id = self.find(hash, dir, &mut eq)?;
+        self.entries.get_mut(id as usize).map(|e| (id, e))
+    }
+
     /// The first id in `hash`'s probe run whose tag and direction match,
     /// without checking the key: the entry [`Table::find`] will most likely
     /// return, for the batch path to [`Table::touch_entry`] before it calls

@@ -544,6 +544,28 @@ pub(crate) fn edit_options(
     Ok(done)
 }
 
+/// Whether [`edit_options`], asked to strip `strip` and nothing else,
+/// leaves an options area as it is: every option well-formed, none of a
+/// kind in `strip`, no EOL. (`false` does not say it would change it.)
+#[inline]
+pub(crate) fn nothing_to_strip(area: &[u8], strip: &KindSet) -> bool {
+    let mut i = 0;
+    while let Some(&kind) = area.get(i) {
+        match kind {
+            0 => return false,
+            1 => i += 1,
+            _ => {
+                let len = usize::from(area.get(i + 1).copied().unwrap_or(0));
+                if len < 2 || i + len > area.len() || strip.contains(kind) {
+                    return false;
+                }
+                i += len;
+            }
+        }
+    }
+    true
+}
+
 /// The common cases without building a new area: nothing to remove (no
 /// option of a stripped kind, no EOL, timestamps kept) and either nothing
 /// to insert, or an option that fits after the existing ones without
@@ -565,19 +587,8 @@ fn fast_path(
     let Some(area) = frame.bytes().get(area_start..at.l4 + seg.hlen) else {
         return Ok(None);
     };
-    let mut i = 0;
-    while let Some(&kind) = area.get(i) {
-        match kind {
-            0 => return Ok(None),
-            1 => i += 1,
-            _ => {
-                let len = usize::from(area.get(i + 1).copied().unwrap_or(0));
-                if len < 2 || i + len > area.len() || edit.strip.contains(kind) {
-                    return Ok(None);
-                }
-                i += len;
-            }
-        }
+    if !nothing_to_strip(area, edit.strip) {
+        return Ok(None);
     }
     let Some(option) = edit.insert else {
         return Ok(Some(Edited::default()));

@@ -108,10 +108,12 @@ pub(crate) fn transport_ok(pseudo: u32, proto: u8, segment: &[u8], v6: bool) -> 
 }
 
 /// Fold a sum to 16 bits and complement it: the checksum field's value.
-pub(crate) fn finish(mut acc: u32) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+/// Two folds are enough for any `u32`: the first leaves at most 0x1fffe,
+/// and the second at most 0xffff; no loop, no branch.
+#[inline]
+pub(crate) fn finish(acc: u32) -> u16 {
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
     !(acc as u16)
 }
 
@@ -121,43 +123,21 @@ pub(crate) fn of(data: &[u8]) -> u16 {
 }
 
 /// Whether a 20-byte IPv4 header's checksum is right: its words sum to
-/// 0xffff. Fixed-size, so the compiler unrolls it with no bounds checks.
+/// 0xffff. Summed as five native-endian 32-bit words, which gives the same
+/// folded sum byte-swapped (RFC 1071 §2 (A) and (B)), and 0xffff is its
+/// own swap; fixed-size, so the compiler unrolls it with no bounds checks.
 #[inline]
 pub(crate) fn fixed_header_ok(h: &[u8; 20]) -> bool {
-    let [
-        a0,
-        a1,
-        b0,
-        b1,
-        c0,
-        c1,
-        d0,
-        d1,
-        e0,
-        e1,
-        f0,
-        f1,
-        g0,
-        g1,
-        h0,
-        h1,
-        i0,
-        i1,
-        j0,
-        j1,
-    ] = *h;
-    let w = |hi: u8, lo: u8| u32::from(u16::from_be_bytes([hi, lo]));
-    let acc = w(a0, a1)
-        + w(b0, b1)
-        + w(c0, c1)
-        + w(d0, d1)
-        + w(e0, e1)
-        + w(f0, f1)
-        + w(g0, g1)
-        + w(h0, h1)
-        + w(i0, i1)
-        + w(j0, j1);
-    finish(acc) == 0
+    let acc: u64 = h
+        .chunks_exact(4)
+        .map(|w| u64::from(<[u8; 4]>::try_from(w).map_or(0, u32::from_ne_bytes)))
+        .sum();
+    // Below 2^35: four folds leave at most 0xffff.
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    acc == 0xffff
 }
 
 /// An incremental update of a checksum field for a set of word changes.
@@ -237,6 +217,64 @@ mod test {
     fn rfc1071_example() {
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(finish(sum(0, &data)), !0xddf2);
+    }
+
+    /// Two folds give what folding until it fits gives, for any sum.
+    #[test]
+    fn finish_folds_any_sum() {
+        let looped = |mut acc: u32| {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            !(acc as u16)
+        };
+        let mut x = 0x9e37_79b9u32;
+        let edges = [
+            0,
+            1,
+            0xfffe,
+            0xffff,
+            0x1_0000,
+            0x1_fffe,
+            0x1_ffff,
+            0xfffe_ffff,
+        ];
+        for acc in edges.into_iter().chain([u32::MAX, u32::MAX - 1]) {
+            assert_eq!(finish(acc), looped(acc), "{acc:#x}");
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            assert_eq!(finish(x), looped(x), "{x:#x}");
+        }
+    }
+
+    /// The IPv4 header check agrees with the checksum computed the plain
+    /// way, on right, wrong and extreme headers.
+    #[test]
+    fn fixed_header_ok_is_the_plain_check() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            match i % 4 {
+                0 => h = [0xff; 20],
+                1 => h = [0; 20],
+                _ => {}
+            }
+            if i % 2 == 0 {
+                h[10..12].copy_from_slice(&[0, 0]);
+                let c = finish(sum(0, &h));
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            assert_eq!(fixed_header_ok(&h), finish(sum(0, &h)) == 0, "{h:02x?}");
+        }
     }
 
     /// The sum of 16-bit words, one at a time, as RFC 1071 §4.1 writes it.
