@@ -147,9 +147,15 @@ impl TimeoutsMs {
         }
     }
 
+    #[inline]
     fn for_session(&self, s: &Session) -> u32 {
         if s.proto != wire::PROTO_TCP {
             return self.udp;
+        }
+        // The common case first: established, no FIN or RST seen.
+        let open = flag::SYNACK | flag::SERVER_SENT | flag::ESTABLISHED;
+        if s.flags & !open == 0 && s.flags & flag::ESTABLISHED != 0 {
+            return self.established;
         }
         match s.tcp_state() {
             TcpState::SynRecv => self.syn_recv,
@@ -450,6 +456,53 @@ fn expired(deadline: u32, now: u32) -> bool {
 /// Whether tick `a` comes before tick `b` (serial arithmetic).
 fn before(a: u32, b: u32) -> bool {
     (b.wrapping_sub(a) as i32) > 0
+}
+
+/// Whether a session is the one of a packet from a server to a local
+/// address on port `lport`: the protocol and local port, then the
+/// addresses that `server_is` compares through the session's listener.
+/// The outbound lookup both families share (the table's candidates for
+/// the packet's hash are checked with it).
+#[inline]
+fn outbound_key(
+    listeners: &[Option<Listener>],
+    proto: u8,
+    lport: u16,
+    server_is: impl Fn(&Listener, &Session) -> bool,
+) -> impl Fn(&Session) -> bool {
+    move |s: &Session| {
+        s.lport == lport
+            && s.proto == proto
+            && listeners
+                .get(usize::from(s.listener))
+                .and_then(Option::as_ref)
+                .is_some_and(|l| server_is(l, s))
+    }
+}
+
+/// [`outbound_key`] for an IPv4 server and local address (4to4, 6to4).
+#[inline]
+fn outbound4(
+    listeners: &[Option<Listener>],
+    proto: u8,
+    (rip, rport): ([u8; 4], u16),
+    (lip, lport): ([u8; 4], u16),
+) -> impl Fn(&Session) -> bool {
+    outbound_key(listeners, proto, lport, move |l, s| {
+        l.backend_addr4(s.backend) == Some((rip, rport)) && l.lip4(s.lip) == Some(lip)
+    })
+}
+
+/// A server's packet sets its session's deadline to `deadline`, except
+/// that a half-open TCP session lives by its client's packets: the
+/// server's (SYN-ACK retransmissions to a spoofed client) may bring its
+/// deadline nearer (an RST), never push it back.
+#[inline]
+fn server_refresh(s: &mut Session, deadline: u32) {
+    if s.proto != wire::PROTO_TCP || s.flags & flag::ESTABLISHED != 0 || before(deadline, s.expires)
+    {
+        s.expires = deadline;
+    }
 }
 
 /// An IPv4 address's octets, zero for IPv6.
@@ -1337,9 +1390,7 @@ impl Engine {
         if proto == wire::PROTO_TCP {
             let ttm = &listener.config.ttm;
             let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
-            let half_open = s.flags & flag::ESTABLISHED == 0;
-            s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len());
-            if half_open && s.flags & flag::ESTABLISHED != 0 {
+            if s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len()) {
                 self.half_open.remove(id);
             }
             let strip_timestamps = ttm.strip_timestamps && is_syn;
@@ -1397,12 +1448,14 @@ impl Engine {
         &self,
         h: u64,
         proto: u8,
-        (rip, rport): ([u8; 4], u16),
-        (lip, lport): ([u8; 4], u16),
+        server: ([u8; 4], u16),
+        local: ([u8; 4], u16),
     ) -> Option<u32> {
-        self.find_outbound_by(h, proto, lport, |l, s| {
-            l.backend_addr4(s.backend) == Some((rip, rport)) && l.lip4(s.lip) == Some(lip)
-        })
+        self.table.find(
+            h,
+            Dir::Out,
+            outbound4(&self.listeners, proto, server, local),
+        )
     }
 
     /// [`Engine::find_outbound`] for a 6to6 session's IPv6 packet.
@@ -1419,9 +1472,7 @@ impl Engine {
         })
     }
 
-    /// The outbound lookup both families share: the index's candidates for
-    /// `h`, checked on protocol and local port, then on the addresses that
-    /// `server_is` compares through the session's listener.
+    /// [`Engine::find_outbound`]'s lookup for a 6to6 session.
     #[inline]
     fn find_outbound_by(
         &self,
@@ -1430,15 +1481,11 @@ impl Engine {
         lport: u16,
         server_is: impl Fn(&Listener, &Session) -> bool,
     ) -> Option<u32> {
-        let listeners = &self.listeners;
-        self.table.find(h, Dir::Out, |s| {
-            s.lport == lport
-                && s.proto == proto
-                && listeners
-                    .get(usize::from(s.listener))
-                    .and_then(Option::as_ref)
-                    .is_some_and(|l| server_is(l, s))
-        })
+        self.table.find(
+            h,
+            Dir::Out,
+            outbound_key(&self.listeners, proto, lport, server_is),
+        )
     }
 
     /// What a client's SYN does to the session it finds: a closing one
@@ -1687,16 +1734,10 @@ impl Engine {
                 mss_lowered = by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some();
             }
         }
-        let deadline = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        // A half-open TCP session lives by its client's packets: the
-        // server's (SYN-ACK retransmissions to a spoofed client) may bring
-        // its deadline nearer (an RST), never push it back.
-        if s.proto != wire::PROTO_TCP
-            || s.flags & flag::ESTABLISHED != 0
-            || before(deadline, s.expires)
-        {
-            s.expires = deadline;
-        }
+        server_refresh(
+            s,
+            tick(now).wrapping_add(listener.timeouts_ms.for_session(s)),
+        );
         let cport = s.cport;
         let vport = listener.config.port;
         let (ip_delta, l4_delta) = (

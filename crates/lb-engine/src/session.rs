@@ -122,9 +122,10 @@ impl Session {
     }
 
     /// Track a segment from the client: `seq`, `ack`, its flags and its
-    /// length in sequence space.
+    /// length in sequence space. True when this segment completed the
+    /// handshake (the session is no longer half-open).
     #[inline(always)]
-    pub(crate) fn track_client(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) {
+    pub(crate) fn track_client(&mut self, flags: u8, seq: u32, ack: u32, seq_len: u32) -> bool {
         use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
         let end = seq.wrapping_add(seq_len);
         if flags & SYN != 0 || seq_after(end, self.c_next) {
@@ -132,12 +133,17 @@ impl Session {
         }
         if flags & RST != 0 {
             self.flags |= flag::RST;
-            return;
+            return false;
         }
+        let mut established = false;
         if flags & ACK != 0 {
             self.c_ack = ack;
-            if self.flags & flag::SYNACK != 0 && flags & SYN == 0 && self.acks_syn(ack) {
+            if self.flags & (flag::SYNACK | flag::ESTABLISHED) == flag::SYNACK
+                && flags & SYN == 0
+                && self.acks_syn(ack)
+            {
                 self.flags |= flag::ESTABLISHED;
+                established = true;
             }
             if self.flags & flag::SERVER_FIN != 0 && !seq_after(self.s_next, ack) {
                 self.flags |= flag::SERVER_FIN_ACKED;
@@ -146,6 +152,7 @@ impl Session {
         if flags & FIN != 0 {
             self.flags |= flag::CLIENT_FIN;
         }
+        established
     }
 
     /// Whether a client's `ack` acknowledges the server's SYN-ACK, as a

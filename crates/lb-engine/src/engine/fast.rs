@@ -25,11 +25,13 @@
 //!   ([`ChecksumPolicy::All`]);
 //! - 6to4 and 6to6 sessions, and anything with no session.
 
-use super::{Engine, Listener, ListenerId, client4, client16, rewrite4, tick};
+use super::{
+    Engine, Listener, ListenerId, client4, client16, outbound4, rewrite4, server_refresh, tick,
+};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::hash;
-use crate::session::{Session, flag};
+
 use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
@@ -244,12 +246,10 @@ impl Engine {
         let lip = listener.lip4(s.lip)?;
         // From here on, what the general path does, in its order.
         frame.truncate(ETH_HLEN + p.total);
-        let half_open = s.flags & flag::ESTABLISHED == 0;
-        s.track_client(p.flags, p.seq, p.ack, p.seq_len());
-        if half_open && s.flags & flag::ESTABLISHED != 0 {
+        if s.track_client(p.flags, p.seq, p.ack, p.seq_len()) {
             self.half_open.remove(id);
         }
-        s.expires = tick(now).wrapping_add(timeout(listener, s));
+        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         let (ip_delta, l4_delta) = (
             Delta::from_folded(s.ip_delta, false),
             Delta::from_folded(s.l4_delta, false),
@@ -282,19 +282,13 @@ impl Engine {
         p: &FastPacket,
     ) -> Option<Verdict> {
         // `find_outbound`, lending the session.
-        let listeners = &self.listeners;
-        let (rip, rport, lip, lport) = (p.src, p.sport, p.dst, p.dport);
-        let (_, s) = self.table.find_mut(p.hash, Dir::Out, |s| {
-            s.lport == lport
-                && s.proto == wire::PROTO_TCP
-                && listeners
-                    .get(usize::from(s.listener))
-                    .and_then(Option::as_ref)
-                    .is_some_and(|l| {
-                        l.backend_addr4(s.backend) == Some((rip, rport))
-                            && l.lip4(s.lip) == Some(lip)
-                    })
-        })?;
+        let key = outbound4(
+            &self.listeners,
+            wire::PROTO_TCP,
+            (p.src, p.sport),
+            (p.dst, p.dport),
+        );
+        let (_, s) = self.table.find_mut(p.hash, Dir::Out, key)?;
         let listener = self
             .listeners
             .get_mut(usize::from(s.listener))
@@ -304,12 +298,10 @@ impl Engine {
         }
         frame.truncate(ETH_HLEN + p.total);
         s.track_server(p.flags, p.seq, p.ack, p.seq_len());
-        let deadline = tick(now).wrapping_add(timeout(listener, s));
-        // As in `outbound`: a half-open session's deadline is its
-        // client's to push back.
-        if s.flags & flag::ESTABLISHED != 0 || super::before(deadline, s.expires) {
-            s.expires = deadline;
-        }
+        server_refresh(
+            s,
+            tick(now).wrapping_add(listener.timeouts_ms.for_session(s)),
+        );
         let (ip_delta, l4_delta) = (
             Delta::from_folded(s.ip_delta, true),
             Delta::from_folded(s.l4_delta, true),
@@ -332,18 +324,6 @@ impl Engine {
         Some(Verdict::ToClient {
             next_hop: IpAddr::V4(Ipv4Addr::from(client)),
         })
-    }
-}
-
-/// [`TimeoutsMs::for_session`](super::TimeoutsMs::for_session), with the
-/// common case first: an established TCP session with no FIN or RST seen.
-#[inline]
-fn timeout(l: &Listener, s: &Session) -> u32 {
-    let open = flag::SYNACK | flag::SERVER_SENT | flag::ESTABLISHED;
-    if s.proto == wire::PROTO_TCP && s.flags & !open == 0 && s.flags & flag::ESTABLISHED != 0 {
-        l.timeouts_ms.established
-    } else {
-        l.timeouts_ms.for_session(s)
     }
 }
 
