@@ -1324,9 +1324,9 @@ impl Engine {
             transport_checksum(frame.bytes(), &p.net)?;
         }
         let sport = l4.sport;
-        let found = self.table.find(h, Dir::In, |s| {
-            s.listener == lid && s.cport == sport && s.client == client
-        });
+        let found = self
+            .table
+            .find(h, Dir::In, |s| s.of_client(lid, &client, sport));
         let is_syn = proto == wire::PROTO_TCP
             && l4.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let id = match found {
@@ -1872,9 +1872,7 @@ impl Engine {
                 let h = hash::flow4(seed, f.proto, f.dst, f.dport, f.src, f.sport);
                 let client = client16(f.dst);
                 self.table
-                    .find(h, Dir::In, |s| {
-                        s.listener == lid && s.cport == f.dport && s.client == client
-                    })
+                    .find(h, Dir::In, |s| s.of_client(lid, &client, f.dport))
                     .ok_or(DropReason::IcmpNoSession)?
             }
             // We sent lip:lport -> rip:rport.
@@ -1961,9 +1959,8 @@ impl Engine {
                 let lid = self
                     .find_listener6(u128::from_be_bytes(f.src), f.sport, f.proto)
                     .ok_or(DropReason::IcmpNoSession)?;
-                self.table.find(h, Dir::In, |s| {
-                    s.listener == lid && s.cport == f.dport && s.client == f.dst
-                })
+                self.table
+                    .find(h, Dir::In, |s| s.of_client(lid, &f.dst, f.dport))
             }
             // We sent lip6:lport -> rip6:rport.
             Dir::Out => self.find_outbound6(h, f.proto, (f.dst, f.dport), (f.src, f.sport)),

@@ -99,6 +99,14 @@ pub(crate) fn seq_after(a: u32, b: u32) -> bool {
 }
 
 impl Session {
+    /// Whether this is the session of `client`:`cport` on listener
+    /// `listener`: the inbound key, which the table's candidates for a
+    /// client packet's hash are checked with.
+    #[inline(always)]
+    pub(crate) fn of_client(&self, listener: u16, client: &[u8; 16], cport: u16) -> bool {
+        self.listener == listener && self.cport == cport && self.client == *client
+    }
+
     /// The TCP state its flags give.
     pub(crate) fn tcp_state(&self) -> TcpState {
         let f = self.flags;

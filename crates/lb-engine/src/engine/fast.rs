@@ -232,9 +232,9 @@ impl Engine {
             }
         }
         let (sport, client) = (p.sport, client16(p.src));
-        let (id, s) = self.table.find_mut(p.hash, Dir::In, |s| {
-            s.listener == lid && s.cport == sport && s.client == client
-        })?;
+        let (id, s) = self
+            .table
+            .find_mut(p.hash, Dir::In, |s| s.of_client(lid, &client, sport))?;
         if listener.ttm_on && s.wants_ttm(p.flags, p.ack) {
             return None;
         }

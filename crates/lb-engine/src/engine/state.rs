@@ -298,7 +298,7 @@ impl Engine {
         let same_client = self
             .table
             .find(keys.in_hash, Dir::In, |o| {
-                o.listener == lid && o.cport == s.cport && o.client == s.client
+                o.of_client(lid, &s.client, s.cport)
             })
             .is_some();
         let same_tuple = match l.v6_path(&s) {
