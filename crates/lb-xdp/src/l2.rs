@@ -85,9 +85,7 @@ pub struct L2 {
     mac: [u8; 6],
     hops: HashMap<IpAddr, Hop>,
     waiting: HashMap<IpAddr, Waiting>,
-    /// Frames in `waiting`, over all next hops.
-    held: usize,
-    /// The same, by [`Origin::index`].
+    /// Frames in `waiting`, over all next hops, by [`Origin::index`].
     held_by_origin: [u64; 2],
     queue_limit: usize,
     counters: L2Counters,
@@ -105,7 +103,6 @@ impl L2 {
             mac,
             hops: HashMap::new(),
             waiting: HashMap::new(),
-            held: 0,
             held_by_origin: [0; 2],
             queue_limit,
             counters: L2Counters::default(),
@@ -177,7 +174,7 @@ impl L2 {
     /// and counted here) if that next hop's queue is full, or if
     /// [`HELD_LIMIT`] frames are held already.
     pub fn hold(&mut self, next_hop: IpAddr, frame: Held, now: Instant) -> Result<(), Held> {
-        if self.held >= HELD_LIMIT {
+        if self.held() >= HELD_LIMIT {
             self.counters.queue_dropped += 1;
             return Err(frame);
         }
@@ -192,7 +189,6 @@ impl L2 {
         }
         self.counters.queued += 1;
         w.frames.push(frame);
-        self.held += 1;
         if let Some(n) = self.held_by_origin.get_mut(frame.origin.index()) {
             *n += 1;
         }
@@ -201,7 +197,7 @@ impl L2 {
 
     /// Frames held now.
     pub fn held(&self) -> usize {
-        self.held
+        usize::try_from(self.held_by_origin.iter().sum::<u64>()).unwrap_or(usize::MAX)
     }
 
     /// Frames held now, by [`crate::ledger::Origin::index`].
@@ -253,7 +249,6 @@ impl L2 {
             if mac.is_none() && !late {
                 continue;
             }
-            self.held -= w.frames.len();
             for f in &w.frames {
                 if let Some(n) = self.held_by_origin.get_mut(f.origin.index()) {
                     *n -= 1;
