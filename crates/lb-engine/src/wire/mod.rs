@@ -48,6 +48,7 @@ pub(crate) mod icmpv4;
 pub(crate) mod icmpv6;
 #[allow(dead_code, reason = "views not yet used by all the engine's writers")]
 pub(crate) mod ipv4;
+#[allow(dead_code, reason = "views not yet used by all the engine's writers")]
 pub(crate) mod ipv6;
 #[allow(dead_code, reason = "views not yet used by all the engine's writers")]
 pub(crate) mod tcp;
