@@ -385,7 +385,7 @@ impl Ipv6 {
     /// Parse the header at `off` and walk its extension headers; checks
     /// the version and that the payload length fits the frame.
     pub(crate) fn parse(frame: &[u8], off: usize) -> Result<Ipv6, DropReason> {
-        let p = Packet::new_checked(frame.get(off..).unwrap_or_default())?;
+        let p = Packet::new_checked(frame.get(off..).ok_or(DropReason::Truncated)?)?;
         let end = off + HLEN + usize::from(p.payload_len());
         walk(frame, &p, off, end)
     }
@@ -396,7 +396,7 @@ impl Ipv6 {
     /// extension headers must be quoted whole; `payload_len` is the field
     /// as quoted, not what is left of it.
     pub(crate) fn parse_quoted(frame: &[u8], off: usize) -> Result<Ipv6, DropReason> {
-        let p = Packet::new_unchecked(frame.get(off..).unwrap_or_default());
+        let p = Packet::new_unchecked(frame.get(off..).ok_or(DropReason::Truncated)?);
         p.check_header()?;
         let end = (off + HLEN + usize::from(p.payload_len())).min(frame.len());
         walk(frame, &p, off, end)

@@ -31,7 +31,10 @@
 //!
 //! After `check_len` the compiler sees the length test and the reads
 //! compile to plain loads (the instruction counts of
-//! `scripts/instructions` hold this). Offsets given to the crate's older
+//! `scripts/instructions` hold this), provided the view wraps a slice
+//! taken with a branch, `frame.get(off..).ok_or(DropReason::Truncated)?`,
+//! and not a select such as `.unwrap_or_default()`: through a select the
+//! compiler loses the tested length and keeps a check in every getter. Offsets given to the crate's older
 //! parsers ([`ethernet()`], [`Ipv4::parse`], [`L4`], [`ipv6::Ipv6`]) are
 //! from the start of the frame; a view's offsets are from the start of
 //! its header.
@@ -223,7 +226,7 @@ impl Ipv4 {
     /// are reported, not judged: only traffic for us is held to them.
     #[inline]
     pub(crate) fn parse(frame: &[u8], off: usize) -> Result<Ipv4, DropReason> {
-        let p = ipv4::Packet::new_checked(frame.get(off..).unwrap_or_default())?;
+        let p = ipv4::Packet::new_checked(frame.get(off..).ok_or(DropReason::Truncated)?)?;
         Ok(Ipv4 {
             off,
             hlen: p.header_len(),
@@ -270,7 +273,10 @@ impl L4 {
         if len < tcp::HEADER_LEN {
             return Err(DropReason::Truncated);
         }
-        let p = tcp::Packet::new_checked(slice(frame, off, off.saturating_add(len)))?;
+        // A branch, not `slice`'s select: the compiler then keeps the length
+        // that `check_len` tested and the getters are plain loads.
+        let segment = frame.get(off..off.saturating_add(len));
+        let p = tcp::Packet::new_checked(segment.ok_or(DropReason::Truncated)?)?;
         let hlen = p.header_len();
         Ok(L4 {
             sport: p.src_port(),
@@ -290,8 +296,7 @@ impl L4 {
         if len < udp::HEADER_LEN {
             return Err(DropReason::Truncated);
         }
-        let p = udp::Packet::new_unchecked(frame.get(off..).unwrap_or_default());
-        p.check_len()?;
+        let p = udp::Packet::new_checked(frame.get(off..).ok_or(DropReason::Truncated)?)?;
         if usize::from(p.len()) != len {
             return Err(DropReason::BadL4Header);
         }
