@@ -160,6 +160,10 @@ fn slice_mut(bytes: &mut [u8], from: usize, to: usize) -> &mut [u8] {
     bytes.get_mut(from..to).unwrap_or_default()
 }
 
+// The four offset helpers below (`array`, `array_mut`, `be16`, `set_be16`)
+// serve the engine's writers that still poke offsets; to be removed once
+// they go through the views.
+
 /// A fixed-size view of `N` bytes at `off`, or `Truncated`.
 #[inline]
 pub(crate) fn array<const N: usize>(bytes: &[u8], off: usize) -> Result<&[u8; N], DropReason> {
