@@ -461,11 +461,6 @@ fn walk_offsets(area: &[u8]) -> impl Iterator<Item = Result<(usize, TcpOption<'_
     })
 }
 
-/// A one's-complement sum folded to 16 bits.
-fn folded_sum(data: &[u8]) -> u16 {
-    !checksum::finish(checksum::sum(0, data))
-}
-
 /// Edit the options of the TCP segment at `at` in `frame`: remove the
 /// kinds in `edit.strip` (and the timestamps if asked), then insert
 /// `edit.insert` right after the fixed header, pruning lesser options if
@@ -619,7 +614,7 @@ fn fast_path(
     let new_doff_word = (doff_word & 0x0fff) | ((new_hlen as u16) << 12);
     let (old_len, new_len) = (seg.tcp_len as u16, (seg.tcp_len + need) as u16);
     let tcp_delta = Delta::default()
-        .word(0, folded_sum(opt))
+        .word(0, checksum::folded(opt))
         .word(doff_word, new_doff_word)
         .word(old_len, new_len);
     let tcp_sum = be16(bytes, at.l4 + 16)?;
@@ -673,7 +668,7 @@ fn rewrite_headers(
     // The pseudo-header's length is 16 bits for IPv4 and 32 for IPv6; its
     // high half is 0 both before and after, so one word changes.
     let delta = Delta::default()
-        .word(folded_sum(old), folded_sum(new))
+        .word(checksum::folded(old), checksum::folded(new))
         .word(doff_word, new_doff_word)
         .word(tcp_len, new_tcp_len);
     let tcp_checksum = be16(bytes, at.l4 + 16)?;
@@ -751,7 +746,7 @@ pub(crate) fn lower_mss(
         }
     }
     let found = found.get(..n).unwrap_or_default();
-    let before = folded_sum(area.as_slice());
+    let before = checksum::folded(area.as_slice());
     let mut changed = false;
     let mut mss = None;
     for &(off, old) in found {
@@ -767,7 +762,7 @@ pub(crate) fn lower_mss(
     if !changed {
         return Ok(mss);
     }
-    let after = folded_sum(area.as_slice());
+    let after = checksum::folded(area.as_slice());
     let bytes = frame.bytes_mut();
     let base = at.l4 + TCP_FIXED;
     for &(off, _) in found {

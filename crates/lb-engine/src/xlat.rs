@@ -274,7 +274,10 @@ pub(crate) fn v6_to_v4(
         .bytes()
         .get(l4..l4 + l4_len)
         .ok_or(DropReason::Truncated)?;
-    let addrs = (addr_sum(&ip6.src, &ip6.dst), addr_sum(&src, &dst));
+    let addrs = (
+        checksum::addr_pair(&ip6.src, &ip6.dst),
+        checksum::addr_pair(&src, &dst),
+    );
     let (proto, edit) = match ip6.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
@@ -282,7 +285,7 @@ pub(crate) fn v6_to_v4(
             if check == 0 {
                 return Err(DropReason::BadL4Header);
             }
-            let value = nonzero(replace(check, addrs.0, addrs.1));
+            let value = checksum::udp_nonzero(checksum::replace(check, addrs.0, addrs.1));
             (PROTO_UDP, L4Edit::Checksum { at: 6, value })
         }
         PROTO_ICMPV6 => {
@@ -292,8 +295,10 @@ pub(crate) fn v6_to_v4(
                 V6_ECHO_REPLY => V4_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
-            let old = pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + word(kind, code);
-            let checksum = replace(u16::from_be_bytes([c0, c1]), old, word(to, code));
+            let old =
+                pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + checksum::word(kind, code);
+            let checksum =
+                checksum::replace(u16::from_be_bytes([c0, c1]), old, checksum::word(to, code));
             (PROTO_ICMP, L4Edit::Icmp { kind: to, checksum })
         }
         other => (other, L4Edit::None),
@@ -350,7 +355,10 @@ pub(crate) fn v4_to_v6(
     let bytes = frame.bytes();
     let [_, tos, _, _, _, _, _, _, ttl, ..] = *array::<V4_HLEN>(bytes, l3)?;
     let seg = bytes.get(l4..l4 + l4_len).ok_or(DropReason::Truncated)?;
-    let addrs = (addr_sum(&ip4.src, &ip4.dst), addr_sum(&src, &dst));
+    let addrs = (
+        checksum::addr_pair(&ip4.src, &ip4.dst),
+        checksum::addr_pair(&src, &dst),
+    );
     let (next, edit) = match ip4.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
@@ -360,9 +368,9 @@ pub(crate) fn v4_to_v6(
                 // 0, so summing the datagram as it is leaves it out.
                 checksum::finish(checksum::sum(pseudo6(&src, &dst, l4_len, PROTO_UDP), seg))
             } else {
-                replace(check, addrs.0, addrs.1)
+                checksum::replace(check, addrs.0, addrs.1)
             };
-            let value = nonzero(value);
+            let value = checksum::udp_nonzero(value);
             (PROTO_UDP, L4Edit::Checksum { at: 6, value })
         }
         PROTO_ICMP => {
@@ -372,8 +380,12 @@ pub(crate) fn v4_to_v6(
                 V4_ECHO_REPLY => V6_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
-            let new = pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + word(to, code);
-            let checksum = replace(u16::from_be_bytes([c0, c1]), word(kind, code), new);
+            let new = pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + checksum::word(to, code);
+            let checksum = checksum::replace(
+                u16::from_be_bytes([c0, c1]),
+                checksum::word(kind, code),
+                new,
+            );
             (PROTO_ICMPV6, L4Edit::Icmp { kind: to, checksum })
         }
         other if ipv6::is_extension(other) || other == PROTO_ICMPV6 => {
@@ -426,7 +438,7 @@ fn tcp_edit(seg: &[u8], (old, new): (u32, u32)) -> Result<L4Edit, DropReason> {
     let check = be16(array::<20>(seg, 0)?, 16)?;
     Ok(L4Edit::Checksum {
         at: 16,
-        value: replace(check, old, new),
+        value: checksum::replace(check, old, new),
     })
 }
 
@@ -639,7 +651,7 @@ pub(crate) fn icmp4_error_to_v6(
     let inner_h = *array::<V4_HLEN>(bytes, inner)?;
     let [_, inner_tos, _, _, _, _, _, _, inner_ttl, inner_proto, ..] = inner_h;
     let [.., s0, s1, s2, s3, d0, d1, d2, d3] = inner_h;
-    let inner_addrs = addr_sum(&[s0, s1, s2, s3], &[d0, d1, d2, d3]);
+    let inner_addrs = checksum::addr_pair(&[s0, s1, s2, s3], &[d0, d1, d2, d3]);
 
     // The quote: up to the RFC 4884 original datagram's end if the length
     // attribute (byte 5, 32-bit words) gives one, and within 1280 bytes.
@@ -677,20 +689,25 @@ pub(crate) fn icmp4_error_to_v6(
     let [r0, r1, r2, r3] = rest;
     let [n0, n1, n2, n3] = new_rest;
     let cut = bytes.get(inner + quote..end).ok_or(DropReason::Truncated)?;
-    let before = sum(&[kind, code, 0, 0, r0, r1, r2, r3]) + sum(&inner_h) + sum(cut);
+    let before = checksum::sum(0, &[kind, code, 0, 0, r0, r1, r2, r3])
+        + checksum::sum(0, &inner_h)
+        + checksum::sum(0, cut);
     let after = pseudo6(&to.src, &to.dst, msg_len, PROTO_ICMPV6)
-        + sum(&[new_kind, new_code, 0, 0, n0, n1, n2, n3])
-        + sum(&new_inner);
+        + checksum::sum(0, &[new_kind, new_code, 0, 0, n0, n1, n2, n3])
+        + checksum::sum(0, &new_inner);
 
     let quoted = rewrite_quoted_l4(
         frame.bytes_mut(),
         l4,
         inner_proto,
         quote - V4_HLEN,
-        (inner_addrs, addr_sum(&to.inner_src.0, &to.inner_dst.0)),
+        (
+            inner_addrs,
+            checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
+        ),
         (to.inner_src.1, to.inner_dst.1),
     )?;
-    let check = replace(
+    let check = checksum::replace(
         u16::from_be_bytes([c0, c1]),
         before + quoted.0,
         after + quoted.1,
@@ -773,9 +790,9 @@ pub(crate) fn icmp6_error_to_v4(
         .get(inner.off + quote..end)
         .ok_or(DropReason::Truncated)?;
     let before = pseudo6(&ip.src, &ip.dst, end.saturating_sub(icmp), PROTO_ICMPV6)
-        + sum(&[kind, code, 0, 0, r0, r1, r2, r3])
-        + sum(old_headers)
-        + sum(cut);
+        + checksum::sum(0, &[kind, code, 0, 0, r0, r1, r2, r3])
+        + checksum::sum(0, old_headers)
+        + checksum::sum(0, cut);
 
     let start = frame.start();
     let bytes = frame.bytes_mut();
@@ -786,8 +803,8 @@ pub(crate) fn icmp6_error_to_v4(
         inner.proto,
         quoted_l4,
         (
-            addr_sum(&inner.src, &inner.dst),
-            addr_sum(&to.inner_src.0, &to.inner_dst.0),
+            checksum::addr_pair(&inner.src, &inner.dst),
+            checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
         ),
         (to.inner_src.1, to.inner_dst.1),
     )?;
@@ -804,8 +821,9 @@ pub(crate) fn icmp6_error_to_v4(
         to.inner_src.0,
         to.inner_dst.0,
     );
-    let after = sum(&[new_kind, new_code, 0, 0, n0, n1, n2, n3]) + sum(&new_inner);
-    let check = replace(
+    let after = checksum::sum(0, &[new_kind, new_code, 0, 0, n0, n1, n2, n3])
+        + checksum::sum(0, &new_inner);
+    let check = checksum::replace(
         u16::from_be_bytes([c0, c1]),
         before + quoted.0,
         after + quoted.1,
@@ -859,7 +877,7 @@ pub(crate) fn icmp4_error_rewrite(
     let outer = *array::<V4_HLEN>(bytes, l3)?;
     let icmp_check = be16(bytes, icmp + 2)?;
     let inner_h = bytes.get(inner..l4).ok_or(DropReason::Truncated)?;
-    let inner_before = sum(inner_h);
+    let inner_before = checksum::sum(0, inner_h);
     let inner_fixed = *array::<V4_HLEN>(inner_h, 0)?;
     let [_, _, _, _, _, _, _, _, _, _, oc0, oc1, ..] = outer;
     let [.., os0, os1, os2, os3, od0, od1, od2, od3] = outer;
@@ -883,7 +901,7 @@ pub(crate) fn icmp4_error_rewrite(
     set_be16(bytes, inner + 10, inner_check)?;
     *array_mut::<4>(bytes, inner + 12)? = to.inner_src.0;
     *array_mut::<4>(bytes, inner + 16)? = to.inner_dst.0;
-    let inner_after = sum(bytes.get(inner..l4).unwrap_or_default());
+    let inner_after = checksum::sum(0, bytes.get(inner..l4).unwrap_or_default());
 
     let quoted = rewrite_quoted_l4(
         bytes,
@@ -891,12 +909,12 @@ pub(crate) fn icmp4_error_rewrite(
         err.flow.proto,
         quoted_l4,
         (
-            addr_sum(&old_isrc, &old_idst),
-            addr_sum(&to.inner_src.0, &to.inner_dst.0),
+            checksum::addr_pair(&old_isrc, &old_idst),
+            checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
         ),
         (to.inner_src.1, to.inner_dst.1),
     )?;
-    let check = replace(icmp_check, inner_before + quoted.0, inner_after + quoted.1);
+    let check = checksum::replace(icmp_check, inner_before + quoted.0, inner_after + quoted.1);
     set_be16(bytes, icmp + 2, check)
 }
 
@@ -929,8 +947,8 @@ pub(crate) fn icmp6_error_rewrite(
     let old_dst = *array::<16>(bytes, l3 + DST)?;
     let old_isrc = *array::<16>(bytes, inner.off + SRC)?;
     let old_idst = *array::<16>(bytes, inner.off + DST)?;
-    let inner_before = addr_sum(&old_isrc, &old_idst);
-    let inner_after = addr_sum(&to.inner_src.0, &to.inner_dst.0);
+    let inner_before = checksum::addr_pair(&old_isrc, &old_idst);
+    let inner_after = checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0);
 
     *array_mut::<16>(bytes, l3 + SRC)? = to.src;
     *array_mut::<16>(bytes, l3 + DST)? = to.dst;
@@ -944,10 +962,10 @@ pub(crate) fn icmp6_error_rewrite(
         (inner_before, inner_after),
         (to.inner_src.1, to.inner_dst.1),
     )?;
-    let check = replace(
+    let check = checksum::replace(
         icmp_check,
-        addr_sum(&old_src, &old_dst) + inner_before + quoted.0,
-        addr_sum(&to.src, &to.dst) + inner_after + quoted.1,
+        checksum::addr_pair(&old_src, &old_dst) + inner_before + quoted.0,
+        checksum::addr_pair(&to.src, &to.dst) + inner_after + quoted.1,
     );
     set_be16(bytes, icmp + 2, check)
 }
@@ -969,7 +987,7 @@ fn rewrite_quoted_l4(
     let [s0, s1] = sport.to_be_bytes();
     let [d0, d1] = dport.to_be_bytes();
     let new_ports = [s0, s1, d0, d1];
-    let (mut before, mut after) = (sum(&ports), sum(&new_ports));
+    let (mut before, mut after) = (checksum::sum(0, &ports), checksum::sum(0, &new_ports));
     let at = match proto {
         PROTO_TCP if quoted >= 18 => Some(16),
         PROTO_UDP if quoted >= 8 => Some(6),
@@ -977,10 +995,10 @@ fn rewrite_quoted_l4(
     };
     if let Some(at) = at {
         let check = be16(bytes, l4 + at)?;
-        let value = replace(check, addrs.0 + before, addrs.1 + after);
+        let value = checksum::replace(check, addrs.0 + before, addrs.1 + after);
         let value = match (proto, check) {
             (PROTO_UDP, 0) => 0,
-            (PROTO_UDP, _) => nonzero(value),
+            (PROTO_UDP, _) => checksum::udp_nonzero(value),
             _ => value,
         };
         set_be16(bytes, l4 + at, value)?;
@@ -1198,34 +1216,6 @@ fn move_front(
     } else {
         Err(DropReason::Truncated)
     }
-}
-
-/// The one's-complement sum of `data` (not folded to 16 bits).
-fn sum(data: &[u8]) -> u32 {
-    checksum::sum(0, data)
-}
-
-/// The sum of a pair of addresses.
-fn addr_sum(src: &[u8], dst: &[u8]) -> u32 {
-    checksum::sum(checksum::sum(0, src), dst)
-}
-
-/// A 16-bit word of two bytes, as a sum.
-fn word(hi: u8, lo: u8) -> u32 {
-    u32::from(u16::from_be_bytes([hi, lo]))
-}
-
-/// A checksum field updated for covered bytes whose sum goes from `old`
-/// to `new` (RFC 1624 eqn. 3, the sums folded to one word each).
-fn replace(field: u16, old: u32, new: u32) -> u16 {
-    let fold = |acc: u32| !checksum::finish(acc);
-    Delta::default().word(fold(old), fold(new)).apply(field)
-}
-
-/// A UDP checksum as sent: a computed 0 is 0xffff (RFC 768, RFC 8200
-/// §8.1).
-fn nonzero(check: u16) -> u16 {
-    if check == 0 { 0xffff } else { check }
 }
 
 #[cfg(test)]

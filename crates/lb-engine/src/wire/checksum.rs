@@ -122,6 +122,41 @@ pub(crate) fn of(data: &[u8]) -> u16 {
     finish(sum(0, data))
 }
 
+/// The sum of a pair of addresses (either family), not folded: the part
+/// of a pseudo-header that address translation changes.
+#[inline]
+pub(crate) fn addr_pair(src: &[u8], dst: &[u8]) -> u32 {
+    sum(sum(0, src), dst)
+}
+
+/// A 16-bit word of two bytes, as a sum.
+#[inline]
+pub(crate) fn word(hi: u8, lo: u8) -> u32 {
+    u32::from(u16::from_be_bytes([hi, lo]))
+}
+
+/// A one's-complement sum of `data` folded to 16 bits (not complemented):
+/// what a block of bytes adds to a checksum, for [`Delta::word`].
+#[inline]
+pub(crate) fn folded(data: &[u8]) -> u16 {
+    !finish(sum(0, data))
+}
+
+/// A checksum field updated for covered bytes whose sum goes from `old`
+/// to `new` (RFC 1624 eqn. 3, the sums folded to one word each).
+#[inline]
+pub(crate) fn replace(field: u16, old: u32, new: u32) -> u16 {
+    let fold = |acc: u32| !finish(acc);
+    Delta::default().word(fold(old), fold(new)).apply(field)
+}
+
+/// A UDP checksum as sent: a computed 0 is 0xffff (RFC 768, RFC 8200
+/// §8.1).
+#[inline]
+pub(crate) fn udp_nonzero(check: u16) -> u16 {
+    if check == 0 { 0xffff } else { check }
+}
+
 /// Whether a 20-byte IPv4 header's checksum is right: its words sum to
 /// 0xffff. Summed as five native-endian 32-bit words, which gives the same
 /// folded sum byte-swapped (RFC 1071 §2 (A) and (B)), and 0xffff is its

@@ -75,10 +75,15 @@
 //! Each extension header's length is checked against the payload length
 //! before it is read past its first two bytes; a header that does not fit
 //! is [`DropReason::BadIpLength`]: the payload length does not hold it.
-//! The panic contract is the one of [`super`]: every read goes through
-//! `get` or [`array()`], whatever the bytes.
+//! The fixed header is read and written through the view [`Packet`] and
+//! its [`Repr`]; the walk is [`Ipv6::parse`]. The panic contract is the
+//! one of [`super`]: every read goes through `get` or [`array()`],
+//! whatever the bytes.
 
-use super::array;
+use super::{
+    array, read, read_u8, read_u16, read_u32, slice, slice_mut, write, write_u8, write_u16,
+    write_u32,
+};
 use crate::verdict::DropReason;
 
 /// Length of the fixed IPv6 header.
@@ -87,10 +92,236 @@ pub(crate) const HLEN: usize = 40;
 /// Most extension headers walked before the packet is refused.
 pub(crate) const MAX_EXTENSIONS: usize = 4;
 
-/// Field offsets in the fixed IPv6 header.
+/// Field offsets in the fixed IPv6 header, for the writers that still
+/// use them (to be removed once they write through [`Packet`]).
 pub(crate) mod ipv6_field {
     pub(crate) const SRC: usize = 8;
     pub(crate) const DST: usize = 24;
+}
+
+/// Field offsets in the fixed header.
+mod field {
+    pub(super) const VER_TC_FLOW: usize = 0;
+    pub(super) const TC_LOW: usize = 1;
+    pub(super) const LENGTH: usize = 4;
+    pub(super) const NXT_HDR: usize = 6;
+    pub(super) const HOP_LIMIT: usize = 7;
+    pub(super) const SRC_ADDR: usize = 8;
+    pub(super) const DST_ADDR: usize = 24;
+}
+
+/// A view of an IPv6 packet: the fixed header at the start of the buffer,
+/// then extension headers and the upper layer (its payload). The view
+/// does not walk the extension headers: that is [`Ipv6::parse`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Wrap `buffer` without checking it.
+    #[inline]
+    pub(crate) const fn new_unchecked(buffer: T) -> Packet<T> {
+        Packet { buffer }
+    }
+
+    /// Wrap `buffer` and [`check_len`](Self::check_len) it.
+    #[inline]
+    pub(crate) fn new_checked(buffer: T) -> Result<Packet<T>, DropReason> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+
+    /// `Truncated` if the buffer ends inside the fixed header;
+    /// `BadIpHeader` if the version is not 6; `BadIpLength` if the Payload
+    /// Length runs past the buffer. The buffer may run on past the packet
+    /// (Ethernet padding).
+    #[inline]
+    pub(crate) fn check_len(&self) -> Result<(), DropReason> {
+        self.check_header()?;
+        if HLEN + usize::from(self.payload_len()) > self.buffer.as_ref().len() {
+            return Err(DropReason::BadIpLength);
+        }
+        Ok(())
+    }
+
+    /// [`check_len`](Self::check_len) without the Payload Length: for a
+    /// packet quoted in an ICMPv6 error, cut short by the error's end.
+    /// After it the fixed header's getters return the real values; the
+    /// payload is what the buffer holds of it.
+    #[inline]
+    pub(crate) fn check_header(&self) -> Result<(), DropReason> {
+        let Some(&[v, ..]) = self.buffer.as_ref().first_chunk::<HLEN>() else {
+            return Err(DropReason::Truncated);
+        };
+        if v >> 4 != 6 {
+            return Err(DropReason::BadIpHeader);
+        }
+        Ok(())
+    }
+
+    /// The buffer.
+    #[inline]
+    pub(crate) fn into_inner(self) -> T {
+        self.buffer
+    }
+
+    #[inline]
+    pub(crate) fn version(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::VER_TC_FLOW) >> 4
+    }
+
+    #[inline]
+    pub(crate) fn traffic_class(&self) -> u8 {
+        let [b0, b1] = read(self.buffer.as_ref(), field::VER_TC_FLOW);
+        (b0 << 4) | (b1 >> 4)
+    }
+
+    /// The 20-bit flow label.
+    #[inline]
+    pub(crate) fn flow_label(&self) -> u32 {
+        read_u32(self.buffer.as_ref(), field::VER_TC_FLOW) & 0x000f_ffff
+    }
+
+    /// Payload Length: extension headers and upper layer.
+    #[inline]
+    pub(crate) fn payload_len(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::LENGTH)
+    }
+
+    /// The fixed header's Next Header: the first extension header or the
+    /// upper-layer protocol.
+    #[inline]
+    pub(crate) fn next_header(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::NXT_HDR)
+    }
+
+    #[inline]
+    pub(crate) fn hop_limit(&self) -> u8 {
+        read_u8(self.buffer.as_ref(), field::HOP_LIMIT)
+    }
+
+    #[inline]
+    pub(crate) fn src_addr(&self) -> [u8; 16] {
+        read(self.buffer.as_ref(), field::SRC_ADDR)
+    }
+
+    #[inline]
+    pub(crate) fn dst_addr(&self) -> [u8; 16] {
+        read(self.buffer.as_ref(), field::DST_ADDR)
+    }
+
+    /// The payload: from the fixed header to Payload Length, or what the
+    /// buffer holds of it.
+    #[inline]
+    pub(crate) fn payload(&self) -> &[u8] {
+        let to = HLEN + usize::from(self.payload_len());
+        slice(self.buffer.as_ref(), HLEN, to)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Set the version (6), the traffic class and the flow label (its low
+    /// 20 bits).
+    #[inline]
+    pub(crate) fn set_version_tc_flow(&mut self, traffic_class: u8, flow_label: u32) {
+        let word = (6 << 28) | (u32::from(traffic_class) << 20) | (flow_label & 0x000f_ffff);
+        write_u32(self.buffer.as_mut(), field::VER_TC_FLOW, word);
+    }
+
+    /// Set the traffic class, keeping the version and flow label.
+    #[inline]
+    pub(crate) fn set_traffic_class(&mut self, value: u8) {
+        let b = self.buffer.as_mut();
+        let [b0, b1] = read(b, field::VER_TC_FLOW);
+        if b.len() >= 2 {
+            write_u8(b, field::VER_TC_FLOW, (b0 & 0xf0) | (value >> 4));
+            write_u8(b, field::TC_LOW, (value << 4) | (b1 & 0x0f));
+        }
+    }
+
+    #[inline]
+    pub(crate) fn set_payload_len(&mut self, value: u16) {
+        write_u16(self.buffer.as_mut(), field::LENGTH, value);
+    }
+
+    #[inline]
+    pub(crate) fn set_next_header(&mut self, value: u8) {
+        write_u8(self.buffer.as_mut(), field::NXT_HDR, value);
+    }
+
+    #[inline]
+    pub(crate) fn set_hop_limit(&mut self, value: u8) {
+        write_u8(self.buffer.as_mut(), field::HOP_LIMIT, value);
+    }
+
+    #[inline]
+    pub(crate) fn set_src_addr(&mut self, value: [u8; 16]) {
+        write(self.buffer.as_mut(), field::SRC_ADDR, value);
+    }
+
+    #[inline]
+    pub(crate) fn set_dst_addr(&mut self, value: [u8; 16]) {
+        write(self.buffer.as_mut(), field::DST_ADDR, value);
+    }
+
+    /// The payload, writable.
+    #[inline]
+    pub(crate) fn payload_mut(&mut self) -> &mut [u8] {
+        let to = HLEN + usize::from(self.payload_len());
+        slice_mut(self.buffer.as_mut(), HLEN, to)
+    }
+}
+
+/// A fixed IPv6 header, as the translator writes it (RFC 7915 §4.1):
+/// no extension headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Repr {
+    pub(crate) src_addr: [u8; 16],
+    pub(crate) dst_addr: [u8; 16],
+    pub(crate) next_header: u8,
+    pub(crate) hop_limit: u8,
+    pub(crate) traffic_class: u8,
+    /// The 20-bit flow label (the translator writes 0).
+    pub(crate) flow_label: u32,
+    /// Bytes after the fixed header.
+    pub(crate) payload_len: u16,
+}
+
+impl Repr {
+    /// The fixed header of a checked packet, as is: its Next Header may
+    /// name an extension header.
+    pub(crate) fn parse<T: AsRef<[u8]>>(packet: &Packet<T>) -> Result<Repr, DropReason> {
+        packet.check_len()?;
+        Ok(Repr {
+            src_addr: packet.src_addr(),
+            dst_addr: packet.dst_addr(),
+            next_header: packet.next_header(),
+            hop_limit: packet.hop_limit(),
+            traffic_class: packet.traffic_class(),
+            flow_label: packet.flow_label(),
+            payload_len: packet.payload_len(),
+        })
+    }
+
+    /// The length of the header [`emit`](Self::emit) writes.
+    #[inline]
+    pub(crate) const fn buffer_len(&self) -> usize {
+        HLEN
+    }
+
+    /// Write the fixed header at the start of `packet`. See the panic
+    /// contract in [`super`] for a shorter buffer.
+    #[inline]
+    pub(crate) fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Packet<T>) {
+        packet.set_version_tc_flow(self.traffic_class, self.flow_label);
+        packet.set_payload_len(self.payload_len);
+        packet.set_next_header(self.next_header);
+        packet.set_hop_limit(self.hop_limit);
+        packet.set_src_addr(self.src_addr);
+        packet.set_dst_addr(self.dst_addr);
+    }
 }
 
 /// Next Header values of extension headers (IANA "IPv6 Extension Header
@@ -154,12 +385,9 @@ impl Ipv6 {
     /// Parse the header at `off` and walk its extension headers; checks
     /// the version and that the payload length fits the frame.
     pub(crate) fn parse(frame: &[u8], off: usize) -> Result<Ipv6, DropReason> {
-        let h = array::<HLEN>(frame, off)?;
-        let end = fixed_end(h, off)?;
-        if end > frame.len() {
-            return Err(DropReason::BadIpLength);
-        }
-        walk(frame, h, off, end)
+        let p = Packet::new_checked(frame.get(off..).ok_or(DropReason::Truncated)?)?;
+        let end = off + HLEN + usize::from(p.payload_len());
+        walk(frame, &p, off, end)
     }
 
     /// Parse the header of a packet quoted in an ICMPv6 error: as
@@ -168,9 +396,10 @@ impl Ipv6 {
     /// extension headers must be quoted whole; `payload_len` is the field
     /// as quoted, not what is left of it.
     pub(crate) fn parse_quoted(frame: &[u8], off: usize) -> Result<Ipv6, DropReason> {
-        let h = array::<HLEN>(frame, off)?;
-        let end = fixed_end(h, off)?.min(frame.len());
-        walk(frame, h, off, end)
+        let p = Packet::new_unchecked(frame.get(off..).ok_or(DropReason::Truncated)?);
+        p.check_header()?;
+        let end = (off + HLEN + usize::from(p.payload_len())).min(frame.len());
+        walk(frame, &p, off, end)
     }
 
     /// End of the packet in the frame (exclusive).
@@ -189,23 +418,11 @@ impl Ipv6 {
     }
 }
 
-/// Check the version; the end of the packet the payload length claims.
-fn fixed_end(h: &[u8; HLEN], off: usize) -> Result<usize, DropReason> {
-    let [v, _, _, _, p0, p1, ..] = *h;
-    if v >> 4 != 6 {
-        return Err(DropReason::BadIpHeader);
-    }
-    Ok(off + HLEN + usize::from(u16::from_be_bytes([p0, p1])))
-}
-
-/// Walk the extension headers of the packet whose fixed header `h` is at
-/// `off`, none of them reaching past `end`.
-fn walk(frame: &[u8], h: &[u8; HLEN], off: usize, end: usize) -> Result<Ipv6, DropReason> {
+/// Walk the extension headers of the packet whose checked fixed header
+/// `p` is at `off`, none of them reaching past `end`.
+fn walk(frame: &[u8], p: &Packet<&[u8]>, off: usize, end: usize) -> Result<Ipv6, DropReason> {
     use next_header::*;
-    let [b0, b1, b2, b3, p0, p1, first, hop_limit, ..] = *h;
-    let src = *array::<16>(h, ipv6_field::SRC)?;
-    let dst = *array::<16>(h, ipv6_field::DST)?;
-    let mut next = first;
+    let mut next = p.next_header();
     let mut at = off + HLEN;
     let mut fragment = false;
     let mut walked = 0;
@@ -250,12 +467,12 @@ fn walk(frame: &[u8], h: &[u8; HLEN], off: usize, end: usize) -> Result<Ipv6, Dr
     }
     Ok(Ipv6 {
         off,
-        payload_len: usize::from(u16::from_be_bytes([p0, p1])),
-        src,
-        dst,
-        hop_limit,
-        traffic_class: (b0 << 4) | (b1 >> 4),
-        flow_label: u32::from_be_bytes([0, b1 & 0x0f, b2, b3]),
+        payload_len: usize::from(p.payload_len()),
+        src: p.src_addr(),
+        dst: p.dst_addr(),
+        hop_limit: p.hop_limit(),
+        traffic_class: p.traffic_class(),
+        flow_label: p.flow_label(),
         proto: next,
         l4_off: at,
         fragment,
@@ -326,6 +543,106 @@ mod test {
 
     fn udp() -> Vec<u8> {
         alloc::vec![0x30, 0x39, 0x00, 0x35, 0x00, 0x0c, 0x00, 0x00, 1, 2, 3, 4]
+    }
+
+    /// A fixed header: traffic class 0xab, flow label 0x12345, 4 bytes of
+    /// UDP payload (cut), hop limit 63, SRC -> DST; then one byte past it.
+    static PACKET: [u8; 45] = [
+        0x6a, 0xb1, 0x23, 0x45, // version, traffic class, flow label
+        0x00, 0x04, 17, 63, // payload length, next header, hop limit
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, // source
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, // destination
+        0x30, 0x39, 0x00, 0x35, // payload
+        0xee,
+    ];
+
+    fn repr() -> Repr {
+        Repr {
+            src_addr: SRC,
+            dst_addr: DST,
+            next_header: PROTO_UDP,
+            hop_limit: 63,
+            traffic_class: 0xab,
+            flow_label: 0x12345,
+            payload_len: 4,
+        }
+    }
+
+    #[test]
+    fn view_deconstruct() {
+        let p = Packet::new_checked(&PACKET[..]).unwrap();
+        assert_eq!(
+            (p.version(), p.traffic_class(), p.flow_label()),
+            (6, 0xab, 0x12345)
+        );
+        assert_eq!(
+            (p.payload_len(), p.next_header(), p.hop_limit()),
+            (4, 17, 63)
+        );
+        assert_eq!((p.src_addr(), p.dst_addr()), (SRC, DST));
+        assert_eq!(p.payload(), &[0x30, 0x39, 0x00, 0x35]);
+        assert_eq!(Repr::parse(&p), Ok(repr()));
+        assert_eq!(p.into_inner().len(), 45);
+    }
+
+    #[test]
+    fn view_construct() {
+        let mut bytes = [0xeeu8; 45];
+        let mut p = Packet::new_unchecked(&mut bytes[..]);
+        p.set_version_tc_flow(0x00, 0x12345);
+        p.set_traffic_class(0xab);
+        p.set_payload_len(4);
+        p.set_next_header(PROTO_UDP);
+        p.set_hop_limit(63);
+        p.set_src_addr(SRC);
+        p.set_dst_addr(DST);
+        p.payload_mut().copy_from_slice(&[0x30, 0x39, 0x00, 0x35]);
+        assert_eq!(bytes, PACKET);
+    }
+
+    #[test]
+    fn view_emit_then_parse() {
+        let mut bytes = PACKET;
+        bytes[..HLEN].fill(0);
+        let r = repr();
+        assert_eq!(r.buffer_len(), HLEN);
+        r.emit(&mut Packet::new_unchecked(&mut bytes[..]));
+        assert_eq!(bytes, PACKET);
+        assert_eq!(
+            Repr::parse(&Packet::new_checked(&bytes[..]).unwrap()),
+            Ok(r)
+        );
+    }
+
+    #[test]
+    fn view_truncated_and_malformed() {
+        assert_eq!(
+            Packet::new_checked(&PACKET[..39]).unwrap_err(),
+            DropReason::Truncated
+        );
+        assert_eq!(
+            Packet::new_checked(&PACKET[..43]).unwrap_err(),
+            DropReason::BadIpLength
+        );
+        // A quoted packet: the header checks, the payload is what is left.
+        let quoted = Packet::new_unchecked(&PACKET[..42]);
+        assert_eq!(quoted.check_header(), Ok(()));
+        assert_eq!(quoted.payload(), &[0x30, 0x39]);
+        let mut v4 = PACKET;
+        v4[0] = 0x4a;
+        assert_eq!(
+            Packet::new_checked(&v4[..]).unwrap_err(),
+            DropReason::BadIpHeader
+        );
+        let mut short = [0xffu8; 7];
+        let mut p = Packet::new_unchecked(&mut short[..]);
+        assert_eq!((p.hop_limit(), p.src_addr()), (0, [0; 16]));
+        assert!(p.payload().is_empty());
+        p.set_hop_limit(1);
+        p.set_src_addr([1; 16]);
+        assert_eq!(short, [0xff; 7]);
+        repr().emit(&mut Packet::new_unchecked(&mut short[..]));
+        assert_eq!(short, PACKET[..7]);
     }
 
     #[test]
