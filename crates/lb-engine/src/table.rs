@@ -278,7 +278,10 @@ impl Ids {
             if bit >= 64 {
                 return None;
             }
-            pos = pos.checked_mul(64)?.checked_add(bit as usize)?;
+            // `pos` is a word of this level (checked by `get`), fewer than
+            // 2^22 for a capacity of at most 2^28: `pos * 64 + bit` fits,
+            // and the next level's `get` (or the `try_from`) checks it.
+            pos = pos << 6 | bit as usize;
         }
         u32::try_from(pos).ok()
     }
