@@ -450,9 +450,11 @@ impl<T: Copy> Table<T> {
             .saturating_add(self.ids.bytes())
     }
 
-    /// The home slot of a hash (or of an index word: same top bits).
+    /// The home slot of a hash (or of an index word: same top bits): its
+    /// top `log2(index.len())` bits, below the index's length without a
+    /// mask.
     fn home(&self, hash: u64) -> usize {
-        (hash >> self.shift) as usize & self.mask
+        (hash >> self.shift) as usize
     }
 
     /// The slot after `slot`, wrapping.
