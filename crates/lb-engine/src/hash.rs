@@ -55,16 +55,20 @@ pub(crate) fn flow6(
 /// Hash a client address alone (source affinity, Maglev by source).
 #[inline]
 pub(crate) fn source(seed: u64, addr: IpAddr) -> u64 {
-    let a = u128::from(to_v6(addr));
-    fold_mul((a >> 64) as u64 ^ seed ^ K0, a as u64 ^ K1)
+    // The address as IPv6 (IPv4 mapped, `::ffff:a.b.c.d`), in two halves,
+    // built from the IPv4 bits directly rather than through 16 bytes.
+    let (high, low) = match addr {
+        IpAddr::V4(v4) => (0, MAPPED | u64::from(v4.to_bits())),
+        IpAddr::V6(v6) => {
+            let a = v6.to_bits();
+            ((a >> 64) as u64, a as u64)
+        }
+    };
+    fold_mul(high ^ seed ^ K0, low ^ K1)
 }
 
-fn to_v6(addr: IpAddr) -> core::net::Ipv6Addr {
-    match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
-}
+/// The low half of an IPv4-mapped IPv6 address without its IPv4 bits.
+const MAPPED: u64 = 0xffff << 32;
 
 #[cfg(test)]
 mod test {
@@ -83,6 +87,32 @@ mod test {
     }
 
     /// Consecutive client ports spread over the low bits (the table index).
+    #[test]
+    fn source_hashes_ipv4_as_its_mapped_ipv6_address() {
+        let mapped = |v4: Ipv4Addr| {
+            let a = u128::from(v4.to_ipv6_mapped());
+            fold_mul((a >> 64) as u64 ^ 9 ^ K0, a as u64 ^ K1)
+        };
+        for v4 in [
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::new(192, 0, 2, 77),
+        ] {
+            assert_eq!(source(9, IpAddr::V4(v4)), mapped(v4));
+            assert_eq!(
+                source(9, IpAddr::V4(v4)),
+                source(9, IpAddr::V6(v4.to_ipv6_mapped()))
+            );
+        }
+        let v6 = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6));
+        let a = 0x2001_0db8_0001_0002_0003_0004_0005_0006u128;
+        assert_eq!(
+            source(9, v6),
+            fold_mul((a >> 64) as u64 ^ 9 ^ K0, a as u64 ^ K1)
+        );
+    }
+
     #[test]
     fn low_bits_spread() {
         let mut buckets = [0u32; 64];

@@ -66,8 +66,11 @@
 //!
 //! The cursor table has [`CURSORS`] entries: destinations whose hashes
 //! share one advance a shared counter and skip some of each other's
-//! tuples, which costs nothing but order. `allocate` does not allocate
-//! memory.
+//! tuples, which costs nothing but order. The destination hash (three
+//! rounds of a 64-bit mixer) is kept for the last [`MEMO`] destinations,
+//! one per slot chosen by the low bits of the port and address, so the
+//! few backends of a listener are not hashed again on every SYN; the memo
+//! changes no answer. `allocate` does not allocate memory.
 
 use alloc::collections::BTreeSet;
 use alloc::vec;
@@ -247,8 +250,34 @@ pub(crate) struct PortAllocator {
     port_count: u32,
     /// Per-destination cursors (RFC 6056 Algorithm 4's `table`).
     cursors: Vec<u64>,
-    /// The key of the destination hash.
-    key: u64,
+    /// The destination hash's starting value, from its key.
+    key_mix: u64,
+    /// The last destinations hashed and their hashes, one per slot of
+    /// [`memo_slot`]: a destination's hash is a pure function of it, so a
+    /// hit answers exactly what [`destination_hash`] would.
+    memo: [(Option<Destination>, u64); MEMO],
+}
+
+/// A destination of the allocator: what [`destination_hash`] hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Destination {
+    proto: u8,
+    rip: IpAddr,
+    rport: u16,
+}
+
+/// Entries in an allocator's memo of destination hashes.
+const MEMO: usize = 8;
+
+/// A destination's entry in the memo: the low bits of its port and of
+/// its address's last byte, so that a listener's backends on one port
+/// (consecutive addresses) each have their own.
+fn memo_slot(d: &Destination) -> usize {
+    let last = match d.rip {
+        IpAddr::V4(v4) => v4.to_bits() as u8,
+        IpAddr::V6(v6) => v6.to_bits() as u8,
+    };
+    (usize::from(d.rport) ^ usize::from(last)) % MEMO
 }
 
 impl PortAllocator {
@@ -278,7 +307,8 @@ impl PortAllocator {
             first_port,
             port_count: u32::from(last_port - first_port) + 1,
             cursors: vec![0; CURSORS],
-            key,
+            key_mix: destination_key_mix(key),
+            memo: [(None, 0); MEMO],
         })
     }
 
@@ -309,14 +339,18 @@ impl PortAllocator {
         quarantine: &Quarantine,
         mut in_use: impl FnMut(&LocalTuple) -> bool,
     ) -> Result<(u16, u16), AllocateError> {
+        let lips = match rip {
+            IpAddr::V4(_) => self.v4.len(),
+            IpAddr::V6(_) => self.v6.len(),
+        } as u64;
+        if lips == 0 {
+            return Err(AllocateError::NoAddressOfFamily);
+        }
+        let destination = self.destination_hash(Destination { proto, rip, rport });
         let family: &[u16] = match rip {
             IpAddr::V4(_) => &self.v4,
             IpAddr::V6(_) => &self.v6,
         };
-        let lips = family.len() as u64;
-        if lips == 0 {
-            return Err(AllocateError::NoAddressOfFamily);
-        }
         let space = lips * u64::from(self.port_count);
         let addresses = &self.addresses;
         let first_port = self.first_port;
@@ -333,7 +367,6 @@ impl PortAllocator {
             (!in_use(&tuple) && !quarantine.contains(now, &tuple)).then_some((index, lport))
         };
 
-        let destination = destination_hash(self.key, proto, rip, rport);
         let slot = (destination >> 56) as usize % CURSORS;
         let cursor = self.cursors.get(slot).copied().unwrap_or(0);
         // A small space is searched whole; a large one in two halves.
@@ -369,19 +402,40 @@ impl PortAllocator {
     }
 }
 
-/// A hash of a destination `(proto, rip, rport)` keyed with `key`: RFC
-/// 6056's `F` (the whole value) and `G` (its top byte picks the cursor).
-fn destination_hash(key: u64, proto: u8, rip: IpAddr, rport: u16) -> u64 {
-    let (family, bits) = address_bits(rip);
+impl PortAllocator {
+    /// [`destination_hash`] of `d`, from the memo when `d` is in it (and
+    /// put there otherwise).
+    fn destination_hash(&mut self, d: Destination) -> u64 {
+        let slot = self.memo.get_mut(memo_slot(&d));
+        match slot {
+            Some((Some(seen), hash)) if *seen == d => *hash,
+            Some(entry) => {
+                let hash = destination_hash(self.key_mix, d);
+                *entry = (Some(d), hash);
+                hash
+            }
+            None => destination_hash(self.key_mix, d),
+        }
+    }
+}
+
+/// The starting value of the destination hash keyed with `key`.
+fn destination_key_mix(key: u64) -> u64 {
+    mix64(0xD6E8_FEB8_6659_FD93 ^ key)
+}
+
+/// A hash of a destination `(proto, rip, rport)` keyed with the key whose
+/// [`destination_key_mix`] is `key_mix`: RFC 6056's `F` (the whole value)
+/// and `G` (its top byte picks the cursor).
+fn destination_hash(key_mix: u64, d: Destination) -> u64 {
+    let (family, bits) = address_bits(d.rip);
     [
-        u64::from(proto) << 17 | family << 16 | u64::from(rport),
+        u64::from(d.proto) << 17 | family << 16 | u64::from(d.rport),
         (bits >> 64) as u64,
         bits as u64,
     ]
     .into_iter()
-    .fold(mix64(0xD6E8_FEB8_6659_FD93 ^ key), |hash, word| {
-        mix64(hash ^ word)
-    })
+    .fold(key_mix, |hash, word| mix64(hash ^ word))
 }
 
 #[cfg(test)]
@@ -489,6 +543,48 @@ mod test {
     fn quarantine_for(pool: &LocalPool) -> Quarantine {
         let _ = pool;
         Quarantine::with_capacity(100_000, Duration::from_secs(120))
+    }
+
+    /// The destination hash as first written, keyed with `key` and
+    /// without the memo.
+    fn destination_hash_of(key: u64, proto: u8, rip: IpAddr, rport: u16) -> u64 {
+        let (family, bits) = address_bits(rip);
+        [
+            u64::from(proto) << 17 | family << 16 | u64::from(rport),
+            (bits >> 64) as u64,
+            bits as u64,
+        ]
+        .into_iter()
+        .fold(mix64(0xD6E8_FEB8_6659_FD93 ^ key), |hash, word| {
+            mix64(hash ^ word)
+        })
+    }
+
+    #[test]
+    fn memoised_destination_hashes_are_the_hashes() {
+        let key = 0x1234_5678_9abc_def0;
+        let mut a =
+            PortAllocator::new(&pool(&["10.0.0.1", "2001:db8::1"], 1024..=2047), key).unwrap();
+        // Few enough destinations to hit, more than the memo's slots, with
+        // slots shared: each answer must be the plain hash.
+        let rips = [
+            "192.0.2.1",
+            "192.0.2.9",
+            "192.0.2.2",
+            "2001:db8::9",
+            "2001:db8::11",
+            "::1",
+        ];
+        let mut rng = Rng(3);
+        for _ in 0..2000 {
+            let rip = ip(rips[rng.below(rips.len())]);
+            let rport = [80, 88, 8080, 443][rng.below(4)];
+            let proto = [TCP, UDP][rng.below(2)];
+            assert_eq!(
+                a.destination_hash(Destination { proto, rip, rport }),
+                destination_hash_of(key, proto, rip, rport)
+            );
+        }
     }
 
     #[test]

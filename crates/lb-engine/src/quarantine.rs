@@ -177,6 +177,10 @@ pub(crate) struct Quarantine {
     /// Every tuple whose expiry second is at most this has been taken out
     /// of `held`.
     swept_secs: u64,
+    /// The latest expiry second written into any slot (0 before the first
+    /// hold): no slot holds a tuple at a second at or after it, so
+    /// `contains` answers without a fingerprint or a bucket read then.
+    last_expiry: u32,
 }
 
 impl Quarantine {
@@ -232,6 +236,7 @@ impl Quarantine {
             period,
             latest: Instant::ZERO,
             swept_secs: 0,
+            last_expiry: 0,
         }
     }
 
@@ -286,6 +291,8 @@ impl Quarantine {
         let Some(expiry) = expiry_secs(now, period) else {
             return false;
         };
+        // Before any slot can take `expiry` (extended, placed or moved).
+        self.last_expiry = self.last_expiry.max(expiry);
         let (first, second) = self.candidates(fp);
         if self.extend(first, fp, now_secs, expiry) || self.extend(second, fp, now_secs, expiry) {
             return true;
@@ -303,11 +310,15 @@ impl Quarantine {
     /// Whether `tuple` is held at `now`. Never `false` for a tuple that an
     /// `insert` that returned `true` still holds; `true` for another tuple
     /// only on a fingerprint collision.
+    ///
+    /// Nothing is held at or after the latest expiry ever written (always
+    /// so when the quarantine is off or has held nothing): that answer
+    /// costs one comparison, before the fingerprint is computed.
     pub(crate) fn contains(&self, now: Instant, tuple: &LocalTuple) -> bool {
-        if self.period.is_zero() || self.buckets.is_empty() {
+        let now_secs = now.as_nanos() / NANOS_PER_SEC;
+        if now_secs >= u64::from(self.last_expiry) {
             return false;
         }
-        let now_secs = now.as_nanos() / NANOS_PER_SEC;
         let fp = fingerprint(tuple);
         let (first, second) = self.candidates(fp);
         [first, second].into_iter().any(|index| {
@@ -660,6 +671,55 @@ mod test {
         assert!(q.contains(Instant::from_millis(140_500), &u));
         assert!(q.contains(Instant::from_millis(140_999), &u));
         assert!(!q.contains(Instant::from_secs(141), &u));
+    }
+
+    /// `contains` without the shortcut on the latest expiry: the two
+    /// buckets read.
+    fn contains_by_buckets(q: &Quarantine, now: Instant, t: &LocalTuple) -> bool {
+        let now_secs = now.as_nanos() / NANOS_PER_SEC;
+        let fp = fingerprint(t);
+        let (first, second) = q.candidates(fp);
+        [first, second]
+            .into_iter()
+            .any(|i| q.buckets.get(i).is_some_and(|b| b.holds(fp, now_secs)))
+    }
+
+    #[test]
+    fn the_latest_expiry_shortcut_agrees_with_the_buckets() {
+        let mut q = Quarantine::with_capacity(64, Duration::from_secs(5));
+        let mut rng = Rng(7);
+        let mut now_ms = 0u64;
+        for step in 0..4000u32 {
+            now_ms += rng.next() % 700;
+            let now = Instant::from_millis(now_ms);
+            let t = tuple((rng.next() % 96) as u32);
+            if step % 3 == 0 {
+                q.insert(now, &t);
+            }
+            // Also asked at earlier and later times than the inserts.
+            for at in [
+                now,
+                Instant::from_millis(now_ms.saturating_sub(3_000)),
+                Instant::from_millis(now_ms + 4_500),
+            ] {
+                assert_eq!(
+                    q.contains(at, &t),
+                    contains_by_buckets(&q, at, &t),
+                    "step {step}"
+                );
+            }
+        }
+        // Long after every expiry: nothing is held, by either answer.
+        let later = Instant::from_millis(now_ms + 6_000);
+        assert!(
+            (0..96).all(
+                |i| !q.contains(later, &tuple(i)) && !contains_by_buckets(&q, later, &tuple(i))
+            )
+        );
+        // Off: nothing is ever held.
+        let mut off = Quarantine::with_capacity(16, Duration::ZERO);
+        assert!(off.insert(Instant::from_secs(1), &tuple(1)));
+        assert!(!off.contains(Instant::from_secs(1), &tuple(1)));
     }
 
     #[test]

@@ -278,7 +278,10 @@ impl Ids {
             if bit >= 64 {
                 return None;
             }
-            pos = pos.checked_mul(64)?.checked_add(bit as usize)?;
+            // `pos` is a word of this level (checked by `get`), fewer than
+            // 2^22 for a capacity of at most 2^28: `pos * 64 + bit` fits,
+            // and the next level's `get` (or the `try_from`) checks it.
+            pos = pos << 6 | bit as usize;
         }
         u32::try_from(pos).ok()
     }
@@ -447,9 +450,11 @@ impl<T: Copy> Table<T> {
             .saturating_add(self.ids.bytes())
     }
 
-    /// The home slot of a hash (or of an index word: same top bits).
+    /// The home slot of a hash (or of an index word: same top bits): its
+    /// top `log2(index.len())` bits, below the index's length without a
+    /// mask.
     fn home(&self, hash: u64) -> usize {
-        (hash >> self.shift) as usize & self.mask
+        (hash >> self.shift) as usize
     }
 
     /// The slot after `slot`, wrapping.

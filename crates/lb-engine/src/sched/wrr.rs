@@ -60,7 +60,12 @@ impl SmoothWrr {
     /// [`fits`](Self::fits) first; slots beyond the state are not considered.
     pub(crate) fn pick(&mut self, backends: &[Candidate]) -> Option<u32> {
         let mut total: i64 = 0;
-        let mut best: Option<(usize, i64)> = None;
+        // No slot yet: `usize::MAX`, which `get_mut` below refuses. An
+        // eligible backend's weight is at least 1, so its `current` after
+        // the addition is above `i64::MIN` and the first one always wins
+        // over the starting `best_cur`.
+        let mut best = usize::MAX;
+        let mut best_cur = i64::MIN;
         for (slot, (b, cur)) in backends.iter().zip(self.current.iter_mut()).enumerate() {
             if !b.eligible() {
                 continue;
@@ -68,14 +73,14 @@ impl SmoothWrr {
             let w = i64::from(b.weight);
             *cur = cur.saturating_add(w);
             total = total.saturating_add(w);
-            if best.is_none_or(|(_, c)| *cur > c) {
-                best = Some((slot, *cur));
+            if *cur > best_cur {
+                best = slot;
+                best_cur = *cur;
             }
         }
-        let (slot, _) = best?;
-        let cur = self.current.get_mut(slot)?;
+        let cur = self.current.get_mut(best)?;
         *cur = cur.saturating_sub(total);
-        u32::try_from(slot).ok()
+        u32::try_from(best).ok()
     }
 }
 
