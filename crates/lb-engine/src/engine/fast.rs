@@ -25,9 +25,10 @@
 //!   ([`ChecksumPolicy::All`]);
 //! - 6to4 and 6to6 sessions, and anything with no session.
 
-use super::{
-    Engine, Listener, ListenerId, client4, client16, outbound4, rewrite4, server_refresh, tick,
-};
+use super::keys::outbound4;
+use super::listeners::Listener;
+use super::rewrite::rewrite4;
+use super::{Engine, ListenerId, client4, client16, server_refresh, tick};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::hash;

@@ -22,7 +22,8 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use super::{Engine, Listener, ListenerId, tick, u32_of};
+use super::listeners::Listener;
+use super::{Engine, ListenerId, tick, u32_of};
 use crate::session::{Session, flag};
 use crate::snapshot::{
     self, Addr, BackendRec, Counts, ImportReport, ListenerRec, MAX_QUARANTINE_MS, MAX_SESSION_MS,
