@@ -128,9 +128,9 @@ impl Engine {
             // one, which is the last acknowledgment that side sent.
             let to_client_seq = if s.c_ack != 0 { s.c_ack } else { s.s_next };
             let to_server_seq = if s.s_ack != 0 { s.s_ack } else { s.c_next };
-            let (v6, src, dst) = match l.vip6 {
-                None => (false, client16(l.vip4), s.client),
-                Some(vip6) => (true, vip6, s.client),
+            let (v6, src, dst) = match (s.path.client_v6(), l.vip6) {
+                (true, Some(vip6)) => (true, vip6, s.client),
+                _ => (false, client16(l.vip4), s.client),
             };
             self.pending.push_back(PendingRst {
                 to_client: true,

@@ -109,8 +109,8 @@ impl Engine {
             .ok_or(DropReason::IcmpNoSession)?;
         let lip = l.lip4(s.lip).ok_or(DropReason::IcmpNoSession)?;
         let vport = l.config.port;
-        let verdict = match (dir, l.vip6) {
-            (Dir::In, _) => {
+        let verdict = match (dir, s.path.client_v6(), l.vip6) {
+            (Dir::In, _, _) => {
                 let to = xlat::ErrorRewrite {
                     src: lip,
                     dst: rip,
@@ -122,7 +122,7 @@ impl Engine {
                     next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
                 }
             }
-            (Dir::Out, None) => {
+            (Dir::Out, false, _) => {
                 let (vip, client) = (l.vip4, client4(&s));
                 let to = xlat::ErrorRewrite {
                     src: vip,
@@ -135,7 +135,9 @@ impl Engine {
                     next_hop: IpAddr::V4(Ipv4Addr::from(client)),
                 }
             }
-            (Dir::Out, Some(vip6)) => {
+            // A 6to4 listener has an IPv6 VIP.
+            (Dir::Out, true, None) => return Err(DropReason::IcmpNoSession),
+            (Dir::Out, true, Some(vip6)) => {
                 let to = xlat::ErrorRewrite {
                     src: vip6,
                     dst: s.client,

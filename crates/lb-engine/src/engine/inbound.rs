@@ -11,7 +11,7 @@ use super::{Engine, client16, tick};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::sched::is_eligible;
-use crate::session::{TcpState, flag};
+use crate::session::{Path, TcpState, flag};
 use crate::table::Dir;
 use crate::tcp_edit::{self, Insertion, OptionEdit};
 use crate::time::Instant;
@@ -23,9 +23,10 @@ use crate::xlat;
 use core::net::SocketAddr;
 use ttm_core::TtmOption;
 
-/// How a packet from a client reaches its server.
+/// What the rewrite of a client's packet toward its server needs, by the
+/// session's [`Path`].
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Path {
+pub(super) enum ServerSide {
     /// IPv4 to IPv4, and the session's local address.
     Four(Ipv4, [u8; 4]),
     /// IPv6 translated to IPv4: the translated header.
@@ -115,23 +116,25 @@ impl Engine {
             .backends
             .get(s.backend as usize)
             .ok_or(DropReason::NoSession)?;
-        let (rip, rport, rip6) = (b.addr4, b.config.port, b.addr6);
+        let (rip, rport) = (b.addr4, b.config.port);
         // 4to4 and 6to4 reach the server as IPv4 (6to4 translated here
-        // first); 6to6 stays IPv6.
-        let (at, path) = match (&p.net, rip6) {
+        // first); 6to6 stays IPv6. The packet's family is the listener's,
+        // so the client side of the session's path.
+        let (at, side) = match (&p.net, s.path) {
             (Net::V4(ip), _) => {
                 let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
-                (ip.headers(), Path::Four(*ip, lip))
+                (ip.headers(), ServerSide::Four(*ip, lip))
             }
-            (Net::V6(ip6), None) => {
+            (Net::V6(ip6), Path::SixToSix) => {
+                let rip6 = b.addr6.ok_or(DropReason::NoSession)?;
+                let lip6 = listener.lip6(s.lip).ok_or(DropReason::NoSession)?;
+                (ip6.headers(), ServerSide::SixToSix(*ip6, lip6, rip6))
+            }
+            (Net::V6(ip6), _) => {
                 let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
                 xlat::v6_to_v4(frame, ip6, lip, rip)?;
                 let ip = Ipv4::parse(frame.bytes(), ip6.off)?;
-                (ip.headers(), Path::SixToFour(ip))
-            }
-            (Net::V6(ip6), Some(rip6)) => {
-                let lip6 = listener.lip6(s.lip).ok_or(DropReason::NoSession)?;
-                (ip6.headers(), Path::SixToSix(*ip6, lip6, rip6))
+                (ip.headers(), ServerSide::SixToFour(ip))
             }
         };
         let mut edited = None;
@@ -160,16 +163,16 @@ impl Engine {
             Delta::from_folded(s.l4_delta, false),
         );
         let bytes = frame.bytes_mut();
-        let next_hop = match path {
-            Path::Four(ip, lip) => {
+        let next_hop = match side {
+            ServerSide::Four(ip, lip) => {
                 rewrite4(bytes, &ip, (lip, lport), (rip, rport), ip_delta, l4_delta)?;
                 IpAddr::V4(Ipv4Addr::from(rip))
             }
-            Path::SixToFour(ip) => {
+            ServerSide::SixToFour(ip) => {
                 rewrite_ports(bytes, ip.l4_off(), proto, (lport, rport), l4_delta)?;
                 IpAddr::V4(Ipv4Addr::from(rip))
             }
-            Path::SixToSix(ip6, lip6, rip6) => {
+            ServerSide::SixToSix(ip6, lip6, rip6) => {
                 rewrite6(bytes, &ip6, (lip6, lport), (rip6, rport), l4_delta)?;
                 IpAddr::V6(Ipv6Addr::from(rip6))
             }

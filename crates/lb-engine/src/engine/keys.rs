@@ -8,7 +8,7 @@ use super::client4_of;
 use super::listeners::Listener;
 use crate::hash;
 use crate::lport::LocalTuple;
-use crate::session::Session;
+use crate::session::{Path, Session};
 use crate::table::{Dir, Table};
 use crate::wire::checksum::Delta;
 
@@ -27,7 +27,7 @@ pub(super) struct SessionKeys {
 
 impl Listener {
     /// A session's two key hashes and the checksum changes of its inbound
-    /// rewrite, from its addresses and ports: the one place they are
+    /// rewrite, from its path, addresses and ports: the one place they are
     /// computed, for a new session, a restored one and one that ends.
     /// `None` when its backend or local address is not in the listener.
     pub(super) fn keys(&self, seed: u64, s: &Session) -> Option<SessionKeys> {
@@ -37,8 +37,8 @@ impl Listener {
         // header checksum, but the transport's covers the addresses).
         // 6to4: translation redoes the checksums for the addresses; only
         // the ports are ours.
-        let (in_hash, ip_delta, addr_delta, out_hash) = match (self.vip6, b.addr6) {
-            (None, _) => {
+        let (in_hash, ip_delta, addr_delta, out_hash) = match s.path {
+            Path::FourToFour => {
                 let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
                 let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
                 (
@@ -48,8 +48,8 @@ impl Listener {
                     hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
                 )
             }
-            (Some(vip6), Some(rip6)) => {
-                let lip6 = self.lip6(s.lip)?;
+            Path::SixToSix => {
+                let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);
                 (
                     hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
                     Delta::default(),
@@ -59,8 +59,8 @@ impl Listener {
                     hash::flow6(seed, s.proto, &rip6, rport, &lip6, s.lport),
                 )
             }
-            (Some(vip6), None) => {
-                let lip4 = self.lip4(s.lip)?;
+            Path::SixToFour => {
+                let (vip6, lip4) = (self.vip6?, self.lip4(s.lip)?);
                 (
                     hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
                     Delta::default(),

@@ -13,7 +13,7 @@ use crate::config::{BackendConfig, ConfigError, ListenerConfig, Protocol};
 use crate::counters::Traffic;
 use crate::lport::PortAllocator;
 use crate::sched::{self, Candidate, Scheduler};
-use crate::session::Session;
+use crate::session::{Path, Session};
 
 /// One backend slot of a listener.
 #[derive(Debug, Clone)]
@@ -81,9 +81,29 @@ impl Listener {
         self.lips6.get(usize::from(index)).copied().flatten()
     }
 
-    /// A 6to6 session's server and local addresses (IPv6 backend).
+    /// The path of a session of this listener on backend `backend`: the
+    /// VIP's family and the backend's. `None` for no such backend.
+    pub(super) fn path_to(&self, backend: u32) -> Option<Path> {
+        Some(self.path_of(self.backends.get(backend as usize)?))
+    }
+
+    /// [`Listener::path_to`] for one of its backends.
+    #[inline]
+    pub(super) fn path_of(&self, b: &Backend) -> Path {
+        match (self.vip6.is_some(), b.addr6.is_some()) {
+            (false, _) => Path::FourToFour,
+            (true, false) => Path::SixToFour,
+            (true, true) => Path::SixToSix,
+        }
+    }
+
+    /// A 6to6 session's server and local addresses; `None` for another
+    /// path.
     #[inline]
     pub(super) fn v6_path(&self, s: &Session) -> Option<([u8; 16], u16, [u8; 16])> {
+        if !s.path.server_v6() {
+            return None;
+        }
         let b = self.backends.get(s.backend as usize)?;
         Some((b.addr6?, b.config.port, self.lip6(s.lip)?))
     }

@@ -91,7 +91,7 @@ impl Engine {
             .backends
             .get(backend as usize)
             .ok_or(DropReason::NoBackend)?;
-        let rport = b.config.port;
+        let (rport, path) = (b.config.port, l.path_of(b));
         let (lip, lport) = l
             .allocator
             .allocate(
@@ -116,6 +116,7 @@ impl Engine {
             backend,
             expires: tick(now),
             proto,
+            path,
             ..Session::default()
         };
         let keys = l.keys(seed, &session).ok_or(DropReason::NoLocalAddress)?;

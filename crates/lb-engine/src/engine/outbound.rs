@@ -10,7 +10,7 @@ use super::rewrite::{rewrite_ports, rewrite4, rewrite6};
 use super::{Engine, client4, server_refresh, tick};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
-use crate::session::Session;
+use crate::session::{Path, Session};
 use crate::table::Dir;
 use crate::tcp_edit::{self, OptionEdit};
 use crate::time::Instant;
@@ -122,10 +122,10 @@ impl Engine {
                 // the server's, sized by the client's MSS, grows by 20
                 // toward an MTU the client's MSS already accounts for: the
                 // option is all there is to make room for.
-                let by = match (listener.ttm_on, listener.vip6) {
+                let by = match (listener.ttm_on, s.path.client_v6()) {
                     (false, _) => 0,
-                    (true, None) => ttm_core::V4_LEN,
-                    (true, Some(_)) => ttm_core::V6_LEN,
+                    (true, false) => ttm_core::V4_LEN,
+                    (true, true) => ttm_core::V6_LEN,
                 };
                 mss_lowered = by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some();
             }
@@ -140,8 +140,8 @@ impl Engine {
             Delta::from_folded(s.ip_delta, true),
             Delta::from_folded(s.l4_delta, true),
         );
-        let next_hop = match (&p.net, listener.vip6) {
-            (Net::V4(ip), None) => {
+        let next_hop = match (&p.net, s.path, listener.vip6) {
+            (Net::V4(ip), Path::FourToFour, _) => {
                 let client = client4(s);
                 rewrite4(
                     frame.bytes_mut(),
@@ -153,7 +153,7 @@ impl Engine {
                 )?;
                 IpAddr::V4(Ipv4Addr::from(client))
             }
-            (Net::V6(ip6), Some(vip6)) => {
+            (Net::V6(ip6), Path::SixToSix, Some(vip6)) => {
                 // 6to6: addresses and ports in place.
                 rewrite6(
                     frame.bytes_mut(),
@@ -164,10 +164,7 @@ impl Engine {
                 )?;
                 IpAddr::V6(Ipv6Addr::from(s.client))
             }
-            // An IPv6 session of an IPv4 VIP does not exist (4to6 is
-            // refused by configuration).
-            (Net::V6(_), None) => return Err(DropReason::NoSession),
-            (Net::V4(ip), Some(vip6)) => {
+            (Net::V4(ip), Path::SixToFour, Some(vip6)) => {
                 // 6to4: the ports first, on the IPv4 packet; then the
                 // header is translated to IPv6 toward the client. The
                 // SYN-ACK's edits may have changed its length: read the
@@ -183,6 +180,10 @@ impl Engine {
                 xlat::v4_to_v6(frame, &now_ip, vip6, s.client)?;
                 IpAddr::V6(Ipv6Addr::from(s.client))
             }
+            // The lookup matched the packet's family to the server side;
+            // a 6to4 or 6to6 listener has an IPv6 VIP (4to6 is refused by
+            // configuration).
+            _ => return Err(DropReason::NoSession),
         };
         self.counters.mss_lowered += u64::from(mss_lowered);
         listener.traffic.outbound(received);

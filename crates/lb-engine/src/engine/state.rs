@@ -289,6 +289,8 @@ impl Engine {
             ..Session::default()
         };
         let l = self.listener(lid).ok_or(Skip::NoListener)?;
+        // Not in the snapshot: derived, as for a new session.
+        s.path = l.path_to(backend).ok_or(Skip::NoBackend)?;
         let keys = l
             .keys(self.config.hash_seed, &s)
             .ok_or(Skip::NoLocalAddress)?;
