@@ -4,7 +4,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Engine, client4_of};
-use crate::verdict::Verdict;
+use crate::verdict::Transmit;
 use crate::wire::checksum;
 use crate::wire::{self, tcp_flags};
 
@@ -26,9 +26,10 @@ impl Engine {
     /// Write the next packet the engine itself sends (the RSTs of idle
     /// expiry) as an Ethernet frame at the start of `buf`, with zero MAC
     /// addresses for the caller to fill. Returns its length and where it
-    /// goes; `None` when nothing is waiting or `buf` is shorter than
-    /// [`Engine::TRANSMIT_LEN`] (the packet then stays queued).
-    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(usize, Verdict)> {
+    /// goes ([`Transmit`]); `None` when nothing is waiting or `buf` is
+    /// shorter than [`Engine::TRANSMIT_LEN`] (the packet then stays
+    /// queued).
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(usize, Transmit)> {
         let rst = *self.pending.front()?;
         let out = buf.get_mut(..Self::TRANSMIT_LEN)?;
         let (len, next_hop) = if rst.v6 {
@@ -41,12 +42,12 @@ impl Engine {
         };
         self.pending.pop_front();
         self.counters.rst_sent += 1;
-        let verdict = if rst.to_client {
-            Verdict::ToClient { next_hop }
+        let to = if rst.to_client {
+            Transmit::ToClient { next_hop }
         } else {
-            Verdict::ToServer { next_hop }
+            Transmit::ToServer { next_hop }
         };
-        Some((len, verdict))
+        Some((len, to))
     }
 }
 
