@@ -158,7 +158,7 @@ impl Engine {
 
     /// [`Engine::parse`] for an IPv6 frame: ours toward an IPv6 VIP (6to4
     /// and 6to6 listeners) or an IPv6 local address (6to6 replies).
-    pub(super) fn parse6(&self, frame: &mut Frame<'_>, l3: usize) -> Result<Packet, Verdict> {
+    fn parse6(&self, frame: &mut Frame<'_>, l3: usize) -> Result<Packet, Verdict> {
         let bytes = frame.bytes();
         let dst = *wire::array::<16>(bytes, l3 + 24).map_err(Verdict::Drop)?;
         let to_vip = self.vips6.binary_search(&u128::from_be_bytes(dst)).is_ok();
@@ -253,7 +253,7 @@ pub(super) fn transport_checksum(bytes: &[u8], net: &Net) -> Result<(), DropReas
 
 /// Flags no segment may carry: none of SYN, ACK, RST set; SYN with RST
 /// or FIN.
-pub(super) fn tcp_flags_valid(flags: u8) -> bool {
+fn tcp_flags_valid(flags: u8) -> bool {
     use tcp_flags::{ACK, FIN, RST, SYN};
     if flags & (SYN | ACK | RST) == 0 {
         return false;

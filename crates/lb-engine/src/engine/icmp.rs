@@ -74,7 +74,7 @@ impl Engine {
     /// with its outer addresses and its quoted packet rewritten as that
     /// side sent it, so that path MTU discovery and unreachables work
     /// through the balancer (6to4: translated to ICMPv6, RFC 7915 §4.2).
-    pub(super) fn icmp4_error(
+    fn icmp4_error(
         &mut self,
         frame: &mut Frame<'_>,
         ip: &Ipv4,
@@ -159,7 +159,7 @@ impl Engine {
     /// server (6to4) it is translated to ICMP (RFC 7915 §5.2, packet too
     /// big becoming fragmentation needed with the MTU less 20); otherwise
     /// rewritten as the other side sent the quoted packet.
-    pub(super) fn icmp6_error(
+    fn icmp6_error(
         &mut self,
         frame: &mut Frame<'_>,
         ip6: &Ipv6,
@@ -240,7 +240,7 @@ impl Engine {
 
     /// An echo request to a VIP is answered while any listener of the VIP
     /// that answers ping has a live backend (FAQ Q1).
-    pub(super) fn icmp_to_vip(&mut self, frame: &mut Frame<'_>, ip: &Ipv4) -> Verdict {
+    fn icmp_to_vip(&mut self, frame: &mut Frame<'_>, ip: &Ipv4) -> Verdict {
         let off = ip.l4_off();
         let bytes = frame.bytes_mut();
         let Ok(&[kind, code, ..]) = wire::array::<8>(bytes, off) else {
@@ -297,10 +297,7 @@ impl Engine {
 
     /// Whether a VIP (the listeners `of_vip` picks) answers ping: one of
     /// its listeners answers ping and has a live backend (FAQ Q1).
-    pub(super) fn answers_ping(
-        &self,
-        of_vip: impl Fn(&Listener) -> bool,
-    ) -> Result<(), DropReason> {
+    fn answers_ping(&self, of_vip: impl Fn(&Listener) -> bool) -> Result<(), DropReason> {
         let mut answering = self
             .listeners
             .iter()
@@ -319,7 +316,7 @@ impl Engine {
     /// An ICMPv6 echo request to an IPv6 VIP, answered as for IPv4: type
     /// 128 becomes 129 (RFC 4443 §4.2), the addresses swap (which leaves
     /// the pseudo-header's sum as it was), and the hop limit is fresh.
-    pub(super) fn icmp6_to_vip(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
+    fn icmp6_to_vip(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
         let vip = ip6.dst;
         let reply = (|| -> Result<(), DropReason> {
             let bytes = frame.bytes_mut();

@@ -26,7 +26,7 @@ use ttm_core::TtmOption;
 /// What the rewrite of a client's packet toward its server needs, by the
 /// session's [`Path`].
 #[derive(Debug, Clone, Copy)]
-pub(super) enum ServerSide {
+enum ServerSide {
     /// IPv4 to IPv4, and the session's local address.
     Four(Ipv4, [u8; 4]),
     /// IPv6 translated to IPv4: the translated header.

@@ -133,7 +133,7 @@ pub(super) fn listener_key(vip: u32, port: u16, proto: u8) -> u64 {
 }
 
 /// Add local addresses to the sorted sets of each family.
-pub(super) fn index_locals(locals: &mut Vec<u32>, locals6: &mut Vec<u128>, addresses: &[IpAddr]) {
+fn index_locals(locals: &mut Vec<u32>, locals6: &mut Vec<u128>, addresses: &[IpAddr]) {
     for addr in addresses {
         match addr {
             IpAddr::V4(a) => insert_sorted(locals, u32_of(a.octets())),
@@ -142,7 +142,7 @@ pub(super) fn index_locals(locals: &mut Vec<u32>, locals6: &mut Vec<u128>, addre
     }
 }
 
-pub(super) fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
+fn insert_sorted<T: Ord + Copy>(v: &mut Vec<T>, x: T) {
     if let Err(i) = v.binary_search(&x) {
         v.insert(i, x);
     }
@@ -153,7 +153,7 @@ impl Engine {
         self.listeners.get(usize::from(id))?.as_ref()
     }
 
-    pub(super) fn listener_mut(&mut self, id: ListenerId) -> Result<&mut Listener, ConfigError> {
+    fn listener_mut(&mut self, id: ListenerId) -> Result<&mut Listener, ConfigError> {
         self.listeners
             .get_mut(usize::from(id))
             .and_then(Option::as_mut)
@@ -284,7 +284,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) fn index_vip(&mut self, l: &Listener, id: ListenerId) {
+    fn index_vip(&mut self, l: &Listener, id: ListenerId) {
         Self::index_vip_into(
             &mut self.by_key,
             &mut self.vips,
@@ -296,7 +296,7 @@ impl Engine {
     }
 
     /// Add a listener's VIP and key to the sorted lookup sets.
-    pub(super) fn index_vip_into(
+    fn index_vip_into(
         by_key: &mut Vec<(u64, ListenerId)>,
         vips: &mut Vec<u32>,
         by_key6: &mut Vec<((u128, u32), ListenerId)>,
@@ -320,7 +320,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn rebuild_address_sets(&mut self) {
+    fn rebuild_address_sets(&mut self) {
         self.by_key6.clear();
         self.vips6.clear();
         self.by_key.clear();
@@ -402,7 +402,7 @@ impl Engine {
         })
     }
 
-    pub(super) fn backend_mut(
+    fn backend_mut(
         &mut self,
         listener: ListenerId,
         backend: BackendId,
@@ -415,7 +415,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn update_backend(
+    fn update_backend(
         &mut self,
         listener: ListenerId,
         backend: BackendId,
@@ -504,7 +504,7 @@ impl Engine {
 
     /// Remove every session `matches` selects: a scan of the table, on the
     /// control path.
-    pub(super) fn reset_sessions(&mut self, matches: impl Fn(&Session) -> bool) {
+    fn reset_sessions(&mut self, matches: impl Fn(&Session) -> bool) {
         for id in 0..self.table.id_bound() {
             if self.table.get(id).is_some_and(&matches)
                 && self.end_session(id, self.latest, End::Closed)

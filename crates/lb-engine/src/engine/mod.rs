@@ -29,6 +29,16 @@
 //! [`EngineConfig::sweep_period`]. It costs O(1) per session per period,
 //! and no memory in the session (no timer links): a session expires at
 //! most one period after its deadline.
+//!
+//! This module holds the [`Engine`] struct, [`Engine::new`], the
+//! accessors and small address helpers; each concern is a module of its
+//! own, an `impl Engine` block or a type: `listeners` (listeners,
+//! backends, the VIP and local address index), `keys` (a session's key
+//! hashes and the outbound key match), `classify` (what a frame is),
+//! `batch` (the entry points), `fast` (the fast path), `inbound`,
+//! `new_session` and `outbound` (forwarding), `icmp`, `expiry`, `transmit`
+//! (what the engine sends itself), `rewrite` (addresses and ports), and
+//! `state` (snapshot export and import).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -241,9 +251,6 @@ fn u32_of(a: [u8; 4]) -> u32 {
 }
 
 impl Engine {
-    /// Bytes [`Engine::poll_transmit`] needs in its buffer.
-    pub const TRANSMIT_LEN: usize = wire::ETH_HLEN + 40 + 20;
-
     /// An engine with no listeners, with every table allocated.
     ///
     /// # Errors

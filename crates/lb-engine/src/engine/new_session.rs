@@ -47,7 +47,7 @@ impl Engine {
     /// [`Engine::new_session`]'s choices, which change nothing but the
     /// scheduler's state: the backend (affinity or scheduler) and the local
     /// address and port, as the session to insert and its outbound hash.
-    pub(super) fn plan_session(
+    fn plan_session(
         &mut self,
         now: Instant,
         lid: ListenerId,
@@ -131,7 +131,7 @@ impl Engine {
 
     /// Insert a session [`Engine::plan_session`] made, and count it; a TCP
     /// session starts half-open.
-    pub(super) fn add_session(
+    fn add_session(
         &mut self,
         now: Instant,
         session: Session,

@@ -54,7 +54,7 @@ impl Engine {
 
     /// [`Engine::find_outbound`]'s lookup for a 6to6 session.
     #[inline]
-    pub(super) fn find_outbound_by(
+    fn find_outbound_by(
         &self,
         h: u64,
         proto: u8,

@@ -23,6 +23,10 @@ pub(super) struct PendingRst {
 }
 
 impl Engine {
+    /// Bytes [`Engine::poll_transmit`] needs in its buffer: the longest
+    /// packet it writes (an RST over IPv6) in an Ethernet frame.
+    pub const TRANSMIT_LEN: usize = wire::ETH_HLEN + 40 + 20;
+
     /// Write the next packet the engine itself sends (the RSTs of idle
     /// expiry) as an Ethernet frame at the start of `buf`, with zero MAC
     /// addresses for the caller to fill. Returns its length and where it
@@ -53,7 +57,7 @@ impl Engine {
 
 /// The RST|ACK segment of a pending RST, with its checksum over
 /// `pseudo` (the pseudo-header's sum).
-pub(super) fn rst_segment(rst: &PendingRst, pseudo: u32) -> [u8; 20] {
+fn rst_segment(rst: &PendingRst, pseudo: u32) -> [u8; 20] {
     let mut seg = [0u8; 20];
     let [s0, s1] = rst.sport.to_be_bytes();
     let [d0, d1] = rst.dport.to_be_bytes();
@@ -83,7 +87,7 @@ pub(super) fn rst_segment(rst: &PendingRst, pseudo: u32) -> [u8; 20] {
 
 /// Write an RST|ACK segment in an IPv4 packet in an Ethernet frame with
 /// zero MAC addresses; returns its length (54).
-pub(super) fn write_rst4(out: &mut [u8], rst: &PendingRst) -> usize {
+fn write_rst4(out: &mut [u8], rst: &PendingRst) -> usize {
     let (src, dst) = (client4_of(rst.src), client4_of(rst.dst));
     let mut frame = [0u8; wire::ETH_HLEN + 40];
     [frame[12], frame[13]] = wire::ETHERTYPE_IPV4.to_be_bytes();
@@ -104,7 +108,7 @@ pub(super) fn write_rst4(out: &mut [u8], rst: &PendingRst) -> usize {
 
 /// Write an RST|ACK segment in an IPv6 packet in an Ethernet frame with
 /// zero MAC addresses; returns its length (74).
-pub(super) fn write_rst6(out: &mut [u8], rst: &PendingRst) -> usize {
+fn write_rst6(out: &mut [u8], rst: &PendingRst) -> usize {
     let mut frame = [0u8; wire::ETH_HLEN + 60];
     [frame[12], frame[13]] = wire::ETHERTYPE_IPV6.to_be_bytes();
     // Version 6, no traffic class or flow label, payload 20, TCP, hop 64.
