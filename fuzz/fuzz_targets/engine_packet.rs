@@ -119,7 +119,7 @@ use std::time::Duration;
 use lb_engine::{
     Affinity, BackendConfig, BackendId, ChecksumPolicy, Counters, DropReason, Engine, EngineConfig,
     Frame, Instant, ListenerConfig, ListenerId, LocalPool, MaglevKey, Protocol, SchedulerKind,
-    Timeouts, Traffic, Verdict,
+    Timeouts, Traffic, Transmit, Verdict,
 };
 // The checksum oracle, written apart from the engine's (the test kit's).
 use lb_testkit::checksum::{

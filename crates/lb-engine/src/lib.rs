@@ -15,6 +15,7 @@
 //!   act on the Verdict ◀────────────────── ToServer / ToClient / Reply / Drop(reason) / Pass
 //!   at poll_timeout() ───────────────────▶ handle_timeout(now)
 //!   RSTs of idle expiry ◀───────────────── poll_transmit(buf)
+//!   send where the Transmit says ◀──────── ToServer / ToClient
 //!   before a restart ────────────────────▶ export_state(now, &mut bytes)
 //!   after it, in the new engine ─────────▶ import_state(now, elapsed, &bytes)
 //! ```
@@ -67,4 +68,4 @@ pub use lport::{LocalPool, LportError};
 pub use sched::{Affinity, MaglevKey, SchedError, SchedulerKind};
 pub use snapshot::{ImportReport, SNAPSHOT_VERSION, Section, SnapshotError, snapshot_hash_seed};
 pub use time::Instant;
-pub use verdict::{DropReason, Verdict};
+pub use verdict::{DropReason, Transmit, Verdict};

@@ -55,6 +55,36 @@ pub(crate) enum TcpState {
     Close,
 }
 
+/// How a session's packets cross the engine: the client's address family
+/// and the server's. Chosen once, when the session is made (from its
+/// listener's VIP and its backend's address, which never change while the
+/// session lives), and read by every step that differs by family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Path {
+    /// IPv4 client, IPv4 server: addresses and ports rewritten in place.
+    #[default]
+    FourToFour,
+    /// IPv6 client, IPv4 server: headers translated (RFC 7915).
+    SixToFour,
+    /// IPv6 client, IPv6 server: addresses and ports rewritten in place.
+    SixToSix,
+}
+
+impl Path {
+    /// Whether the client side is IPv6.
+    #[inline]
+    pub(crate) fn client_v6(self) -> bool {
+        self != Path::FourToFour
+    }
+
+    /// Whether the server side is IPv6.
+    #[inline]
+    pub(crate) fn server_v6(self) -> bool {
+        self == Path::SixToSix
+    }
+}
+
 /// One session: 64 bytes, aligned to a cache line.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
@@ -80,8 +110,10 @@ pub(crate) struct Session {
     /// once when the session starts.
     pub(crate) ip_delta: u16,
     pub(crate) l4_delta: u16,
+    /// 4to4, 6to4 or 6to6, set when the session is made.
+    pub(crate) path: Path,
     /// Free: the session is one cache line.
-    pub(crate) _pad: [u8; 2],
+    pub(crate) _pad: u8,
     /// TCP, client to server: next sequence number, last acknowledgment.
     pub(crate) c_next: u32,
     pub(crate) c_ack: u32,

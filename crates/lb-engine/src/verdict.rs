@@ -1,4 +1,5 @@
-//! What the engine tells the caller to do with a frame: [`Verdict`], and
+//! What the engine tells the caller to do with a frame: [`Verdict`] for a
+//! frame it was given, [`Transmit`] for one it writes itself, and
 //! [`DropReason`], whose every value has its own counter.
 
 use core::net::IpAddr;
@@ -32,6 +33,49 @@ pub enum Verdict {
     /// Not addressed to a VIP or local address of this engine: give it to
     /// the host's own stack unchanged.
     Pass,
+}
+
+/// Where a frame the engine wrote itself goes
+/// ([`crate::Engine::poll_transmit`]: the RSTs of idle expiry).
+///
+/// The frame is a whole IPv4 or IPv6 packet in an Ethernet frame with zero
+/// MAC addresses: the caller writes layer 2 (the next hop's MAC address,
+/// found from `next_hop`, as for [`Verdict::ToServer`] and
+/// [`Verdict::ToClient`]) and transmits. Unlike a [`Verdict`], it is never
+/// a drop, a pass or a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transmit {
+    /// Send toward the real servers; `next_hop` is the server's address.
+    ToServer {
+        /// The real server the packet is addressed to.
+        next_hop: IpAddr,
+    },
+    /// Send toward the clients; `next_hop` is the client's address (route
+    /// it as the host would).
+    ToClient {
+        /// The client the packet is addressed to.
+        next_hop: IpAddr,
+    },
+}
+
+impl Transmit {
+    /// The address the packet is sent to, whichever side it goes to.
+    pub fn next_hop(self) -> IpAddr {
+        match self {
+            Transmit::ToServer { next_hop } | Transmit::ToClient { next_hop } => next_hop,
+        }
+    }
+}
+
+/// The forwarding verdict that sends a frame the same way, for a caller
+/// that routes both kinds of frame by one path.
+impl From<Transmit> for Verdict {
+    fn from(t: Transmit) -> Verdict {
+        match t {
+            Transmit::ToServer { next_hop } => Verdict::ToServer { next_hop },
+            Transmit::ToClient { next_hop } => Verdict::ToClient { next_hop },
+        }
+    }
 }
 
 macro_rules! drop_reasons {

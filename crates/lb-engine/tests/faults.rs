@@ -39,7 +39,7 @@ use lb_testkit::Ep;
 use lb_testkit::checksum::l4_right as checksum_right;
 use lb_testkit::frame::{C_ISN, S_ISN, Tcp, corrupt, l4_offset, tcp, udp, udp_without_checksum};
 use lb_testkit::parse::endpoints;
-use lb_testkit::sim::{Conn, Sim, dropped, to_client, to_server};
+use lb_testkit::sim::{Conn, Sim, dropped, sent_to_server, to_client, to_server};
 
 const SWEEP: Duration = Duration::from_secs(1);
 
@@ -643,8 +643,8 @@ fn an_evicted_session_the_server_answered_gets_an_rst_not_the_quarantine() {
     assert_eq!(s.e.counters().sessions_evicted, 1);
     assert_eq!(s.e.quarantined(), 0, "the tuple is free at once");
     let mut buf = [0u8; Engine::TRANSMIT_LEN];
-    let (len, verdict) = s.e.poll_transmit(&mut buf).expect("an RST to the server");
-    assert_eq!(verdict, to_server(flood[0].r.0));
+    let (len, to) = s.e.poll_transmit(&mut buf).expect("an RST to the server");
+    assert_eq!(to, sent_to_server(flood[0].r.0));
     assert_eq!(
         s.e.poll_transmit(&mut buf),
         None,

@@ -310,7 +310,7 @@ fn poll_timeout_and_poll_transmit() {
     assert_eq!(s.e.counters().rst_sent, 0);
     let mut buf = [0u8; Engine::TRANSMIT_LEN + 10];
     let mut seen = Vec::new();
-    while let Some((len, verdict)) = s.e.poll_transmit(&mut buf) {
+    while let Some((len, to)) = s.e.poll_transmit(&mut buf) {
         // An IPv4 RST: Ethernet, IPv4, TCP (TRANSMIT_LEN leaves room for
         // an IPv6 one).
         assert_eq!(len, 14 + 20 + 20);
@@ -319,14 +319,14 @@ fn poll_timeout_and_poll_transmit() {
             panic!("not TCP");
         };
         assert!(tcp.rst());
-        seen.push((verdict, endpoints(&buf[..len])));
+        seen.push((to, endpoints(&buf[..len])));
     }
-    seen.sort_by_key(|(v, _)| matches!(v, Verdict::ToServer { .. }));
+    seen.sort_by_key(|(to, _)| matches!(to, Transmit::ToServer { .. }));
     assert_eq!(
         seen,
         [
-            (to_client(CIP), (conn.v, conn.c)),
-            (to_server(RIP1), (conn.l, conn.r)),
+            (sent_to_client(CIP), (conn.v, conn.c)),
+            (sent_to_server(RIP1), (conn.l, conn.r)),
         ]
     );
     assert_eq!(s.e.counters().rst_sent, 2);

@@ -18,7 +18,7 @@ use etherparse::{
 };
 use lb_engine::{
     BackendConfig, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol, Timeouts,
-    Verdict,
+    Transmit, Verdict,
 };
 use lb_testkit::frame::{Link, Tcp, options as opts, tcp_on};
 use lb_testkit::sim::send_at;
@@ -185,17 +185,17 @@ fn a_connection_with_the_option_then_idle_rsts() {
     }
     let mut buf = [0u8; Engine::TRANSMIT_LEN];
     let mut rsts = Vec::new();
-    while let Some((len, verdict)) = e.poll_transmit(&mut buf) {
+    while let Some((len, to)) = e.poll_transmit(&mut buf) {
         assert_eq!(len, 74);
         let (src, dst, h, _) = parse(&buf[..len]);
         assert!(h.rst && h.ack);
-        rsts.push((verdict, src, dst, h.sequence_number));
+        rsts.push((to, src, dst, h.sequence_number));
     }
     assert_eq!(
         rsts,
         vec![
             (
-                Verdict::ToClient {
+                Transmit::ToClient {
                     next_hop: IpAddr::V6(CIP.into())
                 },
                 VIP,
@@ -203,7 +203,7 @@ fn a_connection_with_the_option_then_idle_rsts() {
                 5003
             ),
             (
-                Verdict::ToServer {
+                Transmit::ToServer {
                     next_hop: IpAddr::V6(RIP.into())
                 },
                 LIP,

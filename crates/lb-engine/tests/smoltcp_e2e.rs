@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 
 use lb_engine::{
     BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
-    Verdict,
+    Transmit, Verdict,
 };
 use lb_testkit::checksum;
 use lb_testkit::sim::send_at;
@@ -240,7 +240,7 @@ struct Net {
     last_ack_from_server: Option<u32>,
     /// The frames the engine sent on its own (idle-expiry RSTs), as
     /// `Engine::poll_transmit` wrote them (Ethernet header included).
-    emitted: Vec<(Verdict, Vec<u8>)>,
+    emitted: Vec<(Transmit, Vec<u8>)>,
 }
 
 /// An engine with a TCP listener (port 80 to the server's 8080) and a UDP
@@ -346,9 +346,9 @@ impl Net {
         let t = self.now();
         self.engine.handle_timeout(t);
         let mut buf = [0u8; Engine::TRANSMIT_LEN];
-        while let Some((len, verdict)) = self.engine.poll_transmit(&mut buf) {
-            self.emitted.push((verdict, buf[..len].to_vec()));
-            self.deliver(verdict, &buf[..len]);
+        while let Some((len, to)) = self.engine.poll_transmit(&mut buf) {
+            self.emitted.push((to, buf[..len].to_vec()));
+            self.deliver(to.into(), &buf[..len]);
             moved = true;
         }
         moved
@@ -756,12 +756,12 @@ fn idle_established_session_gets_rst(family: Family) {
     // What each stack acknowledged last is what it expects next.
     let client_rcv_nxt = net.last_ack_from_client.unwrap();
     let server_rcv_nxt = net.last_ack_from_server.unwrap();
-    for (verdict, frame) in &net.emitted {
+    for (to, frame) in &net.emitted {
         let ip = &frame[14..];
         let (rst, ack, seq, _, sport, dport) = tcp_fields(ip);
         assert!(rst && ack);
-        match verdict {
-            Verdict::ToClient { .. } => {
+        match to {
+            Transmit::ToClient { .. } => {
                 // 14 + 20 + 20 bytes for IPv4, 14 + 40 + 20 for IPv6.
                 assert_eq!(
                     frame.len(),
@@ -772,13 +772,12 @@ fn idle_established_session_gets_rst(family: Family) {
                 assert_eq!((sport, dport), (80, 40001));
                 assert_eq!(seq, client_rcv_nxt, "RST to the client");
             }
-            Verdict::ToServer { .. } => {
+            Transmit::ToServer { .. } => {
                 assert_eq!(frame.len(), 14 + 20 + 20, "RST frame to the server");
                 assert_eq!(ip[0] >> 4, 4);
                 assert_eq!(dport, 8080);
                 assert_eq!(seq, server_rcv_nxt, "RST to the server");
             }
-            other => panic!("{other:?}"),
         }
     }
     assert_eq!(net.engine.counters().sessions_expired, 1);

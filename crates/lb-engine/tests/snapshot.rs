@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use lb_engine::{
     BackendConfig, DropReason, Engine, EngineConfig, Instant, ListenerConfig, LocalPool, Protocol,
-    SNAPSHOT_VERSION, Section, SnapshotError, Timeouts, Verdict, snapshot_hash_seed,
+    SNAPSHOT_VERSION, Section, SnapshotError, Timeouts, Transmit, Verdict, snapshot_hash_seed,
 };
 use lb_testkit::Ep;
 use lb_testkit::frame::{Tcp, tcp, udp};
@@ -365,7 +365,7 @@ fn export(e: &Engine, now: Instant) -> Vec<u8> {
 }
 
 /// RSTs in a canonical order.
-fn sorted(mut rsts: Vec<(Verdict, Vec<u8>)>) -> Vec<(Verdict, Vec<u8>)> {
+fn sorted(mut rsts: Vec<(Transmit, Vec<u8>)>) -> Vec<(Transmit, Vec<u8>)> {
     rsts.sort_by(|a, b| a.1.cmp(&b.1));
     rsts
 }

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use lb_engine::{DropReason, Engine, EngineConfig, Frame, Instant, Verdict};
+use lb_engine::{DropReason, Engine, EngineConfig, Frame, Instant, Transmit, Verdict};
 
 use crate::Ep;
 use crate::frame::{C_ISN, S_ISN, Tcp, tcp};
@@ -28,18 +28,18 @@ pub fn send_at(e: &mut Engine, now: Instant, input: &[u8]) -> (Verdict, Vec<u8>)
 }
 
 /// What `e` has to transmit (the RSTs of expired sessions), taken.
-pub fn transmits(e: &mut Engine) -> Vec<(Verdict, Vec<u8>)> {
+pub fn transmits(e: &mut Engine) -> Vec<(Transmit, Vec<u8>)> {
     let mut out = Vec::new();
     let mut buf = [0u8; Engine::TRANSMIT_LEN];
-    while let Some((len, verdict)) = e.poll_transmit(&mut buf) {
-        out.push((verdict, buf[..len].to_vec()));
+    while let Some((len, to)) = e.poll_transmit(&mut buf) {
+        out.push((to, buf[..len].to_vec()));
     }
     out
 }
 
 /// Move an engine's clock from `from` to `to`, calling `handle_timeout`
 /// whenever `poll_timeout` asks, and take what it transmits.
-pub fn advance(e: &mut Engine, from: Instant, to: Instant) -> Vec<(Verdict, Vec<u8>)> {
+pub fn advance(e: &mut Engine, from: Instant, to: Instant) -> Vec<(Transmit, Vec<u8>)> {
     let mut sent = Vec::new();
     while let Some(t) = e.poll_timeout() {
         if t > to {
@@ -59,6 +59,16 @@ pub fn to_server(a: IpAddr) -> Verdict {
 /// The verdict of a frame for the client at `a`.
 pub fn to_client(a: IpAddr) -> Verdict {
     Verdict::ToClient { next_hop: a }
+}
+
+/// Where a frame the engine writes itself goes, for the server at `a`.
+pub fn sent_to_server(a: IpAddr) -> Transmit {
+    Transmit::ToServer { next_hop: a }
+}
+
+/// Where a frame the engine writes itself goes, for the client at `a`.
+pub fn sent_to_client(a: IpAddr) -> Transmit {
+    Transmit::ToClient { next_hop: a }
 }
 
 /// The verdict of a frame dropped for `reason`.
@@ -202,7 +212,7 @@ impl Sim {
     }
 
     /// What the engine has to transmit, taken.
-    pub fn take_transmits(&mut self) -> Vec<(Verdict, Vec<u8>)> {
+    pub fn take_transmits(&mut self) -> Vec<(Transmit, Vec<u8>)> {
         transmits(&mut self.e)
     }
 

@@ -313,14 +313,15 @@ impl Worker {
                 .chunk_mut(chunk)
                 .and_then(|buf| buf.get_mut(OWN_FRAME_OFFSET..FRAME_SIZE as usize))
                 .and_then(|buf| engine.poll_transmit(buf));
-            let Some((len, verdict)) = made else {
+            let Some((len, to)) = made else {
                 self.xsk.release(chunk);
                 return;
             };
             let held = self
                 .xsk
                 .own_frame(chunk, OWN_FRAME_OFFSET, OWN_FRAME_OFFSET + len);
-            self.route(held, verdict, wall, tx, counters);
+            // Routed as a forwarded frame going the same way.
+            self.route(held, Verdict::from(to), wall, tx, counters);
         }
     }
 }

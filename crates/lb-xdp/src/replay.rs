@@ -359,7 +359,7 @@ impl Run<'_> {
             self.clock = at;
             let ts = Duration::from_nanos(self.first.unwrap_or(0).saturating_add(at.as_nanos()));
             let mut buf = [0u8; Engine::TRANSMIT_LEN];
-            while let Some((len, _verdict)) = self.engine.poll_transmit(&mut buf) {
+            while let Some((len, _to)) = self.engine.poll_transmit(&mut buf) {
                 self.summary.rsts += 1;
                 write(
                     &mut self.writer,

@@ -1555,11 +1555,11 @@ pub unsafe extern "C" fn ttm_engine_poll_transmit(
         if buf.len() < TTM_ENGINE_TRANSMIT_LEN {
             return Err(ttm_result::BufferTooSmall);
         }
-        let (len, verdict) = engine.poll_transmit(buf).ok_or(ttm_result::Empty)?;
+        let (len, to) = engine.poll_transmit(buf).ok_or(ttm_result::Empty)?;
         // SAFETY: both checked non-NULL; valid by contract.
         unsafe {
             put(written_out, len);
-            put(verdict_out, verdict_to_c(verdict));
+            put(verdict_out, verdict_to_c(Verdict::from(to)));
         }
         Ok(())
     })

@@ -629,9 +629,9 @@ impl Side {
     }
 
     /// Take one packet from `poll_transmit`, check it and count it.
-    pub(crate) fn transmit(&mut self) -> Option<(Vec<u8>, Verdict)> {
+    pub(crate) fn transmit(&mut self) -> Option<(Vec<u8>, Transmit)> {
         let mut buf = [GUARD; Engine::TRANSMIT_LEN + 8];
-        let (len, verdict) = self.engine.poll_transmit(&mut buf)?;
+        let (len, to) = self.engine.poll_transmit(&mut buf)?;
         assert!(
             buf[Engine::TRANSMIT_LEN..].iter().all(|&b| b == GUARD),
             "wrote past TRANSMIT_LEN"
@@ -644,14 +644,9 @@ impl Side {
         assert_eq!(ip.proto, PROTO_TCP);
         assert_eq!(l4_sum(&out), L4Sum::Valid, "RST: TCP checksum");
         assert_eq!(out[ip.l4 + 13], RST | ACK);
-        match verdict {
-            Verdict::ToServer { next_hop } | Verdict::ToClient { next_hop } => {
-                assert_eq!(Some(next_hop), addr(ip.dst))
-            }
-            other => panic!("poll_transmit gave {other:?}"),
-        }
+        assert_eq!(Some(to.next_hop()), addr(ip.dst));
         self.model.rsts += 1;
-        Some((out, verdict))
+        Some((out, to))
     }
 }
 

@@ -25,12 +25,14 @@
 //!   ([`ChecksumPolicy::All`]);
 //! - 6to4 and 6to6 sessions, and anything with no session.
 
-use super::{
-    Engine, Listener, ListenerId, client4, client16, outbound4, rewrite4, server_refresh, tick,
-};
+use super::keys::outbound4;
+use super::listeners::Listener;
+use super::rewrite::rewrite4;
+use super::{Engine, ListenerId, client4, client16, server_refresh, tick};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::hash;
+use crate::session::Path;
 
 use crate::table::Dir;
 use crate::tcp_edit;
@@ -238,10 +240,10 @@ impl Engine {
         if listener.ttm_on && s.wants_ttm(p.flags, p.ack) {
             return None;
         }
-        let b = listener.backends.get(s.backend as usize)?;
-        if b.addr6.is_some() {
+        if s.path != Path::FourToFour {
             return None;
         }
+        let b = listener.backends.get(s.backend as usize)?;
         let (rip, rport) = (b.addr4, b.config.port);
         let lip = listener.lip4(s.lip)?;
         // From here on, what the general path does, in its order.

@@ -22,7 +22,8 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::time::Duration;
 
-use super::{Engine, Listener, ListenerId, tick, u32_of};
+use super::listeners::Listener;
+use super::{Engine, ListenerId, tick, u32_of};
 use crate::session::{Session, flag};
 use crate::snapshot::{
     self, Addr, BackendRec, Counts, ImportReport, ListenerRec, MAX_QUARANTINE_MS, MAX_SESSION_MS,
@@ -288,6 +289,8 @@ impl Engine {
             ..Session::default()
         };
         let l = self.listener(lid).ok_or(Skip::NoListener)?;
+        // Not in the snapshot: derived, as for a new session.
+        s.path = l.path_to(backend).ok_or(Skip::NoBackend)?;
         let keys = l
             .keys(self.config.hash_seed, &s)
             .ok_or(Skip::NoLocalAddress)?;

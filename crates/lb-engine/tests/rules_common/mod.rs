@@ -22,7 +22,7 @@ pub(crate) use etherparse::{SlicedPacket, TransportSlice};
 pub(crate) use lb_engine::{
     Affinity, BackendConfig, ConfigError, DropReason, Engine, EngineConfig, Frame, Instant,
     ListenerConfig, LocalPool, LportError, MaglevKey, Protocol, SchedError, SchedulerKind,
-    Timeouts, Verdict,
+    Timeouts, Transmit, Verdict,
 };
 pub(crate) use lb_testkit::Ep;
 pub(crate) use lb_testkit::frame::{
@@ -31,7 +31,7 @@ pub(crate) use lb_testkit::frame::{
 };
 pub(crate) use lb_testkit::parse::endpoints;
 pub(crate) use lb_testkit::rng::Rng;
-pub(crate) use lb_testkit::sim::{Conn, Sim, to_client, to_server};
+pub(crate) use lb_testkit::sim::{Conn, Sim, sent_to_client, sent_to_server, to_client, to_server};
 
 pub(crate) const CIP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
 pub(crate) const CIP2: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 11));

@@ -1,0 +1,132 @@
+//! The packet path's entry points: [`Engine::handle_packet`] and
+//! [`Engine::handle_batch`], which parse, dispatch and count each frame.
+
+use super::classify::{Net, Packet, Parsed};
+use super::{CACHED_SESSIONS, Engine};
+use crate::frame::Frame;
+use crate::table::Dir;
+use crate::time::Instant;
+use crate::verdict::Verdict;
+use crate::wire;
+
+impl Engine {
+    /// Process one frame; see [`Verdict`].
+    pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        self.latest = self.latest.max(now);
+        if let Some(p) = self.fast_parse(frame.bytes())
+            && let Some(verdict) = self.fast_forward(now, frame, &p)
+        {
+            return self.count(verdict);
+        }
+        let parsed = self.parse(frame);
+        self.finish(now, frame, &parsed)
+    }
+
+    /// Process a batch of frames, writing `verdicts[i]` for `frames[i]`
+    /// (extra frames or verdicts are left alone). The same result as
+    /// [`Engine::handle_packet`] on each frame in order; faster, because
+    /// the table's memory is touched for the whole batch before any
+    /// packet is processed, so that cache misses overlap.
+    pub fn handle_batch(
+        &mut self,
+        now: Instant,
+        frames: &mut [Frame<'_>],
+        verdicts: &mut [Verdict],
+    ) {
+        const CHUNK: usize = 32;
+        self.latest = self.latest.max(now);
+        let mut parsed = [Parsed::General(Err(Verdict::Pass)); CHUNK];
+        let mut start = 0;
+        while start < frames.len().min(verdicts.len()) {
+            let end = (start + CHUNK).min(frames.len()).min(verdicts.len());
+            let (Some(chunk), Some(out)) =
+                (frames.get_mut(start..end), verdicts.get_mut(start..end))
+            else {
+                break;
+            };
+            // 1. Parse and hash every frame; 2. load each home slot of the
+            //    index; 3. find each candidate entry and load it; 4. do the
+            //    work, by now mostly from cache.
+            // With few sessions the table is in the caches already, and
+            // touching it ahead would only cost instructions.
+            if self.table.len() <= CACHED_SESSIONS {
+                for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
+                    *verdict = self.handle_packet(now, frame);
+                }
+                start = end;
+                continue;
+            }
+            for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
+                *p = match self.fast_parse(frame.bytes()) {
+                    Some(fast) => Parsed::Fast(fast),
+                    None => Parsed::General(self.parse(frame)),
+                };
+            }
+            // Tight loops, so that the out-of-order window holds many of
+            // these loads at once and their misses overlap.
+            let mut sink = 0u64;
+            for p in parsed.iter().take(chunk.len()) {
+                if let Some((hash, _)) = p.key() {
+                    sink ^= self.table.touch(hash);
+                }
+            }
+            for p in parsed.iter().take(chunk.len()) {
+                if let Some(id) = p.key().and_then(|(h, dir)| self.table.candidate(h, dir)) {
+                    sink ^= u64::from(self.table.touch_entry(id, |s| s.flags));
+                }
+            }
+            core::hint::black_box(sink);
+            for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
+                *verdict = match p {
+                    Parsed::Fast(fast) => match self.fast_forward(now, frame, fast) {
+                        Some(v) => self.count(v),
+                        None => {
+                            let general = self.parse(frame);
+                            self.finish(now, frame, &general)
+                        }
+                    },
+                    Parsed::General(general) => self.finish(now, frame, general),
+                };
+            }
+            start = end;
+        }
+    }
+
+    /// Count a verdict that is a drop or a pass.
+    #[inline]
+    pub(super) fn count(&mut self, verdict: Verdict) -> Verdict {
+        match verdict {
+            Verdict::Drop(reason) => self.counters.drop(reason),
+            Verdict::Pass => self.counters.passed += 1,
+            _ => {}
+        }
+        verdict
+    }
+
+    /// Act on a parsed frame, and count the verdict.
+    #[inline]
+    pub(super) fn finish(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        parsed: &Result<Packet, Verdict>,
+    ) -> Verdict {
+        let verdict = match parsed {
+            Err(verdict) => *verdict,
+            Ok(p) => {
+                let result = match (&p.net, p.dir) {
+                    (Net::V4(ip), dir) if ip.proto == wire::PROTO_ICMP => {
+                        Ok(self.icmp4(frame, ip, dir))
+                    }
+                    (Net::V6(ip6), dir) if ip6.proto == wire::PROTO_ICMPV6 => {
+                        Ok(self.icmp6(frame, ip6, dir))
+                    }
+                    (_, Dir::In) => self.inbound(now, frame, p),
+                    (_, Dir::Out) => self.outbound(now, frame, p),
+                };
+                result.unwrap_or_else(Verdict::Drop)
+            }
+        };
+        self.count(verdict)
+    }
+}

@@ -1,0 +1,140 @@
+//! A session's keys: its inbound and outbound key hashes and checksum
+//! changes ([`SessionKeys`]), and the outbound key match the table's
+//! candidates are checked with.
+
+use core::net::IpAddr;
+
+use super::client4_of;
+use super::listeners::Listener;
+use crate::hash;
+use crate::lport::LocalTuple;
+use crate::session::{Path, Session};
+use crate::table::{Dir, Table};
+use crate::wire::checksum::Delta;
+
+/// What [`Listener::keys`] computes of a session.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SessionKeys {
+    /// The hash of its inbound key (client, VIP).
+    pub(super) in_hash: u64,
+    /// The hash of its outbound key (server, local address).
+    pub(super) out_hash: u64,
+    /// [`Session::ip_delta`].
+    pub(super) ip_delta: u16,
+    /// [`Session::l4_delta`].
+    pub(super) l4_delta: u16,
+}
+
+impl Listener {
+    /// A session's two key hashes and the checksum changes of its inbound
+    /// rewrite, from its path, addresses and ports: the one place they are
+    /// computed, for a new session, a restored one and one that ends.
+    /// `None` when its backend or local address is not in the listener.
+    pub(super) fn keys(&self, seed: u64, s: &Session) -> Option<SessionKeys> {
+        let b = self.backends.get(s.backend as usize)?;
+        let (rip, rport, vport) = (b.addr4, b.config.port, self.config.port);
+        // 4to4 and 6to6: the addresses and ports change in place (no IPv6
+        // header checksum, but the transport's covers the addresses).
+        // 6to4: translation redoes the checksums for the addresses; only
+        // the ports are ours.
+        let (in_hash, ip_delta, addr_delta, out_hash) = match s.path {
+            Path::FourToFour => {
+                let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
+                let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
+                (
+                    hash::flow4(seed, s.proto, client, s.cport, self.vip4, vport),
+                    d,
+                    d,
+                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                )
+            }
+            Path::SixToSix => {
+                let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);
+                (
+                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    Delta::default(),
+                    Delta::default()
+                        .addr16(&s.client, &lip6)
+                        .addr16(&vip6, &rip6),
+                    hash::flow6(seed, s.proto, &rip6, rport, &lip6, s.lport),
+                )
+            }
+            Path::SixToFour => {
+                let (vip6, lip4) = (self.vip6?, self.lip4(s.lip)?);
+                (
+                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    Delta::default(),
+                    Delta::default(),
+                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                )
+            }
+        };
+        Some(SessionKeys {
+            in_hash,
+            out_hash,
+            ip_delta: ip_delta.folded(),
+            l4_delta: addr_delta
+                .word(s.cport, s.lport)
+                .word(vport, rport)
+                .folded(),
+        })
+    }
+}
+
+/// Whether a session is the one of a packet from a server to a local
+/// address on port `lport`: the protocol and local port, then the
+/// addresses that `server_is` compares through the session's listener.
+/// The outbound lookup both families share (the table's candidates for
+/// the packet's hash are checked with it).
+#[inline]
+pub(super) fn outbound_key(
+    listeners: &[Option<Listener>],
+    proto: u8,
+    lport: u16,
+    server_is: impl Fn(&Listener, &Session) -> bool,
+) -> impl Fn(&Session) -> bool {
+    move |s: &Session| {
+        s.lport == lport
+            && s.proto == proto
+            && listeners
+                .get(usize::from(s.listener))
+                .and_then(Option::as_ref)
+                .is_some_and(|l| server_is(l, s))
+    }
+}
+
+/// [`outbound_key`] for an IPv4 server and local address (4to4, 6to4).
+#[inline]
+pub(super) fn outbound4(
+    listeners: &[Option<Listener>],
+    proto: u8,
+    (rip, rport): ([u8; 4], u16),
+    (lip, lport): ([u8; 4], u16),
+) -> impl Fn(&Session) -> bool {
+    outbound_key(listeners, proto, lport, move |l, s| {
+        l.backend_addr4(s.backend) == Some((rip, rport)) && l.lip4(s.lip) == Some(lip)
+    })
+}
+
+/// Whether an outbound tuple is held by a live session. A match on the
+/// index's tag and the local port is taken as live without checking the
+/// rest of the key: a rare false positive only skips a free port.
+pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
+    let h = match (t.rip, t.lip) {
+        (IpAddr::V4(rip), IpAddr::V4(lip)) => {
+            hash::flow4(seed, t.proto, rip.octets(), t.rport, lip.octets(), t.lport)
+        }
+        (IpAddr::V6(rip), IpAddr::V6(lip)) => hash::flow6(
+            seed,
+            t.proto,
+            &rip.octets(),
+            t.rport,
+            &lip.octets(),
+            t.lport,
+        ),
+        _ => return false,
+    };
+    table
+        .find(h, Dir::Out, |s| s.lport == t.lport && s.proto == t.proto)
+        .is_some()
+}
