@@ -272,6 +272,12 @@ def forge(host: str, port: int, option: str = "", option_in: str = "ack",
         f"table ip {table} {{ chain out {{ type filter hook output priority 0; "
         f"tcp sport {sport} tcp flags rst drop; }}; }}\n"))
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    # On one CPU while sending: veth queues a frame on the backlog of the
+    # CPU that sent it, so a thread that moved between the third ACK and
+    # the request could have them arrive in the other order, and which of
+    # them carries the option is the point.
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
     try:
         raw.settimeout(0.2)
         deadline = time.monotonic() + float(timeout)
@@ -322,6 +328,7 @@ def forge(host: str, port: int, option: str = "", option_in: str = "ack",
         head, _, text = data.partition(b"\r\n\r\n")
         return {"body": text.decode("utf-8", "replace"), "local_port": sport}
     finally:
+        os.sched_setaffinity(0, cpus)
         raw.close()
         holder.close()
         subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True)
@@ -376,12 +383,13 @@ class Server:
                     return
                 self.conns.add(conn)
                 self.peers.append(seen)
-            threading.Thread(target=self._serve, args=(conn, peer), daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, peer, seen), daemon=True).start()
 
-    def _serve(self, conn: socket.socket, peer: Any) -> None:
+    def _serve(self, conn: socket.socket, peer: Any, seen: dict[str, Any]) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         body = f"{self.name} {peer[0]} {peer[1]}\n".encode()
         buf = b""
+        first = True
         try:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -391,6 +399,15 @@ class Server:
                     buf += chunk
                     if len(buf) > MAX_HEAD:
                         return
+                if first:
+                    # Asked again once the request is in, as a server that
+                    # logs its client does: an option that came on the
+                    # request rather than on the third ACK is known only
+                    # from then on, and accept() can run before it lands.
+                    first = False
+                    ttm = _ttm_peer(conn)
+                    with self.lock:
+                        seen["ttm"] = ttm
                 head, _, buf = buf.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 parts = lines[0].split(" ")
