@@ -11,7 +11,7 @@ use crate::tcp_edit::{Family, Headers};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum;
 use crate::wire::ipv6::{self, Ipv6};
-use crate::wire::{self, Ipv4, L4, tcp_flags};
+use crate::wire::{self, Ipv4, L4, ipv4, tcp_flags};
 
 /// What [`Engine::parse`] learned of a frame for us.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +98,7 @@ impl Engine {
         if !to_vip && self.locals.binary_search(&dst).is_err() {
             return Err(Verdict::Pass);
         }
-        if ip.hlen != 20 {
+        if ip.hlen != ipv4::HEADER_LEN {
             return Err(Verdict::Drop(DropReason::IpOptions));
         }
         if ip.fragment {
