@@ -2,16 +2,16 @@
 //! VIP or to a local address), the listener and the flow hash
 //! ([`Packet`]); nothing here touches the session table.
 
+use super::keys::{key_hash4, key_hash6};
 use super::listeners::{listener_key, port_proto};
 use super::{Engine, ListenerId, u32_of};
 use crate::frame::Frame;
-use crate::hash;
 use crate::table::Dir;
 use crate::tcp_edit::{Family, Headers};
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum;
-use crate::wire::ipv6::Ipv6;
-use crate::wire::{self, Ipv4, L4, tcp_flags};
+use crate::wire::ipv6::{self, Ipv6};
+use crate::wire::{self, Ipv4, L4, ipv4, tcp_flags};
 
 /// What [`Engine::parse`] learned of a frame for us.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +98,7 @@ impl Engine {
         if !to_vip && self.locals.binary_search(&dst).is_err() {
             return Err(Verdict::Pass);
         }
-        if ip.hlen != 20 {
+        if ip.hlen != ipv4::HEADER_LEN {
             return Err(Verdict::Drop(DropReason::IpOptions));
         }
         if ip.fragment {
@@ -133,13 +133,11 @@ impl Engine {
         } else {
             0
         };
-        let hash = hash::flow4(
+        let hash = key_hash4(
             self.config.hash_seed,
             ip.proto,
-            ip.src,
-            l4.sport,
-            ip.dst,
-            l4.dport,
+            (ip.src, l4.sport),
+            (ip.dst, l4.dport),
         );
         Ok(Packet {
             net: Net::V4(ip),
@@ -160,7 +158,12 @@ impl Engine {
     /// and 6to6 listeners) or an IPv6 local address (6to6 replies).
     fn parse6(&self, frame: &mut Frame<'_>, l3: usize) -> Result<Packet, Verdict> {
         let bytes = frame.bytes();
-        let dst = *wire::array::<16>(bytes, l3 + 24).map_err(Verdict::Drop)?;
+        // The destination decides whether the frame is ours before the
+        // header is judged: the fixed header, unchecked.
+        let fixed = bytes
+            .get(l3..l3 + ipv6::HLEN)
+            .ok_or(Verdict::Drop(DropReason::Truncated))?;
+        let dst = ipv6::Packet::new_unchecked(fixed).dst_addr();
         let to_vip = self.vips6.binary_search(&u128::from_be_bytes(dst)).is_ok();
         if !to_vip
             && self
@@ -201,13 +204,11 @@ impl Engine {
                 .ok_or(Verdict::Drop(DropReason::NoListener))?,
             Dir::Out => 0,
         };
-        let hash = hash::flow6(
+        let hash = key_hash6(
             self.config.hash_seed,
             ip6.proto,
-            &ip6.src,
-            l4.sport,
-            &ip6.dst,
-            l4.dport,
+            (&ip6.src, l4.sport),
+            (&ip6.dst, l4.dport),
         );
         Ok(Packet {
             net: Net::V6(ip6),

@@ -1,6 +1,9 @@
 //! A session's keys: its inbound and outbound key hashes and checksum
-//! changes ([`SessionKeys`]), and the outbound key match the table's
-//! candidates are checked with.
+//! changes ([`SessionKeys`]), the hash of the key a packet carries
+//! ([`key_hash4`], [`key_hash6`]), and the outbound key match the table's
+//! candidates are checked with. Every key hash of the engine is built
+//! here (the fast path's and ICMP's aside, for now), so that a packet's
+//! and its session's always agree.
 
 use core::net::IpAddr;
 
@@ -11,6 +14,32 @@ use crate::lport::LocalTuple;
 use crate::session::{Path, Session};
 use crate::table::{Dir, Table};
 use crate::wire::checksum::Delta;
+
+/// The hash of an IPv4 key as a packet carries it, source then
+/// destination, each an address and a port: the inbound key (client,
+/// VIP) of a packet to a VIP, the outbound key (server, local address) of
+/// one to a local address. A session's keys are hashed by it in the
+/// same order ([`Listener::keys`]), so that its packets find it.
+#[inline(always)]
+pub(super) fn key_hash4(
+    seed: u64,
+    proto: u8,
+    (src, sport): ([u8; 4], u16),
+    (dst, dport): ([u8; 4], u16),
+) -> u64 {
+    hash::flow4(seed, proto, src, sport, dst, dport)
+}
+
+/// [`key_hash4`] for an IPv6 key.
+#[inline]
+pub(super) fn key_hash6(
+    seed: u64,
+    proto: u8,
+    (src, sport): (&[u8; 16], u16),
+    (dst, dport): (&[u8; 16], u16),
+) -> u64 {
+    hash::flow6(seed, proto, src, sport, dst, dport)
+}
 
 /// What [`Listener::keys`] computes of a session.
 #[derive(Debug, Clone, Copy)]
@@ -42,30 +71,30 @@ impl Listener {
                 let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
                 let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
                 (
-                    hash::flow4(seed, s.proto, client, s.cport, self.vip4, vport),
+                    key_hash4(seed, s.proto, (client, s.cport), (self.vip4, vport)),
                     d,
                     d,
-                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                    key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
                 )
             }
             Path::SixToSix => {
                 let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);
                 (
-                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
                     Delta::default(),
                     Delta::default()
                         .addr16(&s.client, &lip6)
                         .addr16(&vip6, &rip6),
-                    hash::flow6(seed, s.proto, &rip6, rport, &lip6, s.lport),
+                    key_hash6(seed, s.proto, (&rip6, rport), (&lip6, s.lport)),
                 )
             }
             Path::SixToFour => {
                 let (vip6, lip4) = (self.vip6?, self.lip4(s.lip)?);
                 (
-                    hash::flow6(seed, s.proto, &s.client, s.cport, &vip6, vport),
+                    key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
                     Delta::default(),
                     Delta::default(),
-                    hash::flow4(seed, s.proto, rip, rport, lip4, s.lport),
+                    key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
                 )
             }
         };
@@ -121,16 +150,17 @@ pub(super) fn outbound4(
 /// rest of the key: a rare false positive only skips a free port.
 pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
     let h = match (t.rip, t.lip) {
-        (IpAddr::V4(rip), IpAddr::V4(lip)) => {
-            hash::flow4(seed, t.proto, rip.octets(), t.rport, lip.octets(), t.lport)
-        }
-        (IpAddr::V6(rip), IpAddr::V6(lip)) => hash::flow6(
+        (IpAddr::V4(rip), IpAddr::V4(lip)) => key_hash4(
             seed,
             t.proto,
-            &rip.octets(),
-            t.rport,
-            &lip.octets(),
-            t.lport,
+            (rip.octets(), t.rport),
+            (lip.octets(), t.lport),
+        ),
+        (IpAddr::V6(rip), IpAddr::V6(lip)) => key_hash6(
+            seed,
+            t.proto,
+            (&rip.octets(), t.rport),
+            (&lip.octets(), t.lport),
         ),
         _ => return false,
     };

@@ -1,10 +1,16 @@
 //! The rewrite of a forwarded packet's addresses and ports, with the
-//! session's precomputed checksum changes (RFC 1624).
+//! session's precomputed checksum changes (RFC 1624), through the wire
+//! views.
+//!
+//! Each function takes the headers it writes as one slice of fixed length
+//! (`get_mut(at..at + LEN)`, a branch): the compiler then knows every
+//! field the views write is inside it, and the setters are plain stores.
+//! A frame too short for them is `Truncated`, and nothing is written.
 
 use crate::verdict::DropReason;
 use crate::wire::checksum::Delta;
 use crate::wire::ipv6::Ipv6;
-use crate::wire::{self, Ipv4};
+use crate::wire::{self, Ipv4, ipv4, ipv6, tcp, udp};
 
 /// Rewrite an IPv6 TCP/UDP packet's source to `src` and destination to
 /// `dst` (6to6), applying the session's precomputed change to the
@@ -16,8 +22,12 @@ pub(super) fn rewrite6(
     dst: ([u8; 16], u16),
     l4_delta: Delta,
 ) -> Result<(), DropReason> {
-    *wire::array_mut::<16>(bytes, ip6.off + 8)? = src.0;
-    *wire::array_mut::<16>(bytes, ip6.off + 24)? = dst.0;
+    let header = bytes
+        .get_mut(ip6.off..ip6.off + ipv6::HLEN)
+        .ok_or(DropReason::Truncated)?;
+    let mut p = ipv6::Packet::new_unchecked(header);
+    p.set_src_addr(src.0);
+    p.set_dst_addr(dst.0);
     rewrite_ports(bytes, ip6.l4_off, ip6.proto, (src.1, dst.1), l4_delta)
 }
 
@@ -31,18 +41,16 @@ pub(super) fn rewrite_ports(
     ports: (u16, u16),
     l4_delta: Delta,
 ) -> Result<(), DropReason> {
-    let [s0, s1] = ports.0.to_be_bytes();
-    let [d0, d1] = ports.1.to_be_bytes();
     if proto == wire::PROTO_TCP {
-        let t = wire::array_mut::<18>(bytes, l4_off)?;
-        let old = u16::from_be_bytes([t[16], t[17]]);
-        [t[16], t[17]] = l4_delta.apply(old).to_be_bytes();
-        [t[0], t[1], t[2], t[3]] = [s0, s1, d0, d1];
+        let header = bytes
+            .get_mut(l4_off..l4_off + tcp::HEADER_LEN)
+            .ok_or(DropReason::Truncated)?;
+        tcp_ports(&mut tcp::Packet::new_unchecked(header), ports, l4_delta);
     } else {
-        let u = wire::array_mut::<8>(bytes, l4_off)?;
-        let old = u16::from_be_bytes([u[6], u[7]]);
-        [u[6], u[7]] = l4_delta.apply_udp4(old).to_be_bytes();
-        [u[0], u[1], u[2], u[3]] = [s0, s1, d0, d1];
+        let header = bytes
+            .get_mut(l4_off..l4_off + udp::HEADER_LEN)
+            .ok_or(DropReason::Truncated)?;
+        udp_ports(&mut udp::Packet::new_unchecked(header), ports, l4_delta);
     }
     Ok(())
 }
@@ -62,25 +70,59 @@ pub(super) fn rewrite4(
     ip_delta: Delta,
     l4_delta: Delta,
 ) -> Result<(), DropReason> {
-    let [sp0, sp1] = src.1.to_be_bytes();
-    let [dp0, dp1] = dst.1.to_be_bytes();
-    // IPv4 header (20 bytes), then TCP up to its checksum (18) or UDP (8).
-    let h = if ip.proto == wire::PROTO_TCP {
-        let h = wire::array_mut::<38>(bytes, ip.off)?;
-        let old = u16::from_be_bytes([h[36], h[37]]);
-        [h[36], h[37]] = l4_delta.apply(old).to_be_bytes();
-        h.first_chunk_mut::<24>()
+    // The IPv4 header and the TCP or UDP header after it, as one slice
+    // per protocol: each branch's lengths are then constants.
+    let ip_header = if ip.proto == wire::PROTO_TCP {
+        let (ip_header, l4_header) = headers(bytes, ip.off, tcp::HEADER_LEN)?;
+        tcp_ports(
+            &mut tcp::Packet::new_unchecked(l4_header),
+            (src.1, dst.1),
+            l4_delta,
+        );
+        ip_header
     } else {
-        let h = wire::array_mut::<28>(bytes, ip.off)?;
-        let old = u16::from_be_bytes([h[26], h[27]]);
-        [h[26], h[27]] = l4_delta.apply_udp4(old).to_be_bytes();
-        h.first_chunk_mut::<24>()
+        let (ip_header, l4_header) = headers(bytes, ip.off, udp::HEADER_LEN)?;
+        udp_ports(
+            &mut udp::Packet::new_unchecked(l4_header),
+            (src.1, dst.1),
+            l4_delta,
+        );
+        ip_header
     };
-    let h = h.ok_or(DropReason::Truncated)?;
-    let old = u16::from_be_bytes([h[10], h[11]]);
-    [h[10], h[11]] = ip_delta.apply(old).to_be_bytes();
-    [h[12], h[13], h[14], h[15]] = src.0;
-    [h[16], h[17], h[18], h[19]] = dst.0;
-    [h[20], h[21], h[22], h[23]] = [sp0, sp1, dp0, dp1];
+    let mut p = ipv4::Packet::new_unchecked(ip_header);
+    p.set_checksum(ip_delta.apply(p.checksum()));
+    p.set_src_addr(src.0);
+    p.set_dst_addr(dst.0);
     Ok(())
+}
+
+/// The IPv4 header without options at `off` and the `l4_len` bytes of
+/// transport header after it; `Truncated` if the frame ends before them.
+#[inline(always)]
+fn headers(
+    bytes: &mut [u8],
+    off: usize,
+    l4_len: usize,
+) -> Result<(&mut [u8], &mut [u8]), DropReason> {
+    bytes
+        .get_mut(off..off + ipv4::HEADER_LEN + l4_len)
+        .and_then(|h| h.split_at_mut_checked(ipv4::HEADER_LEN))
+        .ok_or(DropReason::Truncated)
+}
+
+/// Set a TCP header's ports and apply `l4_delta` to its checksum.
+#[inline(always)]
+fn tcp_ports(p: &mut tcp::Packet<&mut [u8]>, (sport, dport): (u16, u16), l4_delta: Delta) {
+    p.set_checksum(l4_delta.apply(p.checksum()));
+    p.set_src_port(sport);
+    p.set_dst_port(dport);
+}
+
+/// Set a UDP header's ports and apply `l4_delta` to its checksum (a UDP
+/// checksum of 0 stays 0: [`Delta::apply_udp4`]).
+#[inline(always)]
+fn udp_ports(p: &mut udp::Packet<&mut [u8]>, (sport, dport): (u16, u16), l4_delta: Delta) {
+    p.set_checksum(l4_delta.apply_udp4(p.checksum()));
+    p.set_src_port(sport);
+    p.set_dst_port(dport);
 }
