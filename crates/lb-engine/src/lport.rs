@@ -327,7 +327,9 @@ impl PortAllocator {
     /// not allocate.
     ///
     /// The tuple is unique among live sessions only if the caller records
-    /// it in the session table before the next allocation.
+    /// it in the session table before the next allocation. `in_use` is
+    /// asked about the tuple returned last (the engine keeps the hash it
+    /// computed for it).
     #[allow(clippy::too_many_arguments)] // the engine's state, passed in
     pub(crate) fn allocate(
         &mut self,
