@@ -162,7 +162,9 @@ impl Engine {
             counters,
             ..
         } = self;
-        let (lid, backend) = (session.listener, session.backend);
+        // The session moves into the table: what is needed of it after
+        // is read first, so that it is not copied for the call.
+        let (lid, backend, proto) = (session.listener, session.backend, session.proto);
         let l = listeners
             .get_mut(usize::from(lid))
             .and_then(Option::as_mut)
@@ -170,7 +172,7 @@ impl Engine {
         let id = table
             .insert(session, h, out_hash)
             .map_err(|_| DropReason::TableFull)?;
-        if session.proto == wire::PROTO_TCP {
+        if proto == wire::PROTO_TCP {
             half_open.push(id);
         }
         if let Some(c) = l.candidates.get_mut(backend as usize) {
@@ -183,8 +185,10 @@ impl Engine {
         l.traffic.new_sessions += 1;
         l.traffic.active_sessions += 1;
         counters.sessions_created += 1;
-        if let Some(a) = l.config.affinity {
-            affinity.insert(now, lid, &session.client, backend, a.timeout);
+        if let Some(a) = l.config.affinity
+            && let Some(s) = table.get(id)
+        {
+            affinity.insert(now, lid, &s.client, backend, a.timeout);
         }
         Ok(id)
     }
