@@ -847,6 +847,36 @@ mod test {
     }
 
     #[test]
+    fn in_use_is_asked_last_about_the_tuple_returned() {
+        // The engine keeps the hash it computed in `in_use` for the tuple
+        // handed out. Live and quarantined tuples make searches skip some.
+        let p = pool(&["10.0.0.1", "10.0.0.2"], 2000..=2099);
+        let mut a = PortAllocator::new(&p, 0).unwrap();
+        let mut q = quarantine_for(&p);
+        let rs = ip("192.0.2.10");
+        let mut live = BTreeSet::new();
+        let mut rng = Rng(5);
+        let mut handed_out = 0;
+        for round in 0..300 {
+            let mut last = None;
+            let r = a.allocate(Instant::ZERO, TCP, rs, 80, rng.next(), &q, |t| {
+                last = Some(*t);
+                live.contains(t)
+            });
+            let Ok((index, lport)) = r else { continue };
+            handed_out += 1;
+            let t = last.unwrap();
+            assert_eq!((Some(t.lip), t.lport), (a.lip(index), lport), "round {round}");
+            if rng.below(3) == 0 {
+                assert!(q.insert(Instant::ZERO, &t));
+            } else {
+                live.insert(t);
+            }
+        }
+        assert!(handed_out > 150, "{handed_out}");
+    }
+
+    #[test]
     fn probes_are_bounded() {
         let q = Quarantine::with_capacity(16, Duration::from_secs(120));
         let busy = |p: &LocalPool| {
