@@ -866,7 +866,11 @@ mod test {
             let Ok((index, lport)) = r else { continue };
             handed_out += 1;
             let t = last.unwrap();
-            assert_eq!((Some(t.lip), t.lport), (a.lip(index), lport), "round {round}");
+            assert_eq!(
+                (Some(t.lip), t.lport),
+                (a.lip(index), lport),
+                "round {round}"
+            );
             if rng.below(3) == 0 {
                 assert!(q.insert(Instant::ZERO, &t));
             } else {
