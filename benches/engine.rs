@@ -8,6 +8,8 @@
 //!   per packet;
 //! - `new_session/{1k,1m}`: a SYN from a new client (scheduler, local port
 //!   allocator, table insert) into a table already holding that many;
+//! - `new_session_quarantined/1k`: the same into 1,000 sessions while the
+//!   quarantine holds the tuples of 60,000 sessions that ended before;
 //! - `ttm_insert_v4` / `forward_with_options_v4`: a segment that gets the
 //!   TTM option, and the same segment once it no longer does;
 //! - `ttm_insert_v6` / `forward_6to4`: the same through a 6to4 listener
@@ -36,9 +38,13 @@ use std::time::{Duration, Instant as WallClock};
 
 use benches::{
     Rng, SLOT, client, client_frame, data_frame, engine_with_established_sessions,
-    engine_with_policy, engine_with_sessions, engine_with_synacked_sessions, third_ack_frame,
+    engine_with_policy, engine_with_quarantine, engine_with_sessions,
+    engine_with_synacked_sessions, third_ack_frame,
 };
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use lb_engine::{
     BackendConfig, ChecksumPolicy, Engine, Frame, Instant, ListenerConfig, LocalPool, Protocol,
     Verdict,
@@ -256,57 +262,87 @@ fn churn_listener() -> ListenerConfig {
 }
 
 fn new_session(c: &mut Criterion) {
-    const WINDOW: usize = 64;
-    const CLEAR_AFTER: u32 = 60_000;
     let mut group = c.benchmark_group("engine");
-    group.throughput(Throughput::Elements(WINDOW as u64));
+    group.throughput(Throughput::Elements(NEW_SESSION_WINDOW as u64));
     for (sessions, label) in sizes() {
-        let mut engine = engine_with_sessions(sessions, sessions + 65_536);
-        let mut churn = engine
-            .add_listener(churn_listener())
-            .expect("churn listener");
-        let mut buf = vec![0u8; WINDOW * SLOT];
-        let mut created = 0u32;
-        let mut next_client = sessions;
-        let now = Instant::from_secs(2);
-        group.bench_function(BenchmarkId::new("new_session", label), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    if created + WINDOW as u32 > CLEAR_AFTER {
-                        engine.remove_listener(churn).expect("remove");
-                        churn = engine.add_listener(churn_listener()).expect("re-add");
-                        created = 0;
-                    }
-                    let mut len = 0;
-                    for chunk in buf.chunks_exact_mut(SLOT) {
-                        let f = client_frame(client(next_client), 81, true);
-                        next_client += 1;
-                        chunk[Frame::HEADROOM..Frame::HEADROOM + f.len()].copy_from_slice(&f);
-                        len = f.len();
-                    }
-                    let mut slots = buf.chunks_exact_mut(SLOT);
-                    let mut window: [Frame<'_>; WINDOW] = array::from_fn(|_| {
-                        let slot = slots.next().expect("slot");
-                        Frame::new(slot, Frame::HEADROOM, Frame::HEADROOM + len).expect("fits")
-                    });
-                    let t = WallClock::now();
-                    for frame in window.iter_mut() {
-                        black_box(engine.handle_packet(now, frame));
-                    }
-                    total += t.elapsed();
-                    created += WINDOW as u32;
-                }
-                total
-            })
-        });
-        assert_eq!(
-            engine.counters().dropped_total(),
-            0,
-            "new_session/{label}: every SYN made a session"
+        let engine = engine_with_sessions(sessions, sessions + 65_536);
+        new_sessions(
+            &mut group,
+            ("new_session", label),
+            engine,
+            sessions,
+            Instant::from_secs(2),
         );
     }
+    // A busy balancer's quarantine: the tuples of 60,000 ended sessions.
+    let (engine, now) = engine_with_quarantine(60_000, 1_000, 1_000 + 65_536);
+    new_sessions(
+        &mut group,
+        ("new_session_quarantined", "1k"),
+        engine,
+        61_000,
+        now,
+    );
     group.finish();
+}
+
+/// SYNs per timed window of [`new_sessions`].
+const NEW_SESSION_WINDOW: usize = 64;
+
+/// Benchmark `(name, label)`: SYNs from new clients (from [`client`] `first_client`
+/// on) at `now`, into a churn listener that is cleared out of `engine`
+/// every 60,000 sessions, outside the timing.
+fn new_sessions(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    (name, label): (&str, &str),
+    mut engine: Engine,
+    first_client: u32,
+    now: Instant,
+) {
+    const WINDOW: usize = NEW_SESSION_WINDOW;
+    const CLEAR_AFTER: u32 = 60_000;
+    let mut churn = engine
+        .add_listener(churn_listener())
+        .expect("churn listener");
+    let mut buf = vec![0u8; WINDOW * SLOT];
+    let mut created = 0u32;
+    let mut next_client = first_client;
+    group.bench_function(BenchmarkId::new(name, label), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                if created + WINDOW as u32 > CLEAR_AFTER {
+                    engine.remove_listener(churn).expect("remove");
+                    churn = engine.add_listener(churn_listener()).expect("re-add");
+                    created = 0;
+                }
+                let mut len = 0;
+                for chunk in buf.chunks_exact_mut(SLOT) {
+                    let f = client_frame(client(next_client), 81, true);
+                    next_client += 1;
+                    chunk[Frame::HEADROOM..Frame::HEADROOM + f.len()].copy_from_slice(&f);
+                    len = f.len();
+                }
+                let mut slots = buf.chunks_exact_mut(SLOT);
+                let mut window: [Frame<'_>; WINDOW] = array::from_fn(|_| {
+                    let slot = slots.next().expect("slot");
+                    Frame::new(slot, Frame::HEADROOM, Frame::HEADROOM + len).expect("fits")
+                });
+                let t = WallClock::now();
+                for frame in window.iter_mut() {
+                    black_box(engine.handle_packet(now, frame));
+                }
+                total += t.elapsed();
+                created += WINDOW as u32;
+            }
+            total
+        })
+    });
+    assert_eq!(
+        engine.counters().dropped_total(),
+        0,
+        "{name}/{label}: every SYN made a session"
+    );
 }
 
 fn expire(c: &mut Criterion) {

@@ -19,6 +19,10 @@
 //!   a session, to the client, through `handle_batch`;
 //! - `new_session/{1k,1m}`: a SYN from a new client into those tables,
 //!   through `handle_packet`;
+//! - `new_session_quarantined/1k`: the same into a table of 1,000
+//!   sessions while the quarantine holds the tuples of 60,000 sessions
+//!   that ended before, as a busy balancer's does (with an empty one the
+//!   port allocator's quarantine check costs almost nothing);
 //! - `ttm_insert_v4`: the client's third ACK (NOP, NOP, timestamps, 64
 //!   bytes) that gets the TTM option, in sessions drawn from 1,000 past
 //!   the server's SYN-ACK, through `handle_packet`;
@@ -39,8 +43,8 @@ use std::ffi::CString;
 
 use benches::{
     Rng, SLOT, client, client_frame, client6, client6_frame, data_frame, engine_6to4,
-    engine_with_established_sessions, engine_with_synacked_sessions, server_data_for,
-    third_ack_frame,
+    engine_with_established_sessions, engine_with_quarantine, engine_with_synacked_sessions,
+    server_data_for, third_ack_frame,
 };
 use crabgrind::callgrind;
 use lb_engine::{Engine, Frame, Instant, Verdict};
@@ -81,6 +85,8 @@ struct Mix {
     frames: Vec<Vec<u8>>,
     call: Call,
     want: Want,
+    /// The time the packets arrive.
+    now: Instant,
 }
 
 /// The sessions of `PACKETS` frames, drawn from `0..sessions` with `seed`.
@@ -109,7 +115,7 @@ fn reply_frame(engine: &mut Engine, i: u32) -> Vec<u8> {
 /// engine's calls, then dump the counts under the mix's name and print
 /// `name packets`.
 fn measure(engine: &mut Engine, mix: &Mix) {
-    let now = Instant::from_secs(2);
+    let now = mix.now;
     let mut buf = vec![0u8; BATCH * SLOT];
     let mut verdicts = [Verdict::Pass; BATCH];
     let drops = engine.counters().dropped_total();
@@ -181,6 +187,7 @@ fn established(sessions: u32, label: &str) {
             frames,
             call,
             want,
+            now: Instant::from_secs(2),
         };
         measure(&mut engine, &mix);
     }
@@ -205,6 +212,7 @@ fn ttm_insert_v4() {
         frames,
         call: Call::Single,
         want: Want::ToServer,
+        now: Instant::from_secs(2),
     };
     measure(&mut engine, &mix);
     assert_eq!(
@@ -228,6 +236,7 @@ fn forward_6to4() {
         frames,
         call: Call::Single,
         want: Want::ToServer,
+        now: Instant::from_secs(2),
     };
     measure(&mut engine, &mix);
     assert_eq!(
@@ -237,9 +246,52 @@ fn forward_6to4() {
     );
 }
 
+/// New sessions while the quarantine holds many tuples.
+fn new_session_quarantined() {
+    const ENDED: u32 = 60_000;
+    const SESSIONS: u32 = 1_000;
+    let (mut engine, now) = engine_with_quarantine(ENDED, SESSIONS, SESSIONS + 65_536);
+    let frames = (0..PACKETS as u32)
+        .map(|k| client_frame(client(ENDED + SESSIONS + k), 80, true))
+        .collect();
+    let mix = Mix {
+        name: "new_session_quarantined/1k".into(),
+        frames,
+        call: Call::Single,
+        want: Want::ToServer,
+        now,
+    };
+    measure(&mut engine, &mix);
+    assert_eq!(
+        engine.session_count(),
+        SESSIONS + PACKETS as u32,
+        "new_session_quarantined/1k: a session per SYN"
+    );
+    assert_eq!(
+        engine.quarantined(),
+        ENDED,
+        "new_session_quarantined/1k: the quarantine still holds its tuples"
+    );
+}
+
+/// Runs every group of mixes, or only those named on the command line
+/// (`1k`, `1m`, `ttm`, `6to4`, `quarantined`), e.g. to profile one.
 fn main() {
-    established(1_000, "1k");
-    established(1_000_000, "1m");
-    ttm_insert_v4();
-    forward_6to4();
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let run = |group: &str| only.is_empty() || only.iter().any(|o| o == group);
+    if run("1k") {
+        established(1_000, "1k");
+    }
+    if run("1m") {
+        established(1_000_000, "1m");
+    }
+    if run("ttm") {
+        ttm_insert_v4();
+    }
+    if run("6to4") {
+        forward_6to4();
+    }
+    if run("quarantined") {
+        new_session_quarantined();
+    }
 }

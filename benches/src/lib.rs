@@ -106,6 +106,34 @@ pub fn engine_with_policy(sessions: u32, capacity: u32, policy: ChecksumPolicy) 
     engine
 }
 
+/// An engine like [`engine_with_sessions`] whose quarantine holds the
+/// outbound tuples of `ended` sessions, as a busy balancer's does: SYNs
+/// from [`client`] `0..ended` at 1 s, left half-open until they expire
+/// (`handle_timeout` past the SYN_RECV timeout), then `sessions` sessions
+/// of [`client`] `ended..ended + sessions`. Returns the engine and the
+/// time it has reached: the quarantine holds every ended tuple for about
+/// two minutes after it.
+pub fn engine_with_quarantine(ended: u32, sessions: u32, capacity: u32) -> (Engine, Instant) {
+    let mut engine = engine_with_sessions(ended, capacity);
+    let mut now = Instant::from_secs(40);
+    while engine.session_count() > 0 {
+        engine.handle_timeout(now);
+        now = now + std::time::Duration::from_millis(100);
+    }
+    assert_eq!(engine.quarantined(), ended, "every ended tuple is held");
+    let mut buf = vec![0u8; SLOT];
+    for i in ended..ended + sessions {
+        let syn = client_frame(client(i), 80, true);
+        let verdict = handle_at(&mut engine, &mut buf, &syn, now);
+        assert!(
+            matches!(verdict, Verdict::ToServer { .. }),
+            "session {i}: {verdict:?}"
+        );
+    }
+    assert_eq!(engine.session_count(), sessions);
+    (engine, now)
+}
+
 /// The server's SYN-ACK (ISN 5000, MSS 1460) for the session a SYN from
 /// `client` created: read the local address and port from the SYN the
 /// engine forwarded (`forwarded`, an Ethernet frame).
@@ -268,11 +296,16 @@ pub fn engine_6to4(sessions: u32, server_sent: bool) -> Engine {
 /// Put `frame` into `buf` behind [`Frame::HEADROOM`] and hand it to the
 /// engine.
 pub fn handle(engine: &mut Engine, buf: &mut [u8], frame: &[u8]) -> Verdict {
+    handle_at(engine, buf, frame, Instant::from_secs(1))
+}
+
+/// [`handle`] at `now`.
+pub fn handle_at(engine: &mut Engine, buf: &mut [u8], frame: &[u8], now: Instant) -> Verdict {
     let start = Frame::HEADROOM;
     let end = start + frame.len();
     buf.get_mut(start..end)
         .unwrap_or_else(|| panic!("frame of {} bytes does not fit", frame.len()))
         .copy_from_slice(frame);
     let mut f = Frame::new(buf, start, end).unwrap_or_else(|| panic!("range"));
-    engine.handle_packet(Instant::from_secs(1), &mut f)
+    engine.handle_packet(now, &mut f)
 }

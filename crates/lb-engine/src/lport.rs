@@ -327,7 +327,9 @@ impl PortAllocator {
     /// not allocate.
     ///
     /// The tuple is unique among live sessions only if the caller records
-    /// it in the session table before the next allocation.
+    /// it in the session table before the next allocation. `in_use` is
+    /// asked about the tuple returned last (the engine keeps the hash it
+    /// computed for it).
     #[allow(clippy::too_many_arguments)] // the engine's state, passed in
     pub(crate) fn allocate(
         &mut self,
@@ -842,6 +844,40 @@ mod test {
                 .unwrap();
         }
         assert_eq!(s.live.len(), 32);
+    }
+
+    #[test]
+    fn in_use_is_asked_last_about_the_tuple_returned() {
+        // The engine keeps the hash it computed in `in_use` for the tuple
+        // handed out. Live and quarantined tuples make searches skip some.
+        let p = pool(&["10.0.0.1", "10.0.0.2"], 2000..=2099);
+        let mut a = PortAllocator::new(&p, 0).unwrap();
+        let mut q = quarantine_for(&p);
+        let rs = ip("192.0.2.10");
+        let mut live = BTreeSet::new();
+        let mut rng = Rng(5);
+        let mut handed_out = 0;
+        for round in 0..300 {
+            let mut last = None;
+            let r = a.allocate(Instant::ZERO, TCP, rs, 80, rng.next(), &q, |t| {
+                last = Some(*t);
+                live.contains(t)
+            });
+            let Ok((index, lport)) = r else { continue };
+            handed_out += 1;
+            let t = last.unwrap();
+            assert_eq!(
+                (Some(t.lip), t.lport),
+                (a.lip(index), lport),
+                "round {round}"
+            );
+            if rng.below(3) == 0 {
+                assert!(q.insert(Instant::ZERO, &t));
+            } else {
+                live.insert(t);
+            }
+        }
+        assert!(handed_out > 150, "{handed_out}");
     }
 
     #[test]

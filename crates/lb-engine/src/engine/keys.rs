@@ -60,6 +60,21 @@ impl Listener {
     /// computed, for a new session, a restored one and one that ends.
     /// `None` when its backend or local address is not in the listener.
     pub(super) fn keys(&self, seed: u64, s: &Session) -> Option<SessionKeys> {
+        self.keys_with(seed, s, None)
+    }
+
+    /// [`Listener::keys`], with the two hashes taken from `hashes` (inbound,
+    /// outbound) when the caller has them already (a new session: the
+    /// packet's flow hash, and the outbound hash [`tuple_live`] computed
+    /// of the tuple the port allocator chose) rather than computed again.
+    /// `None` in the same cases.
+    #[inline]
+    pub(super) fn keys_with(
+        &self,
+        seed: u64,
+        s: &Session,
+        hashes: Option<(u64, u64)>,
+    ) -> Option<SessionKeys> {
         let b = self.backends.get(s.backend as usize)?;
         let (rip, rport, vport) = (b.addr4, b.config.port, self.config.port);
         // 4to4 and 6to6: the addresses and ports change in place (no IPv6
@@ -70,32 +85,40 @@ impl Listener {
             Path::FourToFour => {
                 let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
                 let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
-                (
-                    key_hash4(seed, s.proto, (client, s.cport), (self.vip4, vport)),
-                    d,
-                    d,
-                    key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
-                )
+                let (in_hash, out_hash) = hashes.unwrap_or_else(|| {
+                    (
+                        key_hash4(seed, s.proto, (client, s.cport), (self.vip4, vport)),
+                        key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
+                    )
+                });
+                (in_hash, d, d, out_hash)
             }
             Path::SixToSix => {
                 let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);
+                let (in_hash, out_hash) = hashes.unwrap_or_else(|| {
+                    (
+                        key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
+                        key_hash6(seed, s.proto, (&rip6, rport), (&lip6, s.lport)),
+                    )
+                });
                 (
-                    key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
+                    in_hash,
                     Delta::default(),
                     Delta::default()
                         .addr16(&s.client, &lip6)
                         .addr16(&vip6, &rip6),
-                    key_hash6(seed, s.proto, (&rip6, rport), (&lip6, s.lport)),
+                    out_hash,
                 )
             }
             Path::SixToFour => {
                 let (vip6, lip4) = (self.vip6?, self.lip4(s.lip)?);
-                (
-                    key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
-                    Delta::default(),
-                    Delta::default(),
-                    key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
-                )
+                let (in_hash, out_hash) = hashes.unwrap_or_else(|| {
+                    (
+                        key_hash6(seed, s.proto, (&s.client, s.cport), (&vip6, vport)),
+                        key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
+                    )
+                });
+                (in_hash, Delta::default(), Delta::default(), out_hash)
             }
         };
         Some(SessionKeys {
@@ -145,10 +168,12 @@ pub(super) fn outbound4(
     })
 }
 
-/// Whether an outbound tuple is held by a live session. A match on the
-/// index's tag and the local port is taken as live without checking the
-/// rest of the key: a rare false positive only skips a free port.
-pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> bool {
+/// Whether an outbound tuple is held by a live session, and the hash of
+/// its outbound key (what [`Listener::keys`] computes of a session with
+/// this tuple; 0 for mixed families, which no session has). A match on
+/// the index's tag and the local port is taken as live without checking
+/// the rest of the key: a rare false positive only skips a free port.
+pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> (bool, u64) {
     let h = match (t.rip, t.lip) {
         (IpAddr::V4(rip), IpAddr::V4(lip)) => key_hash4(
             seed,
@@ -162,9 +187,10 @@ pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> b
             (&rip.octets(), t.rport),
             (&lip.octets(), t.lport),
         ),
-        _ => return false,
+        _ => return (false, 0),
     };
-    table
+    let live = table
         .find(h, Dir::Out, |s| s.lport == t.lport && s.proto == t.proto)
-        .is_some()
+        .is_some();
+    (live, h)
 }

@@ -78,7 +78,11 @@ impl Engine {
         let backend = match sticky {
             Some(b) => b,
             None => {
-                let source_hash = hash::source(seed, l.client_ip(client));
+                let source_hash = if l.scheduler.uses_source_hash() {
+                    hash::source(seed, l.client_ip(client))
+                } else {
+                    0
+                };
                 l.scheduler
                     .pick(&l.candidates, h, source_hash)
                     .ok_or(DropReason::NoBackend)?
@@ -92,6 +96,9 @@ impl Engine {
             .get(backend as usize)
             .ok_or(DropReason::NoBackend)?;
         let (rport, path) = (b.config.port, l.path_of(b));
+        // The outbound hash of the last tuple asked about: the allocator
+        // asks last about the tuple it returns.
+        let mut asked = (0u16, 0u64);
         let (lip, lport) = l
             .allocator
             .allocate(
@@ -101,7 +108,11 @@ impl Engine {
                 rport,
                 h,
                 quarantine,
-                |t: &LocalTuple| tuple_live(table, seed, t),
+                |t: &LocalTuple| {
+                    let (live, out_hash) = tuple_live(table, seed, t);
+                    asked = (t.lport, out_hash);
+                    live
+                },
             )
             .map_err(|e| match e {
                 AllocateError::NoAddressOfFamily => DropReason::NoLocalAddress,
@@ -119,10 +130,15 @@ impl Engine {
             path,
             ..Session::default()
         };
-        let keys = l.keys(seed, &session).ok_or(DropReason::NoLocalAddress)?;
+        // The packet's flow hash is the inbound key's hash.
+        let hashes = (asked.0 == lport).then_some((h, asked.1));
+        let keys = l
+            .keys_with(seed, &session, hashes)
+            .ok_or(DropReason::NoLocalAddress)?;
         debug_assert_eq!(
-            keys.in_hash, h,
-            "the packet's flow hash is the inbound key's"
+            l.keys(seed, &session).map(|k| (k.in_hash, k.out_hash)),
+            Some((keys.in_hash, keys.out_hash)),
+            "the hashes taken are the session's"
         );
         session.ip_delta = keys.ip_delta;
         session.l4_delta = keys.l4_delta;
@@ -146,7 +162,9 @@ impl Engine {
             counters,
             ..
         } = self;
-        let (lid, backend) = (session.listener, session.backend);
+        // The session moves into the table: what is needed of it after
+        // is read first, so that it is not copied for the call.
+        let (lid, backend, proto) = (session.listener, session.backend, session.proto);
         let l = listeners
             .get_mut(usize::from(lid))
             .and_then(Option::as_mut)
@@ -154,7 +172,7 @@ impl Engine {
         let id = table
             .insert(session, h, out_hash)
             .map_err(|_| DropReason::TableFull)?;
-        if session.proto == wire::PROTO_TCP {
+        if proto == wire::PROTO_TCP {
             half_open.push(id);
         }
         if let Some(c) = l.candidates.get_mut(backend as usize) {
@@ -167,8 +185,10 @@ impl Engine {
         l.traffic.new_sessions += 1;
         l.traffic.active_sessions += 1;
         counters.sessions_created += 1;
-        if let Some(a) = l.config.affinity {
-            affinity.insert(now, lid, &session.client, backend, a.timeout);
+        if let Some(a) = l.config.affinity
+            && let Some(s) = table.get(id)
+        {
+            affinity.insert(now, lid, &s.client, backend, a.timeout);
         }
         Ok(id)
     }

@@ -190,6 +190,19 @@ impl Scheduler {
         }
     }
 
+    /// Whether [`Scheduler::pick`] reads its `source_hash` (Maglev keyed
+    /// by the client's address): when not, the caller may pass anything
+    /// and skip computing it.
+    pub(crate) fn uses_source_hash(&self) -> bool {
+        matches!(
+            self.state,
+            State::Maglev {
+                key: MaglevKey::SourceAddress,
+                ..
+            }
+        )
+    }
+
     /// The slot of the backend for a new session, or `None` if no backend
     /// is eligible. `flow_hash` is a hash of the 5-tuple, `source_hash` of
     /// the client address; only Maglev and the fallbacks use them. Data
