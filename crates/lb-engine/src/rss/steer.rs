@@ -22,8 +22,10 @@
 //! `None` when it falls outside the range (the range's first and last
 //! blocks of `2^b` ports, `b` one more than the highest pivot bit) or,
 //! when `A` has rank below `m` (rare keys), when its index is out of
-//! reach. With a generic key the pivots are the `m` lowest bits, so each
-//! aligned block of `2^m` ports holds exactly one port per table entry.
+//! reach. When `A` has full rank `m` (any key but rare ones), every table
+//! entry is reached: each aligned block of `2^b` ports holds `2^(b - m)`
+//! ports per entry (Microsoft's key with a 128-entry table: `b = 8`, two
+//! ports per entry), and a range made of whole blocks has no `None`.
 //!
 //! When a flow type is hashed by addresses only, the port cannot steer:
 //! every port of the range is a candidate if the reply already lands on
@@ -75,11 +77,9 @@ impl Solver {
         let mut lead: [Option<(u32, u16)>; 32] = [None; 32];
         let reduce = |lead: &[Option<(u32, u16)>; 32], mut v: u32, mut x: u16| {
             for bit in (0..32).rev() {
-                if v >> bit & 1 == 1 {
-                    if let Some(Some((bv, bx))) = lead.get(bit) {
-                        v ^= bv;
-                        x ^= bx;
-                    }
+                if let (1, Some(Some((bv, bx)))) = (v >> bit & 1, lead.get(bit)) {
+                    v ^= bv;
+                    x ^= bx;
                 }
             }
             (x, v)
@@ -366,5 +366,161 @@ impl ReplyPorts<'_> {
     /// candidate order.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
         (0..self.count).filter_map(|j| self.candidate(j))
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::rss::config::FlowFields;
+    use alloc::collections::BTreeSet;
+
+    const TCP: u8 = 6;
+
+    /// SplitMix64: a small deterministic generator for tests.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+    }
+
+    fn random_config(rng: &mut Rng, queues: u16, table_len: usize) -> RssConfig {
+        let key: Vec<u8> = (0..40).map(|_| rng.next() as u8).collect();
+        let table: Vec<u16> = (0..table_len)
+            .map(|_| (rng.next() % u64::from(queues)) as u16)
+            .collect();
+        RssConfig::new(&key, &table, FlowFields::ALL_PORTS, queues).unwrap()
+    }
+
+    /// The candidates are exactly the ports of the range whose whole reply
+    /// the NIC delivers on the queue, each once.
+    fn check_exact(
+        c: &RssConfig,
+        rip: IpAddr,
+        rport: u16,
+        lip: IpAddr,
+        ports: RangeInclusive<u16>,
+    ) {
+        let key = c.reply_key(TCP, rip, rport, lip).unwrap();
+        let mut brute = alloc::vec![BTreeSet::new(); usize::from(c.queues())];
+        for p in ports.clone() {
+            let reply = RssTuple::new(rip, rport, lip, p).unwrap();
+            let queue = c.queue_of(TCP, &reply);
+            assert_eq!(c.reply_queue(&key, p), queue);
+            brute[usize::from(queue)].insert(p);
+        }
+        for (queue, brute) in (0..c.queues()).zip(&brute) {
+            let candidates = c.reply_ports(&key, queue, ports.clone());
+            let listed: Vec<u16> = candidates.iter().collect();
+            let unique: BTreeSet<u16> = listed.iter().copied().collect();
+            assert_eq!(unique.len(), listed.len(), "a port listed twice");
+            assert_eq!(&unique, brute, "queue {queue}, {ports:?}");
+        }
+    }
+
+    #[test]
+    fn candidates_are_exactly_the_ports_of_the_queue() {
+        let mut rng = Rng(15);
+        let v4 = (IpAddr::from([192, 0, 2, 10]), IpAddr::from([10, 0, 0, 100]));
+        let v6: (IpAddr, IpAddr) = (
+            "2001:db8::10".parse().unwrap(),
+            "2001:db8::100".parse().unwrap(),
+        );
+        for (queues, table_len) in [(1, 1), (2, 2), (3, 128), (4, 512), (8, 64), (5, 2048)] {
+            let c = random_config(&mut rng, queues, table_len);
+            for (rip, lip) in [v4, v6] {
+                let rport = rng.next() as u16;
+                check_exact(&c, rip, rport, lip, 1024..=65535);
+                check_exact(&c, rip, rport, lip, 5000..=5007);
+                check_exact(&c, rip, rport, lip, 1..=1);
+                let a = rng.next() as u16;
+                let b = rng.next() as u16;
+                check_exact(&c, rip, rport, lip, a.min(b)..=a.max(b));
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_of_full_rank_reaches_every_entry() {
+        // Microsoft's key with a 128-entry table: the port's map onto the
+        // 7 index bits has full rank (pivots: port bits 0-5 and 7), so the
+        // range 1024..=65535, whole blocks of 256 ports, has no `None`.
+        let key = [
+            0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3,
+            0x8f, 0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3,
+            0x80, 0x30, 0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+        ];
+        let table: Vec<u16> = (0..128).map(|i| i % 4).collect();
+        let c = RssConfig::new(&key, &table, FlowFields::ALL_PORTS, 4).unwrap();
+        let [v4, v6] = &c.solvers;
+        for s in [v4, v6] {
+            assert_eq!(s.pivots.count_ones(), 7);
+            assert!(s.block_bits <= 10, "{}", s.block_bits);
+        }
+        for (rip, lip) in [
+            (IpAddr::from([192, 0, 2, 10]), IpAddr::from([10, 0, 0, 100])),
+            (
+                "2001:db8::10".parse().unwrap(),
+                "2001:db8::100".parse().unwrap(),
+            ),
+        ] {
+            let k = c.reply_key(TCP, rip, 80, lip).unwrap();
+            for queue in 0..4 {
+                let ports = c.reply_ports(&k, queue, 1024..=65535);
+                // A quarter of the range's 64512 ports, each a candidate.
+                assert_eq!(ports.len(), 64512 / 4);
+                assert!((0..ports.len()).all(|j| ports.candidate(j).is_some()));
+                assert_eq!(ports.pick(7, 1), ports.candidate(7).map(|p| (7, p)));
+                assert_eq!(ports.candidate(ports.len()), None);
+            }
+        }
+    }
+
+    #[test]
+    fn unhashed_ports_cannot_steer() {
+        let mut rng = Rng(3);
+        let key: Vec<u8> = (0..40).map(|_| rng.next() as u8).collect();
+        let fields = FlowFields {
+            udp4: HashFields::Addresses,
+            ..FlowFields::ALL_PORTS
+        };
+        let c = RssConfig::new(&key, &[0, 1, 2, 3], fields, 4).unwrap();
+        let (rip, lip) = (IpAddr::from([192, 0, 2, 10]), IpAddr::from([10, 0, 0, 100]));
+        let k = c.reply_key(17, rip, 53, lip).unwrap();
+        let here = c.reply_queue(&k, 0);
+        for queue in 0..4 {
+            let ports = c.reply_ports(&k, queue, 2000..=2999);
+            if queue == here {
+                assert_eq!(
+                    ports.iter().collect::<Vec<_>>(),
+                    (2000..=2999).collect::<Vec<_>>()
+                );
+            } else {
+                assert!(ports.is_empty());
+                assert_eq!(ports.pick(0, 100), None);
+            }
+        }
+        // Families must agree.
+        assert_eq!(c.reply_key(6, rip, 80, "::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn a_port_without_effect_on_the_index_cannot_steer() {
+        // A key of zeros past the addresses: the ports move no hash bit.
+        let mut key = [0u8; 40];
+        key[0] = 0xa5;
+        let c = RssConfig::new(&key, &[0, 1], FlowFields::ALL_PORTS, 2).unwrap();
+        let k = c
+            .reply_key(TCP, [128, 0, 0, 1].into(), 80, [10, 0, 0, 1].into())
+            .unwrap();
+        let here = c.reply_queue(&k, 1);
+        assert_eq!(c.reply_ports(&k, here, 1..=100).len(), 100);
+        assert!(c.reply_ports(&k, 1 - here, 1..=100).is_empty());
     }
 }
