@@ -13,7 +13,8 @@
 //! the least significant up, splits the port's bits into `r` *pivot* bits,
 //! on which `A` is one to one, and `16 - r` *free* bits. For any values
 //! of the free bits and any table index `i`, at most one setting of the
-//! pivot bits makes `A(port) = i ^ key`, found with two table lookups
+//! pivot bits makes `A(port) = i ^ k` (`k` the key's low bits), found
+//! with two table lookups
 //! (the elimination is linear too, so it is tabled per byte of the
 //! target). The ports of a queue are then numbered: candidate `j` takes
 //! the queue's `j mod n`-th table index (`n` entries name the queue) and
@@ -31,8 +32,9 @@
 //! every port of the range is a candidate if the reply already lands on
 //! the queue, and none otherwise.
 //!
-//! Choosing one costs a division, five table lookups and a few XORs per
-//! candidate, and no candidate misses the queue; see [`ReplyPorts`].
+//! A candidate costs a division, seven table lookups and a few XORs, and
+//! three lookups more to check it against the whole hash; no candidate
+//! misses the queue. See [`ReplyPorts`].
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -353,13 +355,17 @@ impl ReplyPorts<'_> {
     /// The first port among candidates `start, start + 1, ...` (wrapping)
     /// within `budget` candidates, with its number.
     pub fn pick(&self, start: u32, budget: u32) -> Option<(u32, u16)> {
-        if self.count == 0 {
-            return None;
+        let mut j = start.checked_rem(self.count)?;
+        for _ in 0..budget.min(self.count) {
+            if let Some(port) = self.candidate(j) {
+                return Some((j, port));
+            }
+            j += 1;
+            if j == self.count {
+                j = 0;
+            }
         }
-        (0..budget.min(self.count)).find_map(|i| {
-            let j = (start % self.count + i) % self.count;
-            self.candidate(j).map(|port| (j, port))
-        })
+        None
     }
 
     /// Every port of the range whose reply arrives on the queue, in
