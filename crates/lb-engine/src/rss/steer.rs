@@ -52,7 +52,7 @@ const LPORT_AT_V6: usize = 34;
 
 /// The elimination of the port's map onto the table index, for one port
 /// position in the input.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct Solver {
     /// Where the port sits in the input.
     at: usize,
@@ -68,6 +68,16 @@ pub(super) struct Solver {
     block_bits: u32,
     /// Free bits below `b`.
     free_below: u32,
+}
+
+impl core::fmt::Debug for Solver {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Solver")
+            .field("at", &self.at)
+            .field("pivots", &format_args!("{:#06x}", self.pivots))
+            .field("block_bits", &self.block_bits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Solver {
