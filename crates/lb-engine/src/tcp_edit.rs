@@ -525,13 +525,16 @@ impl Segment {
         {
             return Ok(None);
         }
-        // Checksum and length changes, made before the move.
-        let mut opt = [0u8; 20];
+        // The option (at most the IPv6 one's 20 bytes), then the checksum
+        // and length changes, made before the move.
+        let mut opt = [0u8; ttm_core::V6_LEN];
         let rest = option
             .emit(&mut opt)
             .map_err(|_| DropReason::Truncated)?
             .len();
-        let opt = opt.get(..20 - rest).ok_or(DropReason::Truncated)?;
+        let opt = opt
+            .get(..ttm_core::V6_LEN - rest)
+            .ok_or(DropReason::Truncated)?;
         let bytes = frame.bytes_mut();
         let mut tcp = self.tcp_fixed_mut(bytes)?;
         let doff_word = tcp.data_off_flags();
