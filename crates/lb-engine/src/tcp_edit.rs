@@ -1,11 +1,18 @@
 //! Editing a TCP segment's options in place: inserting the TTM option,
-//! removing spoofed ones, stripping timestamps ([`edit_options`]), and
-//! lowering the SYN-ACK's MSS to make room for the option ([`lower_mss`]).
+//! removing spoofed ones, stripping timestamps
+//! ([`Segment::edit_options`]), and lowering the SYN-ACK's MSS to make
+//! room for the option ([`Segment::lower_mss`]).
 //!
 //! The engine decides *when* (see ARCHITECTURE.md, "When the engine
-//! inserts it"); this module does *how*. Pure functions over a [`Frame`]:
-//! no allocation, no panic whatever the bytes, a [`DropReason`] when the
-//! headers do not hold together.
+//! inserts it"); this module does *how*, on a [`Segment`]: where a TCP
+//! segment's headers are in a [`Frame`], and the lengths and flags an edit
+//! reads. The engine hands over what its classification has already read
+//! ([`Segment::known`]), so the headers are not parsed twice;
+//! [`Segment::parse`] reads them from the frame. No allocation, no panic
+//! whatever the bytes, a [`DropReason`] when the headers do not hold
+//! together. Every header field is read and written through the views of
+//! [`crate::wire`] and every checksum through [`checksum`]; only the
+//! option walk reads the options area byte by byte.
 //!
 //! # Layout
 //!
@@ -98,26 +105,20 @@ use ttm_core::{KindSet, TcpOption, TcpOptions, TtmOption};
 use crate::frame::Frame;
 use crate::verdict::DropReason;
 use crate::wire::checksum::{self, Delta};
-use crate::wire::{array, be16, set_be16, tcp_flags};
+use crate::wire::{L4, ipv4, ipv6, tcp, tcp_flags};
 
 /// The largest TCP options area: a data offset of 15 words less the fixed
 /// header.
 pub(crate) const OPTIONS_MAX: usize = 40;
 
-/// The fixed TCP header's length.
-const TCP_FIXED: usize = 20;
-
-/// The fixed IPv6 header's length.
-const IPV6_FIXED: usize = 40;
-
 /// The NOP option, used for padding.
 const NOP: u8 = 1;
 
-/// The lowest MSS that [`lower_mss`] writes: Linux's `TCP_MIN_MSS` (88),
-/// the smallest MSS a Linux endpoint accepts to be configured with; a guard
-/// against nonsense values only. Not the default MSS (536 for IPv4, 1220
-/// for IPv6, RFC 9293 §3.7.1): an RS on a 1280-byte IPv6 path announces
-/// 1220 and needs the lowering most.
+/// The lowest MSS that [`Segment::lower_mss`] writes: Linux's
+/// `TCP_MIN_MSS` (88), the smallest MSS a Linux endpoint accepts to be
+/// configured with; a guard against nonsense values only. Not the default
+/// MSS (536 for IPv4, 1220 for IPv6, RFC 9293 §3.7.1): an RS on a
+/// 1280-byte IPv6 path announces 1220 and needs the lowering most.
 pub(crate) const MSS_FLOOR: u16 = 88;
 
 /// The network header in front of the TCP header.
@@ -144,7 +145,7 @@ pub(crate) struct Headers {
     pub(crate) l4: usize,
 }
 
-/// What [`edit_options`] does to one segment.
+/// What [`Segment::edit_options`] does to one segment.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OptionEdit<'a> {
     /// Option kinds to remove wherever they are (the accepted TTM/TOA
@@ -155,6 +156,15 @@ pub(crate) struct OptionEdit<'a> {
     pub(crate) strip_timestamps: bool,
     /// The option to put right after the fixed header.
     pub(crate) insert: Option<TtmOption>,
+}
+
+impl OptionEdit<'_> {
+    /// Whether the edit asks for nothing: no kind to strip, timestamps
+    /// kept, no option to insert.
+    #[inline]
+    fn asks_nothing(&self) -> bool {
+        self.insert.is_none() && !self.strip_timestamps && self.strip.is_empty()
+    }
 }
 
 /// Whether the option asked for was inserted.
@@ -175,7 +185,7 @@ pub(crate) enum Insertion {
     Refused,
 }
 
-/// What [`edit_options`] did.
+/// What [`Segment::edit_options`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Edited {
     /// Whether the option asked for was inserted.
@@ -197,9 +207,22 @@ impl Edited {
     }
 }
 
-/// The parts of the headers that an edit changes.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
+/// A TCP segment in a frame, as an edit reads and changes it: where its
+/// headers are, and the lengths and flags that an edit reads or changes.
+///
+/// Made by [`Segment::parse`], which checks the headers in the frame, or
+/// by [`Segment::known`] from what the engine's classification has
+/// already checked and read of them; [`Segment::edit_options`] keeps it
+/// true of the frame as it changes the segment. Both constructors hold it
+/// to: `at.l4` past the IP header's fixed part; `20 <= hlen <= tcp_len`;
+/// `at.l4 + tcp_len` without overflow; `ip_len` at most 65535 and equal
+/// to `tcp_len` plus the header bytes the IP length counts before the TCP
+/// header (IPv4: the whole header, `at.l4 - at.l3`; IPv6: the extension
+/// headers, `at.l4 - at.l3 - 40`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// Where the headers are.
+    at: Headers,
     /// The IP length field: IPv4 total length, or IPv6 payload length.
     ip_len: usize,
     /// TCP header and payload.
@@ -210,51 +233,444 @@ struct Segment {
     flags: u8,
 }
 
-/// Check the IP and TCP headers at `at` and read what an edit needs.
-fn parse(bytes: &[u8], at: Headers) -> Result<Segment, DropReason> {
-    let (ip_len, end) = match at.family {
-        Family::V4 => {
-            let [vihl, _tos, t0, t1, ..] = *array::<20>(bytes, at.l3)?;
-            if vihl >> 4 != 4 || vihl & 0x0f < 5 {
-                return Err(DropReason::BadIpHeader);
+impl Segment {
+    /// Check the IP and TCP headers at `at` in `bytes` and read what an
+    /// edit needs.
+    ///
+    /// # Errors
+    /// `Truncated` when `bytes` end inside a fixed header; `BadIpHeader`
+    /// for an IP header of another version (or an IHL below 5) or a TCP
+    /// header that is not where `at.l4` says; `BadIpLength` for an IP
+    /// length shorter than the headers or longer than `bytes`;
+    /// `BadL4Header` for a data offset below 5 words or past the segment.
+    pub(crate) fn parse(bytes: &[u8], at: Headers) -> Result<Segment, DropReason> {
+        let ip = bytes.get(at.l3..).ok_or(DropReason::Truncated)?;
+        let (ip_len, end) = match at.family {
+            Family::V4 => {
+                if ip.len() < ipv4::HEADER_LEN {
+                    return Err(DropReason::Truncated);
+                }
+                let ip = ipv4::Packet::new_unchecked(ip);
+                let ihl = ip.header_len();
+                if ip.version() != 4 || ihl < ipv4::HEADER_LEN {
+                    return Err(DropReason::BadIpHeader);
+                }
+                if at.l3.saturating_add(ihl) != at.l4 {
+                    return Err(DropReason::BadIpHeader);
+                }
+                let total = usize::from(ip.total_len());
+                if total < ihl {
+                    return Err(DropReason::BadIpLength);
+                }
+                (total, at.l3.saturating_add(total))
             }
-            let ihl = usize::from(vihl & 0x0f) * 4;
-            if at.l3.saturating_add(ihl) != at.l4 {
-                return Err(DropReason::BadIpHeader);
+            Family::V6 => {
+                let ip = ipv6::Packet::new_unchecked(ip);
+                ip.check_header()?;
+                if at.l4 < at.l3.saturating_add(ipv6::HLEN) {
+                    return Err(DropReason::BadIpHeader);
+                }
+                let payload = usize::from(ip.payload_len());
+                (payload, at.l3.saturating_add(ipv6::HLEN + payload))
             }
-            let total = usize::from(u16::from_be_bytes([t0, t1]));
-            if total < ihl {
-                return Err(DropReason::BadIpLength);
-            }
-            (total, at.l3.saturating_add(total))
+        };
+        if end > bytes.len() {
+            return Err(DropReason::BadIpLength);
         }
-        Family::V6 => {
-            let [v, _, _, _, p0, p1, ..] = *array::<IPV6_FIXED>(bytes, at.l3)?;
-            if v >> 4 != 6 || at.l4 < at.l3.saturating_add(IPV6_FIXED) {
-                return Err(DropReason::BadIpHeader);
-            }
-            let payload = usize::from(u16::from_be_bytes([p0, p1]));
-            (payload, at.l3.saturating_add(IPV6_FIXED + payload))
+        let tcp_len = end.checked_sub(at.l4).ok_or(DropReason::BadIpLength)?;
+        let segment = bytes.get(at.l4..end).ok_or(DropReason::Truncated)?;
+        let tcp = tcp::Packet::new_checked(segment)?;
+        Ok(Segment {
+            at,
+            ip_len,
+            tcp_len,
+            hlen: tcp.header_len(),
+            flags: tcp.flags(),
+        })
+    }
+
+    /// The segment at `at` whose headers the engine's classification has
+    /// checked and read into `l4` (TCP header length, payload length,
+    /// flags): what [`Segment::parse`] reads from the frame, without
+    /// reading it. The caller answers for `at` and `l4` describing the
+    /// frame as it is now.
+    ///
+    /// # Errors
+    /// Never for a segment the classification accepted: `BadIpHeader` for
+    /// an `at.l4` inside the IP header's fixed part, `BadL4Header` for a
+    /// header length below 20 bytes, `BadIpLength` for lengths past 65535
+    /// bytes.
+    #[inline(always)]
+    pub(crate) fn known(at: Headers, l4: &L4) -> Result<Segment, DropReason> {
+        let (fixed, ip_len_from) = match at.family {
+            Family::V4 => (ipv4::HEADER_LEN, 0),
+            Family::V6 => (ipv6::HLEN, ipv6::HLEN),
+        };
+        let ip_header = at.l4.saturating_sub(at.l3);
+        if ip_header < fixed {
+            return Err(DropReason::BadIpHeader);
         }
-    };
-    if end > bytes.len() {
-        return Err(DropReason::BadIpLength);
+        if l4.hlen < tcp::HEADER_LEN {
+            return Err(DropReason::BadL4Header);
+        }
+        let tcp_len = l4.hlen.saturating_add(l4.payload);
+        let ip_len = (ip_header - ip_len_from).saturating_add(tcp_len);
+        if ip_len > usize::from(u16::MAX) || at.l4.checked_add(tcp_len).is_none() {
+            return Err(DropReason::BadIpLength);
+        }
+        Ok(Segment {
+            at,
+            ip_len,
+            tcp_len,
+            hlen: l4.hlen,
+            flags: l4.flags,
+        })
     }
-    let tcp_len = end.checked_sub(at.l4).ok_or(DropReason::BadIpLength)?;
-    if tcp_len < TCP_FIXED {
-        return Err(DropReason::Truncated);
+
+    /// Where the options area starts in the frame: the end of the fixed
+    /// TCP header.
+    #[inline]
+    fn options_at(&self) -> usize {
+        self.at.l4 + tcp::HEADER_LEN
     }
-    let [.., doff, flags, _, _, _, _, _, _] = *array::<TCP_FIXED>(bytes, at.l4)?;
-    let hlen = usize::from(doff >> 4) * 4;
-    if hlen < TCP_FIXED || hlen > tcp_len {
-        return Err(DropReason::BadL4Header);
+
+    /// The options area in `bytes`: the TCP header past its fixed part.
+    #[inline]
+    fn options<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], DropReason> {
+        let area = bytes.get(self.options_at()..self.at.l4 + self.hlen);
+        area.ok_or(DropReason::Truncated)
     }
-    Ok(Segment {
-        ip_len,
-        tcp_len,
-        hlen,
-        flags,
-    })
+
+    /// The TCP segment in `bytes`, header and payload, writable.
+    #[inline]
+    fn tcp_mut<'a>(&self, bytes: &'a mut [u8]) -> Result<tcp::Packet<&'a mut [u8]>, DropReason> {
+        let segment = bytes.get_mut(self.at.l4..self.at.l4 + self.tcp_len);
+        Ok(tcp::Packet::new_unchecked(
+            segment.ok_or(DropReason::Truncated)?,
+        ))
+    }
+
+    /// The fixed TCP header in `bytes`, writable: a view of its 20 bytes
+    /// only, whose fields are then plain loads and stores (the options
+    /// area is reached through [`Segment::tcp_mut`]).
+    #[inline]
+    fn tcp_fixed_mut<'a>(
+        &self,
+        bytes: &'a mut [u8],
+    ) -> Result<tcp::Packet<&'a mut [u8; tcp::HEADER_LEN]>, DropReason> {
+        let fixed = bytes
+            .get_mut(self.at.l4..)
+            .and_then(<[u8]>::first_chunk_mut);
+        Ok(tcp::Packet::new_unchecked(
+            fixed.ok_or(DropReason::Truncated)?,
+        ))
+    }
+
+    /// Write `new` as the IP length field, and update the IPv4 header
+    /// checksum for it.
+    #[inline]
+    fn set_ip_len(&self, bytes: &mut [u8], new: u16) -> Result<(), DropReason> {
+        let ip = bytes.get_mut(self.at.l3..).ok_or(DropReason::Truncated)?;
+        match self.at.family {
+            Family::V4 => {
+                let fixed = ip.first_chunk_mut::<{ ipv4::HEADER_LEN }>();
+                let mut ip = ipv4::Packet::new_unchecked(fixed.ok_or(DropReason::Truncated)?);
+                let sum = Delta::default()
+                    .word(ip.total_len(), new)
+                    .apply(ip.checksum());
+                ip.set_total_len(new);
+                ip.set_checksum(sum);
+            }
+            Family::V6 => {
+                let fixed = ip.first_chunk_mut::<{ ipv6::HLEN }>();
+                ipv6::Packet::new_unchecked(fixed.ok_or(DropReason::Truncated)?)
+                    .set_payload_len(new);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follow a change of the options area's length by `by` bytes.
+    #[inline]
+    fn grow(&mut self, by: isize) {
+        self.ip_len = self.ip_len.saturating_add_signed(by);
+        self.tcp_len = self.tcp_len.saturating_add_signed(by);
+        self.hlen = self.hlen.saturating_add_signed(by);
+    }
+
+    /// Edit the segment's options in `frame`: remove the kinds in
+    /// `edit.strip` (and the timestamps if asked), then insert
+    /// `edit.insert` right after the fixed header, pruning lesser options
+    /// if the 40 bytes of option space are short (see the module docs).
+    /// The data offset, the IP length, the IPv4 header checksum and the
+    /// TCP checksum are updated, and `self` with them; the frame's start
+    /// moves by [`Edited::grown`], its end and the payload do not.
+    ///
+    /// The option is not inserted on a SYN or an RST, where there is no
+    /// room, or where the frame has less headroom than the growth; the
+    /// segment is still stripped. An edit that asks for nothing returns at
+    /// once, without reading the frame; one that changes nothing leaves
+    /// the frame untouched.
+    ///
+    /// # Errors
+    /// `BadL4Header` for a malformed options area (an option whose length
+    /// is wrong or runs past the area); `Truncated` or `BadIpLength` when
+    /// `self` does not fit the frame. On an error the frame is to be
+    /// dropped.
+    pub(crate) fn edit_options(
+        &mut self,
+        frame: &mut Frame<'_>,
+        edit: &OptionEdit<'_>,
+    ) -> Result<Edited, DropReason> {
+        if edit.asks_nothing() {
+            return Ok(Edited::default());
+        }
+        self.edit(frame, edit)
+    }
+
+    /// [`Segment::edit_options`] for an edit that asks for something.
+    fn edit(&mut self, frame: &mut Frame<'_>, edit: &OptionEdit<'_>) -> Result<Edited, DropReason> {
+        let mut done = Edited::default();
+        debug_assert_eq!(
+            Segment::parse(frame.bytes(), self.at),
+            Ok(*self),
+            "the segment is what the frame holds"
+        );
+        if let Some(done) = self.fast_path(frame, edit)? {
+            return Ok(done);
+        }
+        let area = Area::copy(self.options(frame.bytes())?)?;
+        let area = area.as_slice();
+        let walked = walk(area, edit)?;
+        done.spoofed = walked.spoofed;
+
+        let mut plan = walked.plan;
+        let mut insert = None;
+        if let Some(option) = edit.insert {
+            done.insertion = if self.flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
+                Insertion::Refused
+            } else {
+                let need = option.buffer_len();
+                let mut pruned_plan = walked.plan;
+                let pruned = pruned_plan.prune(OPTIONS_MAX - need);
+                let new_len = (pruned_plan.total + need).next_multiple_of(4);
+                let growth = new_len.saturating_sub(area.len());
+                if new_len > OPTIONS_MAX || self.ip_len + growth > usize::from(u16::MAX) {
+                    Insertion::NoRoom
+                } else if growth > frame.headroom() {
+                    Insertion::NoHeadroom
+                } else {
+                    plan = pruned_plan;
+                    insert = Some(option);
+                    done.pruned = pruned;
+                    Insertion::Inserted
+                }
+            };
+        }
+        if insert.is_none() && !walked.removed {
+            return Ok(done);
+        }
+
+        let mut new = [0u8; OPTIONS_MAX];
+        let new_len = build(area, &plan, insert.as_ref(), &mut new)?;
+        let new_area = new.get(..new_len).ok_or(DropReason::BadL4Header)?;
+        done.grown = new_len as isize - area.len() as isize;
+        self.rewrite_headers(frame.bytes_mut(), area, new_area)?;
+        move_headers(frame, self.options_at(), done.grown)?;
+        self.grow(done.grown);
+        self.tcp_mut(frame.bytes_mut())?
+            .options_mut()
+            .get_mut(..new_len)
+            .ok_or(DropReason::Truncated)?
+            .copy_from_slice(new_area);
+        Ok(done)
+    }
+
+    /// The common cases without building a new area: nothing to remove
+    /// (no option of a stripped kind, no EOL, timestamps kept) and either
+    /// nothing to insert, or an option that fits after the existing ones
+    /// without pruning. The option is then written right after the fixed
+    /// header and the existing options follow it unchanged (the same
+    /// layout the general path builds, since both lengths are multiples
+    /// of 4 and no padding changes). `None` sends the segment down the
+    /// general path.
+    #[inline]
+    fn fast_path(
+        &mut self,
+        frame: &mut Frame<'_>,
+        edit: &OptionEdit<'_>,
+    ) -> Result<Option<Edited>, DropReason> {
+        if edit.strip_timestamps {
+            return Ok(None);
+        }
+        let Ok(area) = self.options(frame.bytes()) else {
+            return Ok(None);
+        };
+        if !nothing_to_strip(area, edit.strip) {
+            return Ok(None);
+        }
+        let Some(option) = edit.insert else {
+            return Ok(Some(Edited::default()));
+        };
+        if self.flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
+            return Ok(Some(Edited {
+                insertion: Insertion::Refused,
+                ..Edited::default()
+            }));
+        }
+        let need = option.buffer_len();
+        if area.len() + need > OPTIONS_MAX
+            || self.ip_len + need > usize::from(u16::MAX)
+            || need > frame.headroom()
+        {
+            return Ok(None);
+        }
+        // The option (at most the IPv6 one's 20 bytes), then the checksum
+        // and length changes, made before the move.
+        let mut opt = [0u8; ttm_core::V6_LEN];
+        let rest = option
+            .emit(&mut opt)
+            .map_err(|_| DropReason::Truncated)?
+            .len();
+        let opt = opt
+            .get(..ttm_core::V6_LEN - rest)
+            .ok_or(DropReason::Truncated)?;
+        let bytes = frame.bytes_mut();
+        let mut tcp = self.tcp_fixed_mut(bytes)?;
+        let doff_word = tcp.data_off_flags();
+        tcp.set_header_len(self.hlen + need);
+        let (old_len, new_len) = (self.tcp_len as u16, (self.tcp_len + need) as u16);
+        let tcp_delta = Delta::default()
+            .word(0, checksum::folded(opt))
+            .word(doff_word, tcp.data_off_flags())
+            .word(old_len, new_len);
+        tcp.set_checksum(tcp_delta.apply(tcp.checksum()));
+        self.set_ip_len(bytes, (self.ip_len + need) as u16)?;
+        let area_at = self.options_at();
+        move_headers(frame, area_at, need as isize)?;
+        // Within the bounds checked above: the option space and 65535.
+        self.ip_len += need;
+        self.tcp_len += need;
+        self.hlen += need;
+        frame
+            .bytes_mut()
+            .get_mut(area_at..area_at + need)
+            .ok_or(DropReason::Truncated)?
+            .copy_from_slice(opt);
+        Ok(Some(Edited {
+            insertion: Insertion::Inserted,
+            grown: need as isize,
+            ..Edited::default()
+        }))
+    }
+
+    /// Update, in place and before the move, the fields that depend on
+    /// the options area's length and contents: the data offset, the TCP
+    /// checksum, the IP length and the IPv4 header checksum. `self` is
+    /// not changed.
+    fn rewrite_headers(&self, bytes: &mut [u8], old: &[u8], new: &[u8]) -> Result<(), DropReason> {
+        let too_long = |n: usize| u16::try_from(n).map_err(|_| DropReason::BadIpLength);
+        let tcp_len = too_long(self.tcp_len)?;
+        let new_tcp_len = too_long(self.tcp_len - old.len() + new.len())?;
+        let new_ip_len = too_long(self.ip_len - old.len() + new.len())?;
+
+        let mut tcp = self.tcp_fixed_mut(bytes)?;
+        let doff_word = tcp.data_off_flags();
+        tcp.set_header_len(tcp::HEADER_LEN + new.len());
+        // The pseudo-header's length is 16 bits for IPv4 and 32 for IPv6;
+        // its high half is 0 both before and after, so one word changes.
+        let delta = Delta::default()
+            .word(checksum::folded(old), checksum::folded(new))
+            .word(doff_word, tcp.data_off_flags())
+            .word(tcp_len, new_tcp_len);
+        tcp.set_checksum(delta.apply(tcp.checksum()));
+        self.set_ip_len(bytes, new_ip_len)
+    }
+
+    /// Lower every MSS option of the segment by `by` bytes (the TTM
+    /// option's length, on the SYN-ACK from the RS), but not below
+    /// [`MSS_FLOOR`], and never raise one; the TCP checksum is updated.
+    /// The MSS now in the segment (the last one, which Linux's parser uses
+    /// when there are several), or `None` if it has no MSS option.
+    ///
+    /// # Errors
+    /// As [`Segment::edit_options`].
+    pub(crate) fn lower_mss(
+        &self,
+        frame: &mut Frame<'_>,
+        by: u16,
+    ) -> Result<Option<u16>, DropReason> {
+        debug_assert_eq!(
+            Segment::parse(frame.bytes(), self.at),
+            Ok(*self),
+            "the segment is what the frame holds"
+        );
+        let mut area = Area::copy(self.options(frame.bytes())?)?;
+        // Where the MSS options are, and their values: at most 10 fit in 40
+        // bytes.
+        let mut found = [(0usize, 0u16); OPTIONS_MAX / 4];
+        let mut n = 0;
+        for step in walk_offsets(area.as_slice()) {
+            if let (off, TcpOption::MaxSegmentSize(old)) = step? {
+                let slot = found.get_mut(n).ok_or(DropReason::BadL4Header)?;
+                *slot = (off, old);
+                n += 1;
+            }
+        }
+        let found = found.get(..n).unwrap_or_default();
+        let before = checksum::folded(area.as_slice());
+        let mut changed = false;
+        let mut mss = None;
+        for &(off, old) in found {
+            let new = if old > MSS_FLOOR {
+                old.saturating_sub(by).max(MSS_FLOOR)
+            } else {
+                old
+            };
+            changed |= new != old;
+            mss = Some(new);
+            *mss_value(&mut area.bytes, off)? = new.to_be_bytes();
+        }
+        if !changed {
+            return Ok(mss);
+        }
+        let after = checksum::folded(area.as_slice());
+        let mut tcp = self.tcp_mut(frame.bytes_mut())?;
+        let options = tcp.options_mut();
+        for &(off, _) in found {
+            *mss_value(options, off)? = *mss_value(&mut area.bytes, off)?;
+        }
+        let updated = Delta::default().word(before, after).apply(tcp.checksum());
+        tcp.set_checksum(updated);
+        Ok(mss)
+    }
+}
+
+/// [`Segment::edit_options`] on the segment at `at` whose TCP header the
+/// engine's classification has read into `l4` ([`Segment::known`]); an
+/// edit that asks for nothing returns at once.
+///
+/// # Errors
+/// As [`Segment::known`] and [`Segment::edit_options`].
+pub(crate) fn edit_options(
+    frame: &mut Frame<'_>,
+    at: Headers,
+    l4: &L4,
+    edit: &OptionEdit<'_>,
+) -> Result<Edited, DropReason> {
+    if edit.asks_nothing() {
+        return Ok(Edited::default());
+    }
+    Segment::known(at, l4)?.edit(frame, edit)
+}
+
+/// The value of the MSS option at `off` in an options area: the two bytes
+/// after its kind and length.
+#[inline]
+fn mss_value(area: &mut [u8], off: usize) -> Result<&mut [u8; 2], DropReason> {
+    area.get_mut(off + 2..)
+        .and_then(<[u8]>::first_chunk_mut)
+        .ok_or(DropReason::Truncated)
 }
 
 /// A copy of a segment's options area (at most 40 bytes), so that it can
@@ -265,10 +681,8 @@ struct Area {
 }
 
 impl Area {
-    fn copy(bytes: &[u8], at: Headers, seg: &Segment) -> Result<Area, DropReason> {
-        let len = seg.hlen - TCP_FIXED;
-        let start = at.l4 + TCP_FIXED;
-        let src = bytes.get(start..start + len).ok_or(DropReason::Truncated)?;
+    fn copy(src: &[u8]) -> Result<Area, DropReason> {
+        let len = src.len();
         let mut area = Area {
             bytes: [0; OPTIONS_MAX],
             len,
@@ -461,85 +875,7 @@ fn walk_offsets(area: &[u8]) -> impl Iterator<Item = Result<(usize, TcpOption<'_
     })
 }
 
-/// Edit the options of the TCP segment at `at` in `frame`: remove the
-/// kinds in `edit.strip` (and the timestamps if asked), then insert
-/// `edit.insert` right after the fixed header, pruning lesser options if
-/// the 40 bytes of option space are short (see the module docs). The data
-/// offset, the IP length, the IPv4 header checksum and the TCP checksum
-/// are updated; the frame's start moves by [`Edited::grown`], its end and
-/// the payload do not.
-///
-/// The option is not inserted on a SYN or an RST, where there is no room,
-/// or where the frame has less headroom than the growth; the segment is
-/// still stripped. An edit that asks for nothing returns at once, without
-/// reading the frame; one that changes nothing leaves the frame untouched.
-///
-/// # Errors
-/// `Truncated`, `BadIpHeader` or `BadIpLength` when the headers at `at` do
-/// not hold together; `BadL4Header` for a data offset that does not fit
-/// the segment or a malformed options area (an option whose length is
-/// wrong or runs past the area). On an error the frame is to be dropped.
-pub(crate) fn edit_options(
-    frame: &mut Frame<'_>,
-    at: Headers,
-    edit: &OptionEdit<'_>,
-) -> Result<Edited, DropReason> {
-    let mut done = Edited::default();
-    if edit.strip.is_empty() && !edit.strip_timestamps && edit.insert.is_none() {
-        return Ok(done);
-    }
-    let seg = parse(frame.bytes(), at)?;
-    if let Some(done) = fast_path(frame, at, edit, &seg)? {
-        return Ok(done);
-    }
-    let area = Area::copy(frame.bytes(), at, &seg)?;
-    let area = area.as_slice();
-    let walked = walk(area, edit)?;
-    done.spoofed = walked.spoofed;
-
-    let mut plan = walked.plan;
-    let mut insert = None;
-    if let Some(option) = edit.insert {
-        done.insertion = if seg.flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
-            Insertion::Refused
-        } else {
-            let need = option.buffer_len();
-            let mut pruned_plan = walked.plan;
-            let pruned = pruned_plan.prune(OPTIONS_MAX - need);
-            let new_len = (pruned_plan.total + need).next_multiple_of(4);
-            let growth = new_len.saturating_sub(area.len());
-            if new_len > OPTIONS_MAX || seg.ip_len + growth > usize::from(u16::MAX) {
-                Insertion::NoRoom
-            } else if growth > frame.headroom() {
-                Insertion::NoHeadroom
-            } else {
-                plan = pruned_plan;
-                insert = Some(option);
-                done.pruned = pruned;
-                Insertion::Inserted
-            }
-        };
-    }
-    if insert.is_none() && !walked.removed {
-        return Ok(done);
-    }
-
-    let mut new = [0u8; OPTIONS_MAX];
-    let new_len = build(area, &plan, insert.as_ref(), &mut new)?;
-    let new_area = new.get(..new_len).ok_or(DropReason::BadL4Header)?;
-    done.grown = new_len as isize - area.len() as isize;
-    rewrite_headers(frame.bytes_mut(), at, &seg, area, new_area)?;
-    move_headers(frame, at.l4 + TCP_FIXED, done.grown)?;
-    let dst_start = at.l4 + TCP_FIXED;
-    frame
-        .bytes_mut()
-        .get_mut(dst_start..dst_start + new_len)
-        .ok_or(DropReason::Truncated)?
-        .copy_from_slice(new_area);
-    Ok(done)
-}
-
-/// Whether [`edit_options`], asked to strip `strip` and nothing else,
+/// Whether [`Segment::edit_options`], asked to strip `strip` and nothing else,
 /// leaves an options area as it is: every option well-formed, none of a
 /// kind in `strip`, no EOL. (`false` does not say it would change it.)
 #[inline]
@@ -559,134 +895,6 @@ pub(crate) fn nothing_to_strip(area: &[u8], strip: &KindSet) -> bool {
         }
     }
     true
-}
-
-/// The common cases without building a new area: nothing to remove (no
-/// option of a stripped kind, no EOL, timestamps kept) and either nothing
-/// to insert, or an option that fits after the existing ones without
-/// pruning. The option is then written right after the fixed header and
-/// the existing options follow it unchanged (the same layout the general
-/// path builds, since both lengths are multiples of 4 and no padding
-/// changes). `None` sends the segment down the general path.
-#[inline]
-fn fast_path(
-    frame: &mut Frame<'_>,
-    at: Headers,
-    edit: &OptionEdit<'_>,
-    seg: &Segment,
-) -> Result<Option<Edited>, DropReason> {
-    if edit.strip_timestamps {
-        return Ok(None);
-    }
-    let area_start = at.l4 + TCP_FIXED;
-    let Some(area) = frame.bytes().get(area_start..at.l4 + seg.hlen) else {
-        return Ok(None);
-    };
-    if !nothing_to_strip(area, edit.strip) {
-        return Ok(None);
-    }
-    let Some(option) = edit.insert else {
-        return Ok(Some(Edited::default()));
-    };
-    if seg.flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
-        return Ok(Some(Edited {
-            insertion: Insertion::Refused,
-            ..Edited::default()
-        }));
-    }
-    let need = option.buffer_len();
-    if area.len() + need > OPTIONS_MAX
-        || seg.ip_len + need > usize::from(u16::MAX)
-        || need > frame.headroom()
-    {
-        return Ok(None);
-    }
-    // Checksum and length changes, read before the move.
-    let mut opt = [0u8; 20];
-    let rest = option
-        .emit(&mut opt)
-        .map_err(|_| DropReason::Truncated)?
-        .len();
-    let opt = opt.get(..20 - rest).ok_or(DropReason::Truncated)?;
-    let bytes = frame.bytes_mut();
-    let doff_word = be16(bytes, at.l4 + 12)?;
-    let new_hlen = (seg.hlen + need) / 4;
-    let new_doff_word = (doff_word & 0x0fff) | ((new_hlen as u16) << 12);
-    let (old_len, new_len) = (seg.tcp_len as u16, (seg.tcp_len + need) as u16);
-    let tcp_delta = Delta::default()
-        .word(0, checksum::folded(opt))
-        .word(doff_word, new_doff_word)
-        .word(old_len, new_len);
-    let tcp_sum = be16(bytes, at.l4 + 16)?;
-    set_be16(bytes, at.l4 + 16, tcp_delta.apply(tcp_sum))?;
-    set_be16(bytes, at.l4 + 12, new_doff_word)?;
-    let (ip_old, ip_new) = (seg.ip_len as u16, (seg.ip_len + need) as u16);
-    match at.family {
-        Family::V4 => {
-            set_be16(bytes, at.l3 + 2, ip_new)?;
-            let ip_sum = be16(bytes, at.l3 + 10)?;
-            set_be16(
-                bytes,
-                at.l3 + 10,
-                Delta::default().word(ip_old, ip_new).apply(ip_sum),
-            )?;
-        }
-        Family::V6 => set_be16(bytes, at.l3 + 4, ip_new)?,
-    }
-    move_headers(frame, area_start, need as isize)?;
-    frame
-        .bytes_mut()
-        .get_mut(area_start..area_start + need)
-        .ok_or(DropReason::Truncated)?
-        .copy_from_slice(opt);
-    Ok(Some(Edited {
-        insertion: Insertion::Inserted,
-        grown: need as isize,
-        ..Edited::default()
-    }))
-}
-
-/// Update, in place and before the move, the fields that depend on the
-/// options area's length and contents: the data offset, the TCP checksum,
-/// the IP length and the IPv4 header checksum.
-fn rewrite_headers(
-    bytes: &mut [u8],
-    at: Headers,
-    seg: &Segment,
-    old: &[u8],
-    new: &[u8],
-) -> Result<(), DropReason> {
-    let too_long = |n: usize| u16::try_from(n).map_err(|_| DropReason::BadIpLength);
-    let tcp_len = too_long(seg.tcp_len)?;
-    let new_tcp_len = too_long(seg.tcp_len - old.len() + new.len())?;
-    let ip_len = too_long(seg.ip_len)?;
-    let new_ip_len = too_long(seg.ip_len - old.len() + new.len())?;
-    let hlen_words = too_long((TCP_FIXED + new.len()) / 4)?;
-
-    let doff_word = be16(bytes, at.l4 + 12)?;
-    let new_doff_word = (doff_word & 0x0fff) | (hlen_words << 12);
-    // The pseudo-header's length is 16 bits for IPv4 and 32 for IPv6; its
-    // high half is 0 both before and after, so one word changes.
-    let delta = Delta::default()
-        .word(checksum::folded(old), checksum::folded(new))
-        .word(doff_word, new_doff_word)
-        .word(tcp_len, new_tcp_len);
-    let tcp_checksum = be16(bytes, at.l4 + 16)?;
-    set_be16(bytes, at.l4 + 12, new_doff_word)?;
-    set_be16(bytes, at.l4 + 16, delta.apply(tcp_checksum))?;
-
-    match at.family {
-        Family::V4 => {
-            let header_checksum = be16(bytes, at.l3 + 10)?;
-            let updated = Delta::default()
-                .word(ip_len, new_ip_len)
-                .apply(header_checksum);
-            set_be16(bytes, at.l3 + 2, new_ip_len)?;
-            set_be16(bytes, at.l3 + 10, updated)?;
-        }
-        Family::V6 => set_be16(bytes, at.l3 + 4, new_ip_len)?,
-    }
-    Ok(())
 }
 
 /// Move the frame's first `prefix` bytes by `grown`: into the headroom when
@@ -719,62 +927,6 @@ fn move_headers(frame: &mut Frame<'_>, prefix: usize, grown: isize) -> Result<()
     Ok(())
 }
 
-/// Lower every MSS option of the segment at `at` by `by` bytes (the TTM
-/// option's length, on the SYN-ACK from the RS), but not below
-/// [`MSS_FLOOR`], and never raise one; the TCP checksum is updated. The
-/// MSS now in the segment (the last one, which Linux's parser uses when
-/// there are several), or `None` if it has no MSS option.
-///
-/// # Errors
-/// As [`edit_options`]: the headers, or a malformed options area.
-pub(crate) fn lower_mss(
-    frame: &mut Frame<'_>,
-    at: Headers,
-    by: u16,
-) -> Result<Option<u16>, DropReason> {
-    let seg = parse(frame.bytes(), at)?;
-    let mut area = Area::copy(frame.bytes(), at, &seg)?;
-    // Where the MSS options are, and their values: at most 10 fit in 40
-    // bytes.
-    let mut found = [(0usize, 0u16); OPTIONS_MAX / 4];
-    let mut n = 0;
-    for step in walk_offsets(area.as_slice()) {
-        if let (off, TcpOption::MaxSegmentSize(old)) = step? {
-            let slot = found.get_mut(n).ok_or(DropReason::BadL4Header)?;
-            *slot = (off, old);
-            n += 1;
-        }
-    }
-    let found = found.get(..n).unwrap_or_default();
-    let before = checksum::folded(area.as_slice());
-    let mut changed = false;
-    let mut mss = None;
-    for &(off, old) in found {
-        let new = if old > MSS_FLOOR {
-            old.saturating_sub(by).max(MSS_FLOOR)
-        } else {
-            old
-        };
-        changed |= new != old;
-        mss = Some(new);
-        set_be16(&mut area.bytes, off + 2, new)?;
-    }
-    if !changed {
-        return Ok(mss);
-    }
-    let after = checksum::folded(area.as_slice());
-    let bytes = frame.bytes_mut();
-    let base = at.l4 + TCP_FIXED;
-    for &(off, _) in found {
-        let value = be16(&area.bytes, off + 2)?;
-        set_be16(bytes, base + off + 2, value)?;
-    }
-    let tcp_checksum = be16(bytes, at.l4 + 16)?;
-    let updated = Delta::default().word(before, after).apply(tcp_checksum);
-    set_be16(bytes, at.l4 + 16, updated)?;
-    Ok(mss)
-}
-
 #[cfg(test)]
 mod test {
     use super::*;
@@ -800,6 +952,8 @@ mod test {
     };
     const HEAD: usize = Frame::HEADROOM;
     const TAIL: usize = 16;
+    /// The fixed TCP header's length.
+    const TCP_FIXED: usize = tcp::HEADER_LEN;
     /// Bytes of the buffer outside the frame, to see that nothing else
     /// is written.
     const FILL: u8 = 0xee;
@@ -813,6 +967,27 @@ mod test {
     const LINUX_SYN: [u8; 20] = [
         2, 4, 5, 180, 4, 2, 8, 10, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 0, 1, 3, 3, 7,
     ];
+
+    /// [`Segment::edit_options`] on the segment at `at`, its headers
+    /// checked first ([`Segment::parse`]): nothing is read when the edit
+    /// asks for nothing. (It shadows the engine's [`super::edit_options`],
+    /// which takes the headers as classification read them.)
+    fn edit_options(
+        frame: &mut Frame<'_>,
+        at: Headers,
+        edit: &OptionEdit<'_>,
+    ) -> Result<Edited, DropReason> {
+        if edit.asks_nothing() {
+            return Ok(Edited::default());
+        }
+        Segment::parse(frame.bytes(), at)?.edit_options(frame, edit)
+    }
+
+    /// [`Segment::lower_mss`] on the segment at `at`, its headers checked
+    /// first.
+    fn lower_mss(frame: &mut Frame<'_>, at: Headers, by: u16) -> Result<Option<u16>, DropReason> {
+        Segment::parse(frame.bytes(), at)?.lower_mss(frame, by)
+    }
 
     fn client4() -> SocketAddr {
         SocketAddr::from((Ipv4Addr::new(192, 0, 2, 10), 40000))
@@ -1612,5 +1787,110 @@ mod test {
             let mut buf = input.clone();
             let _ = lower_mss(&mut Frame::whole(&mut buf), headers, 20);
         }
+    }
+
+    /// What the engine's classification reads of a well-formed frame's
+    /// TCP header: the L4 summary, as `Engine::parse` makes it.
+    fn classified(input: &[u8], at: Headers) -> L4 {
+        L4::tcp(input, at.l4, input.len() - at.l4).unwrap()
+    }
+
+    /// [`Segment::known`] is what [`Segment::parse`] reads, and the
+    /// engine's [`super::edit_options`] edits a frame exactly as the
+    /// checked path does, on many random segments.
+    #[test]
+    fn known_segments_are_parsed_segments() {
+        let set = kinds();
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..2000 {
+            let v6 = rng.below(2) == 0;
+            let flags = Flags {
+                syn: rng.below(6) == 0,
+                ack: true,
+                fin: rng.below(4) == 0,
+                rst: rng.below(10) == 0,
+            };
+            let payload: Vec<u8> = (0..rng.below(50)).map(|_| rng.byte()).collect();
+            let input = tcp_frame(v6, flags, &random_area(&mut rng), &payload);
+            let at = at(v6);
+            let l4 = classified(&input, at);
+            assert_eq!(Segment::known(at, &l4), Segment::parse(&input, at));
+            let edit = OptionEdit {
+                strip: &set,
+                strip_timestamps: rng.below(4) == 0,
+                insert: [None, Some(ttm4()), Some(ttm6())][rng.below(3)],
+            };
+            let head = [0, 8, HEAD][rng.below(3)];
+            let checked = run_with(&input, head, at, &edit);
+            let mut buf = alloc::vec![FILL; head];
+            buf.extend_from_slice(&input);
+            buf.extend_from_slice(&[FILL; TAIL]);
+            let end = head + input.len();
+            let mut frame = Frame::new(&mut buf, head, end).unwrap();
+            let result = super::edit_options(&mut frame, at, &l4, &edit);
+            assert_eq!(result, checked.result);
+            assert_eq!(frame.start(), checked.start);
+            assert_eq!(buf, checked.buf);
+        }
+    }
+
+    /// The SYN-ACK's two edits on one segment, as the engine makes them:
+    /// the timestamps stripped, then the MSS lowered on the segment as the
+    /// first edit left it.
+    #[test]
+    fn a_segment_follows_its_edits() {
+        let syn_ack = Flags { syn: true, ..ACK };
+        for v6 in [false, true] {
+            let input = tcp_frame(v6, syn_ack, &LINUX_SYN, b"");
+            let at = at(v6);
+            let mut seg = Segment::known(at, &classified(&input, at)).unwrap();
+            let mut buf = alloc::vec![FILL; HEAD];
+            buf.extend_from_slice(&input);
+            let end = buf.len();
+            let mut frame = Frame::new(&mut buf, HEAD, end).unwrap();
+            let edit = OptionEdit {
+                strip: &KindSet::EMPTY,
+                strip_timestamps: true,
+                insert: None,
+            };
+            assert_eq!(seg.edit_options(&mut frame, &edit).unwrap().grown, -8);
+            assert_eq!(Segment::parse(frame.bytes(), at), Ok(seg));
+            assert_eq!(seg.lower_mss(&mut frame, 20), Ok(Some(1440)));
+            let p = verify(frame.bytes());
+            assert_eq!(p.options, [2, 4, 5, 160, 4, 2, 1, 3, 3, 7, 1, 1]);
+        }
+    }
+
+    #[test]
+    fn known_refuses_what_classification_never_gives() {
+        let l4 = L4 {
+            hlen: 20,
+            payload: 10,
+            ..L4::default()
+        };
+        let inside = Headers { l4: 14 + 19, ..V4 };
+        assert_eq!(Segment::known(inside, &l4), Err(DropReason::BadIpHeader));
+        let inside6 = Headers { l4: 14 + 39, ..V6 };
+        assert_eq!(Segment::known(inside6, &l4), Err(DropReason::BadIpHeader));
+        let before = Headers { l3: 40, ..V4 };
+        assert_eq!(Segment::known(before, &l4), Err(DropReason::BadIpHeader));
+        let short = L4 { hlen: 16, ..l4 };
+        assert_eq!(Segment::known(V4, &short), Err(DropReason::BadL4Header));
+        let long = L4 {
+            payload: 65535 - 40 + 1,
+            ..l4
+        };
+        assert_eq!(Segment::known(V4, &long), Err(DropReason::BadIpLength));
+        let fits = L4 {
+            payload: 65535 - 40,
+            ..l4
+        };
+        assert!(Segment::known(V4, &fits).is_ok());
+        let far = Headers {
+            l3: usize::MAX - 60,
+            l4: usize::MAX - 20,
+            family: Family::V6,
+        };
+        assert_eq!(Segment::known(far, &l4), Err(DropReason::BadIpLength));
     }
 }

@@ -154,7 +154,7 @@ impl Engine {
                     strip_timestamps,
                     insert: wants.then(|| TtmOption::new(ttm.kind, client)),
                 };
-                edited = Some(tcp_edit::edit_options(frame, at, &edit)?);
+                edited = Some(tcp_edit::edit_options(frame, at, l4, &edit)?);
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));

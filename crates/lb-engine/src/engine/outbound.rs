@@ -107,13 +107,14 @@ impl Engine {
             s.track_server(l4.flags, l4.seq, l4.ack, l4.seq_len());
             let synack = tcp_flags::SYN | tcp_flags::ACK;
             if l4.flags & synack == synack {
+                let mut seg = tcp_edit::Segment::known(at, l4)?;
                 if listener.config.ttm.strip_timestamps {
                     let edit = OptionEdit {
                         strip: &KindSet::EMPTY,
                         strip_timestamps: true,
                         insert: None,
                     };
-                    tcp_edit::edit_options(frame, at, &edit)?;
+                    seg.edit_options(frame, &edit)?;
                 }
                 // Room for the option in a full-size segment: the client's
                 // segments carry it (8 bytes for an IPv4 client, 20 for an
@@ -127,7 +128,7 @@ impl Engine {
                     (true, false) => ttm_core::V4_LEN,
                     (true, true) => ttm_core::V6_LEN,
                 };
-                mss_lowered = by > 0 && tcp_edit::lower_mss(frame, at, by as u16)?.is_some();
+                mss_lowered = by > 0 && seg.lower_mss(frame, by as u16)?.is_some();
             }
         }
         server_refresh(
