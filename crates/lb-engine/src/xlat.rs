@@ -189,16 +189,20 @@ use crate::wire::checksum::{self, Delta, pseudo6};
 use crate::wire::ipv6::{self, Ipv6};
 use crate::wire::{
     ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ipv4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, array,
-    array_mut, be16, set_be16,
+    array_mut, be16, ethernet, icmpv4, icmpv6, ipv4, set_be16, tcp, udp,
 };
 
-const V4_HLEN: usize = 20;
+const V4_HLEN: usize = ipv4::HEADER_LEN;
 const V6_HLEN: usize = ipv6::HLEN;
-const ICMP_HLEN: usize = 8;
+const ICMP_HLEN: usize = icmpv4::HEADER_LEN;
+const _: () = assert!(icmpv6::HEADER_LEN == ICMP_HLEN);
 /// Bytes of the quoted transport header every ICMP error carries (RFC 792:
 /// "the internet header plus the first 64 bits of the original datagram's
 /// data"); enough for the ports, and for the UDP checksum.
 const QUOTED_L4_MIN: usize = 8;
+/// How many of a translated packet's first transport bytes its IPv4
+/// Identification hashes (see the module docs).
+const IDENT_LEN: usize = 20;
 
 /// How much a header grows from IPv4 (without options) to IPv6.
 pub(crate) const GROWTH: usize = V6_HLEN - V4_HLEN;
@@ -242,6 +246,8 @@ use icmp_type::*;
 
 // ----- packets ---------------------------------------------------------
 
+// ----- packets ---------------------------------------------------------
+
 /// Translate the IPv6 packet `ip6` (parsed from this frame) into IPv4 from
 /// `src` to `dst` (§5.1): its fixed and extension headers become one
 /// 20-byte IPv4 header; TCP and UDP checksums follow the new
@@ -268,8 +274,10 @@ pub(crate) fn v6_to_v4(
         .checked_sub(V4_HLEN)
         .filter(|&s| s >= GROWTH)
         .ok_or(DropReason::BadIpHeader)?;
-    let total = u16::try_from(V4_HLEN + l4_len).map_err(|_| DropReason::BadIpLength)?;
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    if u16::try_from(V4_HLEN + l4_len).is_err() {
+        return Err(DropReason::BadIpLength);
+    }
+    ethernet::network_ethertype(frame.bytes(), l3)?;
     let seg = frame
         .bytes()
         .get(l4..l4 + l4_len)
@@ -278,49 +286,61 @@ pub(crate) fn v6_to_v4(
         checksum::addr_pair(&ip6.src, &ip6.dst),
         checksum::addr_pair(&src, &dst),
     );
-    let (proto, edit) = match ip6.proto {
+    let (protocol, edit) = match ip6.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
-            let check = be16(array::<8>(seg, 0)?, 6)?;
+            let check = udp_header(seg)?.checksum();
             if check == 0 {
                 return Err(DropReason::BadL4Header);
             }
             let value = checksum::udp_nonzero(checksum::replace(check, addrs.0, addrs.1));
-            (PROTO_UDP, L4Edit::Checksum { at: 6, value })
+            (PROTO_UDP, L4Edit::Udp { checksum: value })
         }
         PROTO_ICMPV6 => {
-            let [kind, code, c0, c1, ..] = *array::<8>(seg, 0)?;
-            let to = match kind {
+            let icmp = icmpv6::Packet::new_checked(seg)?;
+            let to = match icmp.msg_type() {
                 V6_ECHO_REQUEST => V4_ECHO_REQUEST,
                 V6_ECHO_REPLY => V4_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
             let old =
-                pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + checksum::word(kind, code);
-            let checksum =
-                checksum::replace(u16::from_be_bytes([c0, c1]), old, checksum::word(to, code));
-            (PROTO_ICMP, L4Edit::Icmp { kind: to, checksum })
+                pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + u32::from(icmp.type_code());
+            let new = checksum::word(to, icmp.msg_code());
+            let checksum = checksum::replace(icmp.checksum(), old, new);
+            (
+                PROTO_ICMP,
+                L4Edit::Icmp4 {
+                    msg_type: to,
+                    checksum,
+                },
+            )
         }
         other => (other, L4Edit::None),
     };
 
     let start = frame.start();
-    let bytes = frame.bytes_mut();
-    edit.apply(bytes, l4)?;
-    let ident = ident(bytes.get(l4..l4 + l4_len.min(20)).unwrap_or_default(), &[]);
-    let header = ipv4_header(
-        ip6.traffic_class,
-        total,
-        ident,
-        ip6.hop_limit,
-        proto,
-        src,
-        dst,
-    );
+    let seg = frame
+        .bytes_mut()
+        .get_mut(l4..l4 + l4_len)
+        .ok_or(DropReason::Truncated)?;
+    edit.apply(seg);
+    let header = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        ttl: ip6.hop_limit,
+        tos: ip6.traffic_class,
+        ident: ident_of(seg),
+        dont_frag: dont_frag(l4_len),
+        payload_len: l4_len,
+    };
     move_front(frame, start + shrink, start + l4 + l4_len, l3)?;
     let bytes = frame.bytes_mut();
-    *array_mut::<V4_HLEN>(bytes, l3)? = header;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV4)
+    let h = bytes
+        .get_mut(l3..l3 + V4_HLEN)
+        .ok_or(DropReason::Truncated)?;
+    header.emit(&mut ipv4::Packet::new_unchecked(h));
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV4)
 }
 
 /// Translate the IPv4 packet `ip4` (parsed from this frame) into IPv6
@@ -347,22 +367,22 @@ pub(crate) fn v4_to_v6(
         return Err(DropReason::Fragment);
     }
     let (l3, l4, l4_len) = (ip4.off, ip4.l4_off(), ip4.l4_len());
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    ethernet::network_ethertype(frame.bytes(), l3)?;
     let start = frame
         .start()
         .checked_sub(GROWTH)
         .ok_or(DropReason::Truncated)?;
     let bytes = frame.bytes();
-    let [_, tos, _, _, _, _, _, _, ttl, ..] = *array::<V4_HLEN>(bytes, l3)?;
+    let old = ipv4::Packet::new_unchecked(bytes.get(l3..l4).ok_or(DropReason::Truncated)?);
     let seg = bytes.get(l4..l4 + l4_len).ok_or(DropReason::Truncated)?;
     let addrs = (
         checksum::addr_pair(&ip4.src, &ip4.dst),
         checksum::addr_pair(&src, &dst),
     );
-    let (next, edit) = match ip4.proto {
+    let (next_header, edit) = match ip4.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
-            let check = be16(array::<8>(seg, 0)?, 6)?;
+            let check = udp_header(seg)?.checksum();
             let value = if check == 0 {
                 // No checksum over IPv4: compute one (§4.5). The field is
                 // 0, so summing the datagram as it is leaves it out.
@@ -371,22 +391,26 @@ pub(crate) fn v4_to_v6(
                 checksum::replace(check, addrs.0, addrs.1)
             };
             let value = checksum::udp_nonzero(value);
-            (PROTO_UDP, L4Edit::Checksum { at: 6, value })
+            (PROTO_UDP, L4Edit::Udp { checksum: value })
         }
         PROTO_ICMP => {
-            let [kind, code, c0, c1, ..] = *array::<8>(seg, 0)?;
-            let to = match kind {
+            let icmp = icmpv4::Packet::new_checked(seg)?;
+            let to = match icmp.msg_type() {
                 V4_ECHO_REQUEST => V6_ECHO_REQUEST,
                 V4_ECHO_REPLY => V6_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
-            let new = pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + checksum::word(to, code);
-            let checksum = checksum::replace(
-                u16::from_be_bytes([c0, c1]),
-                checksum::word(kind, code),
-                new,
-            );
-            (PROTO_ICMPV6, L4Edit::Icmp { kind: to, checksum })
+            let new =
+                pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + checksum::word(to, icmp.msg_code());
+            let old = u32::from(icmp.type_code());
+            let checksum = checksum::replace(icmp.checksum(), old, new);
+            (
+                PROTO_ICMPV6,
+                L4Edit::Icmp6 {
+                    msg_type: to,
+                    checksum,
+                },
+            )
         }
         other if ipv6::is_extension(other) || other == PROTO_ICMPV6 => {
             return Err(DropReason::UnsupportedProtocol);
@@ -394,40 +418,70 @@ pub(crate) fn v4_to_v6(
         other => (other, L4Edit::None),
     };
     let payload_len = u16::try_from(l4_len).map_err(|_| DropReason::BadIpLength)?;
-    let header = ipv6_header(tos, payload_len, next, ttl, src, dst);
+    let header = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header,
+        hop_limit: old.ttl(),
+        traffic_class: old.tos(),
+        flow_label: 0,
+        payload_len,
+    };
 
     let end = frame.start() + l4 + l4_len;
-    edit.apply(frame.bytes_mut(), l4)?;
+    let seg = frame
+        .bytes_mut()
+        .get_mut(l4..l4 + l4_len)
+        .ok_or(DropReason::Truncated)?;
+    edit.apply(seg);
     move_front(frame, start, end, l3)?;
     let bytes = frame.bytes_mut();
-    *array_mut::<V6_HLEN>(bytes, l3)? = header;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV6)
+    let h = bytes
+        .get_mut(l3..l3 + V6_HLEN)
+        .ok_or(DropReason::Truncated)?;
+    header.emit(&mut ipv6::Packet::new_unchecked(h));
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV6)
 }
 
 /// What a translation changes in the transport header, which stays put.
 #[derive(Clone, Copy)]
 enum L4Edit {
     None,
-    /// A checksum field at `at` in the transport header.
-    Checksum {
-        at: usize,
-        value: u16,
+    Tcp {
+        checksum: u16,
     },
-    /// An ICMP type (byte 0) and checksum (bytes 2 and 3).
-    Icmp {
-        kind: u8,
+    Udp {
+        checksum: u16,
+    },
+    /// An ICMPv6 echo become ICMP: its type and checksum.
+    Icmp4 {
+        msg_type: u8,
+        checksum: u16,
+    },
+    /// An ICMP echo become ICMPv6: its type and checksum.
+    Icmp6 {
+        msg_type: u8,
         checksum: u16,
     },
 }
 
 impl L4Edit {
-    fn apply(self, bytes: &mut [u8], l4: usize) -> Result<(), DropReason> {
+    /// Write the edit into the transport header and payload `seg`, whose
+    /// header the edit was made from.
+    fn apply(self, seg: &mut [u8]) {
         match self {
-            L4Edit::None => Ok(()),
-            L4Edit::Checksum { at, value } => set_be16(bytes, l4 + at, value),
-            L4Edit::Icmp { kind, checksum } => {
-                *array_mut::<1>(bytes, l4)? = [kind];
-                set_be16(bytes, l4 + 2, checksum)
+            L4Edit::None => {}
+            L4Edit::Tcp { checksum } => tcp::Packet::new_unchecked(seg).set_checksum(checksum),
+            L4Edit::Udp { checksum } => udp::Packet::new_unchecked(seg).set_checksum(checksum),
+            L4Edit::Icmp4 { msg_type, checksum } => {
+                let mut icmp = icmpv4::Packet::new_unchecked(seg);
+                icmp.set_msg_type(msg_type);
+                icmp.set_checksum(checksum);
+            }
+            L4Edit::Icmp6 { msg_type, checksum } => {
+                let mut icmp = icmpv6::Packet::new_unchecked(seg);
+                icmp.set_msg_type(msg_type);
+                icmp.set_checksum(checksum);
             }
         }
     }
@@ -435,11 +489,28 @@ impl L4Edit {
 
 /// The TCP checksum for a change of pseudo-header addresses.
 fn tcp_edit(seg: &[u8], (old, new): (u32, u32)) -> Result<L4Edit, DropReason> {
-    let check = be16(array::<20>(seg, 0)?, 16)?;
-    Ok(L4Edit::Checksum {
-        at: 16,
-        value: checksum::replace(check, old, new),
+    if seg.len() < tcp::HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let check = tcp::Packet::new_unchecked(seg).checksum();
+    Ok(L4Edit::Tcp {
+        checksum: checksum::replace(check, old, new),
     })
+}
+
+/// The UDP header of the datagram `seg`, or `Truncated`. Its length field
+/// is not judged: the IP header's length is the datagram's.
+fn udp_header(seg: &[u8]) -> Result<udp::Packet<&[u8]>, DropReason> {
+    if seg.len() < udp::HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    Ok(udp::Packet::new_unchecked(seg))
+}
+
+/// DF for a translated IPv4 packet of `payload_len` bytes after its
+/// header (§5.1: set above 1260 bytes).
+fn dont_frag(payload_len: usize) -> bool {
+    V4_HLEN + payload_len > DF_ABOVE
 }
 
 // ----- ICMP errors -----------------------------------------------------
@@ -808,10 +879,7 @@ pub(crate) fn icmp6_error_to_v4(
         ),
         (to.inner_src.1, to.inner_dst.1),
     )?;
-    let inner_ident = ident(
-        bytes.get(l4..l4 + quoted_l4.min(20)).unwrap_or_default(),
-        &[],
-    );
+    let inner_ident = ident_of(bytes.get(l4..l4 + quoted_l4).unwrap_or_default());
     let new_inner = ipv4_header(
         inner.traffic_class,
         inner_total,
@@ -833,7 +901,7 @@ pub(crate) fn icmp6_error_to_v4(
     let outer = ipv4_header(
         ip.traffic_class,
         outer_total,
-        ident(&new_icmp, &new_inner),
+        ident_pair(&new_icmp, &new_inner),
         ip.hop_limit,
         PROTO_ICMP,
         to.src,
@@ -1179,15 +1247,36 @@ fn ipv6_header(
     h
 }
 
-/// An IPv4 Identification for a translated packet: FNV-1a over its first
-/// transport bytes (see the module docs).
-fn ident(a: &[u8], b: &[u8]) -> u16 {
+/// An IPv4 Identification for a translated packet: FNV-1a over `bytes`
+/// (see the module docs).
+#[inline(always)]
+fn ident(bytes: &[u8]) -> u16 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &byte in bytes {
+        h ^= u32::from(byte);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (h ^ (h >> 16)) as u16
+}
+
+/// [`ident`] over `a` then `b` (to be removed).
+fn ident_pair(a: &[u8], b: &[u8]) -> u16 {
     let mut h: u32 = 0x811c_9dc5;
     for &byte in a.iter().chain(b).take(32) {
         h ^= u32::from(byte);
         h = h.wrapping_mul(0x0100_0193);
     }
     (h ^ (h >> 16)) as u16
+}
+
+/// The Identification of a translated packet whose transport header and
+/// payload are `l4`: the hash of its first [`IDENT_LEN`] bytes (of all of
+/// them if fewer).
+fn ident_of(l4: &[u8]) -> u16 {
+    match l4.first_chunk::<IDENT_LEN>() {
+        Some(head) => ident(head),
+        None => ident(l4),
+    }
 }
 
 /// Move the frame's first `l3` bytes (the Ethernet header) from its start
