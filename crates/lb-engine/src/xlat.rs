@@ -283,8 +283,8 @@ pub(crate) fn v6_to_v4(
         .get(l4..l4 + l4_len)
         .ok_or(DropReason::Truncated)?;
     let addrs = (
-        checksum::addr_pair(&ip6.src, &ip6.dst),
-        checksum::addr_pair(&src, &dst),
+        checksum::fixed_addr_pair(&ip6.src, &ip6.dst),
+        checksum::fixed_addr_pair(&src, &dst),
     );
     let (protocol, edit) = match ip6.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
@@ -376,8 +376,8 @@ pub(crate) fn v4_to_v6(
     let old = ipv4::Packet::new_unchecked(bytes.get(l3..l4).ok_or(DropReason::Truncated)?);
     let seg = bytes.get(l4..l4 + l4_len).ok_or(DropReason::Truncated)?;
     let addrs = (
-        checksum::addr_pair(&ip4.src, &ip4.dst),
-        checksum::addr_pair(&src, &dst),
+        checksum::fixed_addr_pair(&ip4.src, &ip4.dst),
+        checksum::fixed_addr_pair(&src, &dst),
     );
     let (next_header, edit) = match ip4.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
@@ -1286,6 +1286,7 @@ fn ident(bytes: &[u8]) -> u16 {
 /// The Identification of a translated packet whose transport header and
 /// payload are `l4`: the hash of its first [`IDENT_LEN`] bytes (of all of
 /// them if fewer).
+#[inline(always)]
 fn ident_of(l4: &[u8]) -> u16 {
     match l4.first_chunk::<IDENT_LEN>() {
         Some(head) => ident(head),
