@@ -254,6 +254,9 @@ use icmp_type::*;
 /// pseudo-header; an ICMPv6 echo request or reply becomes ICMP (§5.2). The
 /// frame shrinks by 20 plus the extension headers.
 ///
+/// Returns the new IPv4 header's summary, as [`Ipv4::parse`] would read
+/// it from the translated frame.
+///
 /// # Errors
 /// `Fragment`; `IcmpUnsupported` for ICMPv6 other than echo (errors go
 /// through [`icmp6_error_to_v4`]); `BadL4Header` for UDP without a
@@ -264,7 +267,7 @@ pub(crate) fn v6_to_v4(
     ip6: &Ipv6,
     src: [u8; 4],
     dst: [u8; 4],
-) -> Result<(), DropReason> {
+) -> Result<Ipv4, DropReason> {
     if ip6.fragment {
         return Err(DropReason::Fragment);
     }
@@ -340,7 +343,17 @@ pub(crate) fn v6_to_v4(
         .get_mut(l3..l3 + V4_HLEN)
         .ok_or(DropReason::Truncated)?;
     header.emit(&mut ipv4::Packet::new_unchecked(h));
-    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV4)
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV4)?;
+    Ok(Ipv4 {
+        off: l3,
+        hlen: V4_HLEN,
+        total: V4_HLEN + l4_len,
+        proto: protocol,
+        src,
+        dst,
+        fragment: false,
+        checksum_ok: true,
+    })
 }
 
 /// Translate the IPv4 packet `ip4` (parsed from this frame) into IPv6
@@ -1540,7 +1553,16 @@ mod test {
 
     fn to_v4(frame: &[u8], src: [u8; 4], dst: [u8; 4]) -> (Result<(), DropReason>, Vec<u8>, usize) {
         let ip = ip6_of(frame);
-        run(frame, Frame::HEADROOM, |f| v6_to_v4(f, &ip, src, dst))
+        run(frame, Frame::HEADROOM, |f| {
+            let ip4 = v6_to_v4(f, &ip, src, dst)?;
+            // The summary returned is the header as parsed.
+            let (_, l3) = wire::ethernet(f.bytes()).unwrap();
+            let parsed = Ipv4::parse(f.bytes(), l3).unwrap();
+            let fields = |h: &Ipv4| (h.off, h.hlen, h.total, h.proto, h.src, h.dst);
+            assert_eq!(fields(&ip4), fields(&parsed));
+            assert!(!parsed.fragment && parsed.checksum_ok && !ip4.fragment && ip4.checksum_ok);
+            Ok(())
+        })
     }
 
     fn to_v6(
@@ -2654,7 +2676,9 @@ mod test {
             check(
                 3,
                 frame,
-                run(frame, headroom, |f| v6_to_v4(f, &ip, LIP4, RIP4)),
+                run(frame, headroom, |f| {
+                    v6_to_v4(f, &ip, LIP4, RIP4).map(|_| ())
+                }),
             );
             if let Ok(err) = parse_icmp6_error(frame, &ip) {
                 check(
