@@ -6,6 +6,11 @@
 //! and ports; this module does the bytes: pure functions over a [`Frame`],
 //! no allocation, no panic whatever the bytes, a [`DropReason`] when a
 //! packet cannot be translated. On `Err` the frame is left as it was.
+//! Every header field is read and written through the views of
+//! [`crate::wire`]; the headers a translation makes are written whole by
+//! their `Repr`'s `emit` (an ICMP header with the checksum computed here
+//! incrementally, `emit_with_checksum`). The offsets here are where
+//! headers start in the frame, never fields inside them.
 //!
 //! # Layout: the payload never moves
 //!
@@ -243,8 +248,6 @@ pub(crate) mod icmp_type {
     pub(crate) const V6_ECHO_REPLY: u8 = 129;
 }
 use icmp_type::*;
-
-// ----- packets ---------------------------------------------------------
 
 // ----- packets ---------------------------------------------------------
 
