@@ -6,6 +6,11 @@
 //! and ports; this module does the bytes: pure functions over a [`Frame`],
 //! no allocation, no panic whatever the bytes, a [`DropReason`] when a
 //! packet cannot be translated. On `Err` the frame is left as it was.
+//! Every header field is read and written through the views of
+//! [`crate::wire`]; the headers a translation makes are written whole by
+//! their `Repr`'s `emit` (an ICMP header with the checksum computed here
+//! incrementally, `emit_with_checksum`). The offsets here are where
+//! headers start in the frame, never fields inside them.
 //!
 //! # Layout: the payload never moves
 //!
@@ -188,17 +193,21 @@ use crate::verdict::DropReason;
 use crate::wire::checksum::{self, Delta, pseudo6};
 use crate::wire::ipv6::{self, Ipv6};
 use crate::wire::{
-    ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ipv4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, array,
-    array_mut, be16, set_be16,
+    ETHERTYPE_IPV4, ETHERTYPE_IPV6, Ipv4, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, ethernet,
+    icmpv4, icmpv6, ipv4, tcp, udp,
 };
 
-const V4_HLEN: usize = 20;
+const V4_HLEN: usize = ipv4::HEADER_LEN;
 const V6_HLEN: usize = ipv6::HLEN;
-const ICMP_HLEN: usize = 8;
+const ICMP_HLEN: usize = icmpv4::HEADER_LEN;
+const _: () = assert!(icmpv6::HEADER_LEN == ICMP_HLEN);
 /// Bytes of the quoted transport header every ICMP error carries (RFC 792:
 /// "the internet header plus the first 64 bits of the original datagram's
 /// data"); enough for the ports, and for the UDP checksum.
 const QUOTED_L4_MIN: usize = 8;
+/// How many of a translated packet's first transport bytes its IPv4
+/// Identification hashes (see the module docs).
+const IDENT_LEN: usize = 20;
 
 /// How much a header grows from IPv4 (without options) to IPv6.
 pub(crate) const GROWTH: usize = V6_HLEN - V4_HLEN;
@@ -248,6 +257,9 @@ use icmp_type::*;
 /// pseudo-header; an ICMPv6 echo request or reply becomes ICMP (§5.2). The
 /// frame shrinks by 20 plus the extension headers.
 ///
+/// Returns the new IPv4 header's summary, as [`Ipv4::parse`] would read
+/// it from the translated frame.
+///
 /// # Errors
 /// `Fragment`; `IcmpUnsupported` for ICMPv6 other than echo (errors go
 /// through [`icmp6_error_to_v4`]); `BadL4Header` for UDP without a
@@ -258,7 +270,7 @@ pub(crate) fn v6_to_v4(
     ip6: &Ipv6,
     src: [u8; 4],
     dst: [u8; 4],
-) -> Result<(), DropReason> {
+) -> Result<Ipv4, DropReason> {
     if ip6.fragment {
         return Err(DropReason::Fragment);
     }
@@ -268,59 +280,83 @@ pub(crate) fn v6_to_v4(
         .checked_sub(V4_HLEN)
         .filter(|&s| s >= GROWTH)
         .ok_or(DropReason::BadIpHeader)?;
-    let total = u16::try_from(V4_HLEN + l4_len).map_err(|_| DropReason::BadIpLength)?;
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    if u16::try_from(V4_HLEN + l4_len).is_err() {
+        return Err(DropReason::BadIpLength);
+    }
+    ethernet::network_ethertype(frame.bytes(), l3)?;
     let seg = frame
         .bytes()
         .get(l4..l4 + l4_len)
         .ok_or(DropReason::Truncated)?;
     let addrs = (
-        checksum::addr_pair(&ip6.src, &ip6.dst),
-        checksum::addr_pair(&src, &dst),
+        checksum::fixed_addr_pair(&ip6.src, &ip6.dst),
+        checksum::fixed_addr_pair(&src, &dst),
     );
-    let (proto, edit) = match ip6.proto {
+    let (protocol, edit) = match ip6.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
-            let check = be16(array::<8>(seg, 0)?, 6)?;
+            let check = udp_header(seg)?.checksum();
             if check == 0 {
                 return Err(DropReason::BadL4Header);
             }
             let value = checksum::udp_nonzero(checksum::replace(check, addrs.0, addrs.1));
-            (PROTO_UDP, L4Edit::Checksum { at: 6, value })
+            (PROTO_UDP, L4Edit::Udp { checksum: value })
         }
         PROTO_ICMPV6 => {
-            let [kind, code, c0, c1, ..] = *array::<8>(seg, 0)?;
-            let to = match kind {
+            let icmp = icmpv6::Packet::new_checked(seg)?;
+            let to = match icmp.msg_type() {
                 V6_ECHO_REQUEST => V4_ECHO_REQUEST,
                 V6_ECHO_REPLY => V4_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
             let old =
-                pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + checksum::word(kind, code);
-            let checksum =
-                checksum::replace(u16::from_be_bytes([c0, c1]), old, checksum::word(to, code));
-            (PROTO_ICMP, L4Edit::Icmp { kind: to, checksum })
+                pseudo6(&ip6.src, &ip6.dst, l4_len, PROTO_ICMPV6) + u32::from(icmp.type_code());
+            let new = checksum::word(to, icmp.msg_code());
+            let checksum = checksum::replace(icmp.checksum(), old, new);
+            (
+                PROTO_ICMP,
+                L4Edit::Icmp4 {
+                    msg_type: to,
+                    checksum,
+                },
+            )
         }
         other => (other, L4Edit::None),
     };
 
     let start = frame.start();
-    let bytes = frame.bytes_mut();
-    edit.apply(bytes, l4)?;
-    let ident = ident(bytes.get(l4..l4 + l4_len.min(20)).unwrap_or_default(), &[]);
-    let header = ipv4_header(
-        ip6.traffic_class,
-        total,
-        ident,
-        ip6.hop_limit,
-        proto,
-        src,
-        dst,
-    );
+    let seg = frame
+        .bytes_mut()
+        .get_mut(l4..l4 + l4_len)
+        .ok_or(DropReason::Truncated)?;
+    edit.apply(seg);
+    let header = ipv4::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        protocol,
+        ttl: ip6.hop_limit,
+        tos: ip6.traffic_class,
+        ident: ident_of(seg),
+        dont_frag: dont_frag(l4_len),
+        payload_len: l4_len,
+    };
     move_front(frame, start + shrink, start + l4 + l4_len, l3)?;
     let bytes = frame.bytes_mut();
-    *array_mut::<V4_HLEN>(bytes, l3)? = header;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV4)
+    let h = bytes
+        .get_mut(l3..l3 + V4_HLEN)
+        .ok_or(DropReason::Truncated)?;
+    header.emit(&mut ipv4::Packet::new_unchecked(h));
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV4)?;
+    Ok(Ipv4 {
+        off: l3,
+        hlen: V4_HLEN,
+        total: V4_HLEN + l4_len,
+        proto: protocol,
+        src,
+        dst,
+        fragment: false,
+        checksum_ok: true,
+    })
 }
 
 /// Translate the IPv4 packet `ip4` (parsed from this frame) into IPv6
@@ -347,22 +383,22 @@ pub(crate) fn v4_to_v6(
         return Err(DropReason::Fragment);
     }
     let (l3, l4, l4_len) = (ip4.off, ip4.l4_off(), ip4.l4_len());
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    ethernet::network_ethertype(frame.bytes(), l3)?;
     let start = frame
         .start()
         .checked_sub(GROWTH)
         .ok_or(DropReason::Truncated)?;
     let bytes = frame.bytes();
-    let [_, tos, _, _, _, _, _, _, ttl, ..] = *array::<V4_HLEN>(bytes, l3)?;
+    let old = ipv4::Packet::new_unchecked(bytes.get(l3..l4).ok_or(DropReason::Truncated)?);
     let seg = bytes.get(l4..l4 + l4_len).ok_or(DropReason::Truncated)?;
     let addrs = (
-        checksum::addr_pair(&ip4.src, &ip4.dst),
-        checksum::addr_pair(&src, &dst),
+        checksum::fixed_addr_pair(&ip4.src, &ip4.dst),
+        checksum::fixed_addr_pair(&src, &dst),
     );
-    let (next, edit) = match ip4.proto {
+    let (next_header, edit) = match ip4.proto {
         PROTO_TCP => (PROTO_TCP, tcp_edit(seg, addrs)?),
         PROTO_UDP => {
-            let check = be16(array::<8>(seg, 0)?, 6)?;
+            let check = udp_header(seg)?.checksum();
             let value = if check == 0 {
                 // No checksum over IPv4: compute one (§4.5). The field is
                 // 0, so summing the datagram as it is leaves it out.
@@ -371,22 +407,26 @@ pub(crate) fn v4_to_v6(
                 checksum::replace(check, addrs.0, addrs.1)
             };
             let value = checksum::udp_nonzero(value);
-            (PROTO_UDP, L4Edit::Checksum { at: 6, value })
+            (PROTO_UDP, L4Edit::Udp { checksum: value })
         }
         PROTO_ICMP => {
-            let [kind, code, c0, c1, ..] = *array::<8>(seg, 0)?;
-            let to = match kind {
+            let icmp = icmpv4::Packet::new_checked(seg)?;
+            let to = match icmp.msg_type() {
                 V4_ECHO_REQUEST => V6_ECHO_REQUEST,
                 V4_ECHO_REPLY => V6_ECHO_REPLY,
                 _ => return Err(DropReason::IcmpUnsupported),
             };
-            let new = pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + checksum::word(to, code);
-            let checksum = checksum::replace(
-                u16::from_be_bytes([c0, c1]),
-                checksum::word(kind, code),
-                new,
-            );
-            (PROTO_ICMPV6, L4Edit::Icmp { kind: to, checksum })
+            let new =
+                pseudo6(&src, &dst, l4_len, PROTO_ICMPV6) + checksum::word(to, icmp.msg_code());
+            let old = u32::from(icmp.type_code());
+            let checksum = checksum::replace(icmp.checksum(), old, new);
+            (
+                PROTO_ICMPV6,
+                L4Edit::Icmp6 {
+                    msg_type: to,
+                    checksum,
+                },
+            )
         }
         other if ipv6::is_extension(other) || other == PROTO_ICMPV6 => {
             return Err(DropReason::UnsupportedProtocol);
@@ -394,40 +434,70 @@ pub(crate) fn v4_to_v6(
         other => (other, L4Edit::None),
     };
     let payload_len = u16::try_from(l4_len).map_err(|_| DropReason::BadIpLength)?;
-    let header = ipv6_header(tos, payload_len, next, ttl, src, dst);
+    let header = ipv6::Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header,
+        hop_limit: old.ttl(),
+        traffic_class: old.tos(),
+        flow_label: 0,
+        payload_len,
+    };
 
     let end = frame.start() + l4 + l4_len;
-    edit.apply(frame.bytes_mut(), l4)?;
+    let seg = frame
+        .bytes_mut()
+        .get_mut(l4..l4 + l4_len)
+        .ok_or(DropReason::Truncated)?;
+    edit.apply(seg);
     move_front(frame, start, end, l3)?;
     let bytes = frame.bytes_mut();
-    *array_mut::<V6_HLEN>(bytes, l3)? = header;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV6)
+    let h = bytes
+        .get_mut(l3..l3 + V6_HLEN)
+        .ok_or(DropReason::Truncated)?;
+    header.emit(&mut ipv6::Packet::new_unchecked(h));
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV6)
 }
 
 /// What a translation changes in the transport header, which stays put.
 #[derive(Clone, Copy)]
 enum L4Edit {
     None,
-    /// A checksum field at `at` in the transport header.
-    Checksum {
-        at: usize,
-        value: u16,
+    Tcp {
+        checksum: u16,
     },
-    /// An ICMP type (byte 0) and checksum (bytes 2 and 3).
-    Icmp {
-        kind: u8,
+    Udp {
+        checksum: u16,
+    },
+    /// An ICMPv6 echo become ICMP: its type and checksum.
+    Icmp4 {
+        msg_type: u8,
+        checksum: u16,
+    },
+    /// An ICMP echo become ICMPv6: its type and checksum.
+    Icmp6 {
+        msg_type: u8,
         checksum: u16,
     },
 }
 
 impl L4Edit {
-    fn apply(self, bytes: &mut [u8], l4: usize) -> Result<(), DropReason> {
+    /// Write the edit into the transport header and payload `seg`, whose
+    /// header the edit was made from.
+    fn apply(self, seg: &mut [u8]) {
         match self {
-            L4Edit::None => Ok(()),
-            L4Edit::Checksum { at, value } => set_be16(bytes, l4 + at, value),
-            L4Edit::Icmp { kind, checksum } => {
-                *array_mut::<1>(bytes, l4)? = [kind];
-                set_be16(bytes, l4 + 2, checksum)
+            L4Edit::None => {}
+            L4Edit::Tcp { checksum } => tcp::Packet::new_unchecked(seg).set_checksum(checksum),
+            L4Edit::Udp { checksum } => udp::Packet::new_unchecked(seg).set_checksum(checksum),
+            L4Edit::Icmp4 { msg_type, checksum } => {
+                let mut icmp = icmpv4::Packet::new_unchecked(seg);
+                icmp.set_msg_type(msg_type);
+                icmp.set_checksum(checksum);
+            }
+            L4Edit::Icmp6 { msg_type, checksum } => {
+                let mut icmp = icmpv6::Packet::new_unchecked(seg);
+                icmp.set_msg_type(msg_type);
+                icmp.set_checksum(checksum);
             }
         }
     }
@@ -435,11 +505,28 @@ impl L4Edit {
 
 /// The TCP checksum for a change of pseudo-header addresses.
 fn tcp_edit(seg: &[u8], (old, new): (u32, u32)) -> Result<L4Edit, DropReason> {
-    let check = be16(array::<20>(seg, 0)?, 16)?;
-    Ok(L4Edit::Checksum {
-        at: 16,
-        value: checksum::replace(check, old, new),
+    if seg.len() < tcp::HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    let check = tcp::Packet::new_unchecked(seg).checksum();
+    Ok(L4Edit::Tcp {
+        checksum: checksum::replace(check, old, new),
     })
+}
+
+/// The UDP header of the datagram `seg`, or `Truncated`. Its length field
+/// is not judged: the IP header's length is the datagram's.
+fn udp_header(seg: &[u8]) -> Result<udp::Packet<&[u8]>, DropReason> {
+    if seg.len() < udp::HEADER_LEN {
+        return Err(DropReason::Truncated);
+    }
+    Ok(udp::Packet::new_unchecked(seg))
+}
+
+/// DF for a translated IPv4 packet of `payload_len` bytes after its
+/// header (§5.1: set above 1260 bytes).
+fn dont_frag(payload_len: usize) -> bool {
+    V4_HLEN + payload_len > DF_ABOVE
 }
 
 // ----- ICMP errors -----------------------------------------------------
@@ -521,31 +608,34 @@ pub(crate) fn parse_icmp4_error(frame: &[u8], ip: &Ipv4) -> Result<IcmpError4, D
     let icmp_off = ip.l4_off();
     let end = ip.off + ip.total;
     let message = frame.get(icmp_off..end).ok_or(DropReason::Truncated)?;
-    let [kind, code, ..] = *array::<ICMP_HLEN>(message, 0)?;
+    let icmp = icmpv4::Packet::new_checked(message)?;
+    let (kind, code) = (icmp.msg_type(), icmp.msg_code());
     if !matches!(
         kind,
         V4_DEST_UNREACHABLE | V4_TIME_EXCEEDED | V4_PARAMETER_PROBLEM
     ) {
         return Err(DropReason::IcmpUnsupported);
     }
-    let no_session = |_| DropReason::IcmpNoSession;
-    let quote = message.get(ICMP_HLEN..).unwrap_or_default();
-    let h = array::<V4_HLEN>(quote, 0).map_err(no_session)?;
-    let [vihl, _, t0, t1, _, _, f0, f1, _, proto, ..] = *h;
-    let [.., s0, s1, s2, s3, d0, d1, d2, d3] = *h;
-    let inner_hlen = usize::from(vihl & 0x0f) * 4;
-    let inner_total = usize::from(u16::from_be_bytes([t0, t1]));
-    let fragment_offset = u16::from_be_bytes([f0, f1]) & 0x1fff;
-    if vihl >> 4 != 4
+    // The quoted header is cut short by the quote: its Total Length is
+    // the original packet's, so `check_len` does not apply.
+    let quote = icmp.payload();
+    if quote.len() < V4_HLEN {
+        return Err(DropReason::IcmpNoSession);
+    }
+    let inner = ipv4::Packet::new_unchecked(quote);
+    let inner_hlen = inner.header_len();
+    let inner_total = usize::from(inner.total_len());
+    let proto = inner.protocol();
+    if inner.version() != 4
         || inner_hlen < V4_HLEN
         || inner_total < inner_hlen + QUOTED_L4_MIN
-        || fragment_offset != 0
+        || inner.flags_frag() & ipv4::FRAG_OFFSET != 0
         || !matches!(proto, PROTO_TCP | PROTO_UDP)
     {
         return Err(DropReason::IcmpNoSession);
     }
-    let [sp0, sp1, dp0, dp1, ..] =
-        *array::<QUOTED_L4_MIN>(quote, inner_hlen).map_err(no_session)?;
+    let (sport, dport) =
+        quoted_ports(proto, quote.get(inner_hlen..)).ok_or(DropReason::IcmpNoSession)?;
     Ok(IcmpError4 {
         kind,
         code,
@@ -555,10 +645,10 @@ pub(crate) fn parse_icmp4_error(frame: &[u8], ip: &Ipv4) -> Result<IcmpError4, D
         inner_total,
         flow: Flow {
             proto,
-            src: [s0, s1, s2, s3],
-            sport: u16::from_be_bytes([sp0, sp1]),
-            dst: [d0, d1, d2, d3],
-            dport: u16::from_be_bytes([dp0, dp1]),
+            src: inner.src_addr(),
+            sport,
+            dst: inner.dst_addr(),
+            dport,
         },
     })
 }
@@ -579,7 +669,9 @@ pub(crate) fn parse_icmp6_error(frame: &[u8], ip: &Ipv6) -> Result<IcmpError6, D
     }
     let icmp_off = ip.l4_off;
     let packet = frame.get(..ip.end()).ok_or(DropReason::Truncated)?;
-    let [kind, code, ..] = *array::<ICMP_HLEN>(packet, icmp_off)?;
+    let message = packet.get(icmp_off..).ok_or(DropReason::Truncated)?;
+    let icmp = icmpv6::Packet::new_checked(message)?;
+    let (kind, code) = (icmp.msg_type(), icmp.msg_code());
     if !matches!(
         kind,
         V6_DEST_UNREACHABLE | V6_PACKET_TOO_BIG | V6_TIME_EXCEEDED | V6_PARAMETER_PROBLEM
@@ -591,8 +683,8 @@ pub(crate) fn parse_icmp6_error(frame: &[u8], ip: &Ipv6) -> Result<IcmpError6, D
         .filter(|q| !q.fragment && matches!(q.proto, PROTO_TCP | PROTO_UDP))
         .filter(|q| q.l4_len() >= QUOTED_L4_MIN)
         .ok_or(DropReason::IcmpNoSession)?;
-    let [sp0, sp1, dp0, dp1, ..] =
-        *array::<QUOTED_L4_MIN>(packet, inner.l4_off).map_err(|_| DropReason::IcmpNoSession)?;
+    let (sport, dport) =
+        quoted_ports(inner.proto, packet.get(inner.l4_off..)).ok_or(DropReason::IcmpNoSession)?;
     Ok(IcmpError6 {
         kind,
         code,
@@ -601,11 +693,28 @@ pub(crate) fn parse_icmp6_error(frame: &[u8], ip: &Ipv6) -> Result<IcmpError6, D
         flow: Flow {
             proto: inner.proto,
             src: inner.src,
-            sport: u16::from_be_bytes([sp0, sp1]),
+            sport,
             dst: inner.dst,
-            dport: u16::from_be_bytes([dp0, dp1]),
+            dport,
         },
     })
+}
+
+/// The ports of a quoted TCP or UDP header `l4`, if the quote holds the
+/// [`QUOTED_L4_MIN`] bytes every error carries.
+fn quoted_ports(proto: u8, l4: Option<&[u8]>) -> Option<(u16, u16)> {
+    let l4 = l4.filter(|l4| l4.len() >= QUOTED_L4_MIN)?;
+    match proto {
+        PROTO_TCP => {
+            let p = tcp::Packet::new_unchecked(l4);
+            Some((p.src_port(), p.dst_port()))
+        }
+        PROTO_UDP => {
+            let p = udp::Packet::new_unchecked(l4);
+            Some((p.src_port(), p.dst_port()))
+        }
+        _ => None,
+    }
 }
 
 /// Translate the ICMPv4 error `err` (from [`parse_icmp4_error`] on this
@@ -632,32 +741,29 @@ pub(crate) fn icmp4_error_to_v6(
     if ip.hlen != V4_HLEN || err.inner_hlen != V4_HLEN {
         return Err(DropReason::IpOptions);
     }
-    let (l3, icmp) = (ip.off, ip.l4_off());
-    let inner = icmp + ICMP_HLEN;
-    if err.icmp_off != icmp || err.inner_off != inner {
+    let (l3, icmp_off) = (ip.off, ip.l4_off());
+    let inner_off = icmp_off + ICMP_HLEN;
+    if err.icmp_off != icmp_off || err.inner_off != inner_off {
         return Err(DropReason::IcmpNoSession);
     }
-    let l4 = inner + V4_HLEN;
+    let l4 = inner_off + V4_HLEN;
     let end = l3 + ip.total;
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    ethernet::network_ethertype(frame.bytes(), l3)?;
     let start = frame
         .start()
         .checked_sub(HEADROOM_NEEDED)
         .ok_or(DropReason::Truncated)?;
 
     let bytes = frame.bytes();
-    let [_, tos, _, _, _, _, _, _, ttl, ..] = *array::<V4_HLEN>(bytes, l3)?;
-    let [kind, code, c0, c1, rest @ ..] = *array::<ICMP_HLEN>(bytes, icmp)?;
-    let inner_h = *array::<V4_HLEN>(bytes, inner)?;
-    let [_, inner_tos, _, _, _, _, _, _, inner_ttl, inner_proto, ..] = inner_h;
-    let [.., s0, s1, s2, s3, d0, d1, d2, d3] = inner_h;
-    let inner_addrs = checksum::addr_pair(&[s0, s1, s2, s3], &[d0, d1, d2, d3]);
+    let outer = ipv4::Packet::new_unchecked(bytes.get(l3..icmp_off).ok_or(DropReason::Truncated)?);
+    let message = bytes.get(icmp_off..end).ok_or(DropReason::Truncated)?;
+    let icmp = icmpv4::Packet::new_checked(message)?;
+    let quoted = icmp.payload();
 
     // The quote: up to the RFC 4884 original datagram's end if the length
-    // attribute (byte 5, 32-bit words) gives one, and within 1280 bytes.
-    let mut quote = end.checked_sub(inner).ok_or(DropReason::Truncated)?;
-    let [_, words, ..] = rest;
-    let original = usize::from(words) * 4;
+    // attribute gives one, and within 1280 bytes.
+    let mut quote = quoted.len();
+    let original = icmp.original_len();
     if original >= V4_HLEN + QUOTED_L4_MIN && original <= quote {
         quote = original;
     }
@@ -665,60 +771,76 @@ pub(crate) fn icmp4_error_to_v6(
     if quote < V4_HLEN + QUOTED_L4_MIN {
         return Err(DropReason::IcmpNoSession);
     }
-    let (new_kind, new_code, new_rest) = icmp4_to_6(kind, code, rest, err.inner_total, mtu_cap)?;
+    let inner = ipv4::Packet::new_unchecked(quoted);
+    let new_icmp = icmp4_to_6(&icmp, err.inner_total, mtu_cap)?;
     let msg_len = ICMP_HLEN + V6_HLEN + (quote - V4_HLEN);
     let inner_payload = err
         .inner_total
         .checked_sub(V4_HLEN)
         .and_then(|n| u16::try_from(n).ok())
         .ok_or(DropReason::IcmpNoSession)?;
-    let inner_next = if inner_proto == PROTO_ICMP {
-        PROTO_ICMPV6
-    } else {
-        inner_proto
+    let inner_proto = inner.protocol();
+    let new_inner = ipv6::Repr {
+        src_addr: to.inner_src.0,
+        dst_addr: to.inner_dst.0,
+        next_header: if inner_proto == PROTO_ICMP {
+            PROTO_ICMPV6
+        } else {
+            inner_proto
+        },
+        hop_limit: inner.ttl(),
+        traffic_class: inner.tos(),
+        flow_label: 0,
+        payload_len: inner_payload,
     };
-    let new_inner = ipv6_header(
-        inner_tos,
-        inner_payload,
-        inner_next,
-        inner_ttl,
-        to.inner_src.0,
-        to.inner_dst.0,
-    );
-    let outer = ipv6_header(tos, msg_len as u16, PROTO_ICMPV6, ttl, to.src, to.dst);
-    let [r0, r1, r2, r3] = rest;
-    let [n0, n1, n2, n3] = new_rest;
-    let cut = bytes.get(inner + quote..end).ok_or(DropReason::Truncated)?;
-    let before = checksum::sum(0, &[kind, code, 0, 0, r0, r1, r2, r3])
-        + checksum::sum(0, &inner_h)
+    let new_outer = ipv6::Repr {
+        src_addr: to.src,
+        dst_addr: to.dst,
+        next_header: PROTO_ICMPV6,
+        hop_limit: outer.ttl(),
+        traffic_class: outer.tos(),
+        flow_label: 0,
+        payload_len: msg_len as u16,
+    };
+    let cut = quoted.get(quote..).ok_or(DropReason::Truncated)?;
+    let before = header_sum(icmp.msg_type(), icmp.msg_code(), icmp.rest())
+        + checksum::sum(0, &inner.fixed_header())
         + checksum::sum(0, cut);
-    let after = pseudo6(&to.src, &to.dst, msg_len, PROTO_ICMPV6)
-        + checksum::sum(0, &[new_kind, new_code, 0, 0, n0, n1, n2, n3])
-        + checksum::sum(0, &new_inner);
-
-    let quoted = rewrite_quoted_l4(
-        frame.bytes_mut(),
-        l4,
-        inner_proto,
-        quote - V4_HLEN,
-        (
-            inner_addrs,
-            checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
-        ),
-        (to.inner_src.1, to.inner_dst.1),
-    )?;
-    let check = checksum::replace(
-        u16::from_be_bytes([c0, c1]),
-        before + quoted.0,
-        after + quoted.1,
+    let addrs = (
+        checksum::addr_pair(&inner.src_addr(), &inner.dst_addr()),
+        checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
     );
-    let [k0, k1] = check.to_be_bytes();
-    move_front(frame, start, start + HEADROOM_NEEDED + inner + quote, l3)?;
+    let icmp_check = icmp.checksum();
+
+    let quoted_l4 = frame
+        .bytes_mut()
+        .get_mut(l4..inner_off + quote)
+        .ok_or(DropReason::Truncated)?;
+    let quoted = rewrite_quoted_l4(
+        quoted_l4,
+        inner_proto,
+        addrs,
+        (to.inner_src.1, to.inner_dst.1),
+    );
+    move_front(
+        frame,
+        start,
+        start + HEADROOM_NEEDED + inner_off + quote,
+        l3,
+    )?;
     let bytes = frame.bytes_mut();
-    *array_mut::<V6_HLEN>(bytes, l3)? = outer;
-    *array_mut::<ICMP_HLEN>(bytes, l3 + V6_HLEN)? = [new_kind, new_code, k0, k1, n0, n1, n2, n3];
-    *array_mut::<V6_HLEN>(bytes, l3 + V6_HLEN + ICMP_HLEN)? = new_inner;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV6)
+    let mut outer = ipv6::Packet::new_unchecked(bytes.get_mut(l3..).ok_or(DropReason::Truncated)?);
+    new_outer.emit(&mut outer);
+    let mut icmp = icmpv6::Packet::new_unchecked(outer.payload_mut());
+    let mut inner = ipv6::Packet::new_unchecked(icmp.payload_mut());
+    new_inner.emit(&mut inner);
+    let inner_sum = checksum::sum(0, inner.into_inner().get(..V6_HLEN).unwrap_or_default());
+    let after = pseudo6(&to.src, &to.dst, msg_len, PROTO_ICMPV6)
+        + header_sum(new_icmp.msg_type, new_icmp.msg_code, new_icmp.rest)
+        + inner_sum;
+    let check = checksum::replace(icmp_check, before + quoted.0, after + quoted.1);
+    new_icmp.emit_with_checksum(&mut icmp, check);
+    ethernet::set_network_ethertype(bytes, l3, ETHERTYPE_IPV6)
 }
 
 /// Translate the ICMPv6 error `err` (from [`parse_icmp6_error`] on this
@@ -744,8 +866,8 @@ pub(crate) fn icmp6_error_to_v4(
     if ip.fragment {
         return Err(DropReason::Fragment);
     }
-    let (l3, icmp, inner) = (ip.off, ip.l4_off, &err.inner);
-    if err.icmp_off != icmp || inner.off != icmp + ICMP_HLEN {
+    let (l3, icmp_off, inner) = (ip.off, ip.l4_off, &err.inner);
+    if err.icmp_off != icmp_off || inner.off != icmp_off + ICMP_HLEN {
         return Err(DropReason::IcmpNoSession);
     }
     let inner_hlen = inner.header_len();
@@ -754,16 +876,19 @@ pub(crate) fn icmp6_error_to_v4(
         .filter(|&s| s >= HEADROOM_NEEDED)
         .ok_or(DropReason::IcmpNoSession)?;
     let (l4, end) = (inner.l4_off, ip.end());
-    let ethertype_at = l3.checked_sub(2).ok_or(DropReason::Truncated)?;
+    ethernet::network_ethertype(frame.bytes(), l3)?;
 
-    let bytes = frame.bytes();
-    let [kind, code, c0, c1, rest @ ..] = *array::<ICMP_HLEN>(bytes, icmp)?;
+    let message = frame
+        .bytes()
+        .get(icmp_off..end)
+        .ok_or(DropReason::Truncated)?;
+    let icmp = icmpv6::Packet::new_checked(message)?;
+    let quoted = icmp.payload();
     // The quote: up to the RFC 4884 original datagram's end if the length
-    // attribute (byte 4, 64-bit words; types 1 and 3) gives one.
-    let mut quote = end.checked_sub(inner.off).ok_or(DropReason::Truncated)?;
-    let [words, ..] = rest;
-    let original = usize::from(words) * 8;
-    if matches!(kind, V6_DEST_UNREACHABLE | V6_TIME_EXCEEDED)
+    // attribute (types 1 and 3) gives one.
+    let mut quote = quoted.len();
+    let original = icmp.original_len();
+    if matches!(icmp.msg_type(), V6_DEST_UNREACHABLE | V6_TIME_EXCEEDED)
         && original >= inner_hlen + QUOTED_L4_MIN
         && original <= quote
     {
@@ -773,78 +898,80 @@ pub(crate) fn icmp6_error_to_v4(
         return Err(DropReason::IcmpNoSession);
     }
     let header_diff = inner_hlen.saturating_sub(V4_HLEN);
-    let (new_kind, new_code, new_rest) = icmp6_to_4(kind, code, rest, header_diff, mtu_cap)?;
-    let inner_total =
-        u16::try_from(V4_HLEN + inner.l4_len()).map_err(|_| DropReason::BadIpLength)?;
+    let new_icmp = icmp6_to_4(&icmp, header_diff, mtu_cap)?;
+    if u16::try_from(V4_HLEN + inner.l4_len()).is_err() {
+        return Err(DropReason::BadIpLength);
+    }
     let msg_len = ICMP_HLEN + V4_HLEN + (quote - inner_hlen);
-    let outer_total = u16::try_from(V4_HLEN + msg_len).map_err(|_| DropReason::BadIpLength)?;
-    let inner_proto = if inner.proto == PROTO_ICMPV6 {
-        PROTO_ICMP
-    } else {
-        inner.proto
-    };
-    let [r0, r1, r2, r3] = rest;
-    let [n0, n1, n2, n3] = new_rest;
-    let old_headers = bytes.get(inner.off..l4).ok_or(DropReason::Truncated)?;
-    let cut = bytes
-        .get(inner.off + quote..end)
-        .ok_or(DropReason::Truncated)?;
-    let before = pseudo6(&ip.src, &ip.dst, end.saturating_sub(icmp), PROTO_ICMPV6)
-        + checksum::sum(0, &[kind, code, 0, 0, r0, r1, r2, r3])
+    if u16::try_from(V4_HLEN + msg_len).is_err() {
+        return Err(DropReason::BadIpLength);
+    }
+    let old_headers = quoted.get(..inner_hlen).ok_or(DropReason::Truncated)?;
+    let cut = quoted.get(quote..).ok_or(DropReason::Truncated)?;
+    let before = pseudo6(&ip.src, &ip.dst, message.len(), PROTO_ICMPV6)
+        + header_sum(icmp.msg_type(), icmp.msg_code(), icmp.rest())
         + checksum::sum(0, old_headers)
         + checksum::sum(0, cut);
+    let icmp_check = icmp.checksum();
 
     let start = frame.start();
-    let bytes = frame.bytes_mut();
-    let quoted_l4 = quote - inner_hlen;
+    let quoted_l4 = frame
+        .bytes_mut()
+        .get_mut(l4..inner.off + quote)
+        .ok_or(DropReason::Truncated)?;
     let quoted = rewrite_quoted_l4(
-        bytes,
-        l4,
-        inner.proto,
         quoted_l4,
+        inner.proto,
         (
             checksum::addr_pair(&inner.src, &inner.dst),
             checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
         ),
         (to.inner_src.1, to.inner_dst.1),
-    )?;
-    let inner_ident = ident(
-        bytes.get(l4..l4 + quoted_l4.min(20)).unwrap_or_default(),
-        &[],
     );
-    let new_inner = ipv4_header(
-        inner.traffic_class,
-        inner_total,
-        inner_ident,
-        inner.hop_limit,
-        inner_proto,
-        to.inner_src.0,
-        to.inner_dst.0,
-    );
-    let after = checksum::sum(0, &[new_kind, new_code, 0, 0, n0, n1, n2, n3])
-        + checksum::sum(0, &new_inner);
-    let check = checksum::replace(
-        u16::from_be_bytes([c0, c1]),
-        before + quoted.0,
-        after + quoted.1,
-    );
-    let [k0, k1] = check.to_be_bytes();
-    let new_icmp = [new_kind, new_code, k0, k1, n0, n1, n2, n3];
-    let outer = ipv4_header(
-        ip.traffic_class,
-        outer_total,
-        ident(&new_icmp, &new_inner),
-        ip.hop_limit,
-        PROTO_ICMP,
-        to.src,
-        to.dst,
-    );
+    let new_inner = ipv4::Repr {
+        src_addr: to.inner_src.0,
+        dst_addr: to.inner_dst.0,
+        protocol: if inner.proto == PROTO_ICMPV6 {
+            PROTO_ICMP
+        } else {
+            inner.proto
+        },
+        ttl: inner.hop_limit,
+        tos: inner.traffic_class,
+        ident: ident_of(quoted_l4),
+        dont_frag: dont_frag(inner.l4_len()),
+        payload_len: inner.l4_len(),
+    };
+    let after = header_sum(new_icmp.msg_type, new_icmp.msg_code, new_icmp.rest)
+        + checksum::sum(0, &new_inner.to_bytes());
+    let check = checksum::replace(icmp_check, before + quoted.0, after + quoted.1);
+
     move_front(frame, start + shrink, start + inner.off + quote, l3)?;
-    let bytes = frame.bytes_mut();
-    *array_mut::<V4_HLEN>(bytes, l3)? = outer;
-    *array_mut::<ICMP_HLEN>(bytes, l3 + V4_HLEN)? = new_icmp;
-    *array_mut::<V4_HLEN>(bytes, l3 + V4_HLEN + ICMP_HLEN)? = new_inner;
-    set_be16(bytes, ethertype_at, ETHERTYPE_IPV4)
+    let packet = frame
+        .bytes_mut()
+        .get_mut(l3..)
+        .ok_or(DropReason::Truncated)?;
+    let (outer, message) = packet
+        .split_at_mut_checked(V4_HLEN)
+        .ok_or(DropReason::Truncated)?;
+    let mut icmp = icmpv4::Packet::new_unchecked(message);
+    new_icmp.emit_with_checksum(&mut icmp, check);
+    new_inner.emit(&mut ipv4::Packet::new_unchecked(icmp.payload_mut()));
+    // The outer Identification hashes the ICMP header and the quoted IPv4
+    // header, as they now are.
+    let headers = icmp.into_inner().get(..ICMP_HLEN + V4_HLEN);
+    let new_outer = ipv4::Repr {
+        src_addr: to.src,
+        dst_addr: to.dst,
+        protocol: PROTO_ICMP,
+        ttl: ip.hop_limit,
+        tos: ip.traffic_class,
+        ident: ident(headers.unwrap_or_default()),
+        dont_frag: dont_frag(msg_len),
+        payload_len: msg_len,
+    };
+    new_outer.emit(&mut ipv4::Packet::new_unchecked(outer));
+    ethernet::set_network_ethertype(frame.bytes_mut(), l3, ETHERTYPE_IPV4)
 }
 
 /// Forward the ICMPv4 error `err` (from [`parse_icmp4_error`] on this
@@ -863,59 +990,64 @@ pub(crate) fn icmp4_error_rewrite(
     err: &IcmpError4,
     to: &ErrorRewrite<[u8; 4]>,
 ) -> Result<(), DropReason> {
-    let (l3, icmp) = (ip.off, ip.l4_off());
-    let inner = icmp + ICMP_HLEN;
-    if err.icmp_off != icmp || err.inner_off != inner {
+    let (l3, icmp_off) = (ip.off, ip.l4_off());
+    let inner_off = icmp_off + ICMP_HLEN;
+    if err.icmp_off != icmp_off || err.inner_off != inner_off {
         return Err(DropReason::IcmpNoSession);
     }
-    let l4 = inner + err.inner_hlen;
-    let quoted_l4 = (l3 + ip.total)
-        .checked_sub(l4)
-        .filter(|&q| q >= QUOTED_L4_MIN)
-        .ok_or(DropReason::IcmpNoSession)?;
-    let bytes = frame.bytes_mut();
-    let outer = *array::<V4_HLEN>(bytes, l3)?;
-    let icmp_check = be16(bytes, icmp + 2)?;
-    let inner_h = bytes.get(inner..l4).ok_or(DropReason::Truncated)?;
-    let inner_before = checksum::sum(0, inner_h);
-    let inner_fixed = *array::<V4_HLEN>(inner_h, 0)?;
-    let [_, _, _, _, _, _, _, _, _, _, oc0, oc1, ..] = outer;
-    let [.., os0, os1, os2, os3, od0, od1, od2, od3] = outer;
-    let [_, _, _, _, _, _, _, _, _, _, ic0, ic1, ..] = inner_fixed;
-    let [.., is0, is1, is2, is3, id0, id1, id2, id3] = inner_fixed;
-    let (old_src, old_dst) = ([os0, os1, os2, os3], [od0, od1, od2, od3]);
-    let (old_isrc, old_idst) = ([is0, is1, is2, is3], [id0, id1, id2, id3]);
+    let end = l3 + ip.total;
+    if end < inner_off + err.inner_hlen + QUOTED_L4_MIN {
+        return Err(DropReason::IcmpNoSession);
+    }
+    let (head, message) = frame
+        .bytes_mut()
+        .get_mut(..end)
+        .and_then(|b| b.split_at_mut_checked(icmp_off))
+        .ok_or(DropReason::Truncated)?;
+    let outer_h = head.get_mut(l3..).ok_or(DropReason::Truncated)?;
+    let mut icmp = icmpv4::Packet::new_checked(message)?;
+    let icmp_check = icmp.checksum();
+    let (inner_h, quoted_l4) = icmp
+        .payload_mut()
+        .split_at_mut_checked(err.inner_hlen)
+        .ok_or(DropReason::Truncated)?;
+    if outer_h.len() < V4_HLEN || inner_h.len() < V4_HLEN {
+        return Err(DropReason::Truncated);
+    }
 
+    let mut outer = ipv4::Packet::new_unchecked(outer_h);
     let outer_check = Delta::default()
-        .addr4(old_src, to.src)
-        .addr4(old_dst, to.dst)
-        .apply(u16::from_be_bytes([oc0, oc1]));
-    set_be16(bytes, l3 + 10, outer_check)?;
-    *array_mut::<4>(bytes, l3 + 12)? = to.src;
-    *array_mut::<4>(bytes, l3 + 16)? = to.dst;
+        .addr4(outer.src_addr(), to.src)
+        .addr4(outer.dst_addr(), to.dst)
+        .apply(outer.checksum());
+    outer.set_checksum(outer_check);
+    outer.set_src_addr(to.src);
+    outer.set_dst_addr(to.dst);
 
+    let inner_before = checksum::sum(0, inner_h);
+    let mut inner = ipv4::Packet::new_unchecked(inner_h);
+    let (old_src, old_dst) = (inner.src_addr(), inner.dst_addr());
     let inner_check = Delta::default()
-        .addr4(old_isrc, to.inner_src.0)
-        .addr4(old_idst, to.inner_dst.0)
-        .apply(u16::from_be_bytes([ic0, ic1]));
-    set_be16(bytes, inner + 10, inner_check)?;
-    *array_mut::<4>(bytes, inner + 12)? = to.inner_src.0;
-    *array_mut::<4>(bytes, inner + 16)? = to.inner_dst.0;
-    let inner_after = checksum::sum(0, bytes.get(inner..l4).unwrap_or_default());
+        .addr4(old_src, to.inner_src.0)
+        .addr4(old_dst, to.inner_dst.0)
+        .apply(inner.checksum());
+    inner.set_checksum(inner_check);
+    inner.set_src_addr(to.inner_src.0);
+    inner.set_dst_addr(to.inner_dst.0);
+    let inner_after = checksum::sum(0, inner.into_inner());
 
     let quoted = rewrite_quoted_l4(
-        bytes,
-        l4,
-        err.flow.proto,
         quoted_l4,
+        err.flow.proto,
         (
-            checksum::addr_pair(&old_isrc, &old_idst),
+            checksum::addr_pair(&old_src, &old_dst),
             checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0),
         ),
         (to.inner_src.1, to.inner_dst.1),
-    )?;
+    );
     let check = checksum::replace(icmp_check, inner_before + quoted.0, inner_after + quoted.1);
-    set_be16(bytes, icmp + 2, check)
+    icmp.set_checksum(check);
+    Ok(())
 }
 
 /// Forward the ICMPv6 error `err` (from [`parse_icmp6_error`] on this
@@ -931,144 +1063,178 @@ pub(crate) fn icmp6_error_rewrite(
     err: &IcmpError6,
     to: &ErrorRewrite<[u8; 16]>,
 ) -> Result<(), DropReason> {
-    use ipv6::ipv6_field::{DST, SRC};
-    let (l3, icmp, inner) = (ip.off, ip.l4_off, &err.inner);
-    if err.icmp_off != icmp || inner.off != icmp + ICMP_HLEN {
+    let (l3, icmp_off, inner) = (ip.off, ip.l4_off, &err.inner);
+    if err.icmp_off != icmp_off || inner.off != icmp_off + ICMP_HLEN {
         return Err(DropReason::IcmpNoSession);
     }
-    let quoted_l4 = ip
-        .end()
-        .checked_sub(inner.l4_off)
-        .filter(|&q| q >= QUOTED_L4_MIN)
-        .ok_or(DropReason::IcmpNoSession)?;
-    let bytes = frame.bytes_mut();
-    let icmp_check = be16(bytes, icmp + 2)?;
-    let old_src = *array::<16>(bytes, l3 + SRC)?;
-    let old_dst = *array::<16>(bytes, l3 + DST)?;
-    let old_isrc = *array::<16>(bytes, inner.off + SRC)?;
-    let old_idst = *array::<16>(bytes, inner.off + DST)?;
-    let inner_before = checksum::addr_pair(&old_isrc, &old_idst);
-    let inner_after = checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0);
+    let end = ip.end();
+    if end < inner.l4_off + QUOTED_L4_MIN {
+        return Err(DropReason::IcmpNoSession);
+    }
+    let (head, message) = frame
+        .bytes_mut()
+        .get_mut(..end)
+        .and_then(|b| b.split_at_mut_checked(icmp_off))
+        .ok_or(DropReason::Truncated)?;
+    let outer_h = head.get_mut(l3..).ok_or(DropReason::Truncated)?;
+    let mut icmp = icmpv6::Packet::new_checked(message)?;
+    let icmp_check = icmp.checksum();
+    let (inner_h, quoted_l4) = icmp
+        .payload_mut()
+        .split_at_mut_checked(inner.header_len())
+        .ok_or(DropReason::Truncated)?;
+    if outer_h.len() < V6_HLEN || inner_h.len() < V6_HLEN {
+        return Err(DropReason::Truncated);
+    }
 
-    *array_mut::<16>(bytes, l3 + SRC)? = to.src;
-    *array_mut::<16>(bytes, l3 + DST)? = to.dst;
-    *array_mut::<16>(bytes, inner.off + SRC)? = to.inner_src.0;
-    *array_mut::<16>(bytes, inner.off + DST)? = to.inner_dst.0;
+    let mut outer = ipv6::Packet::new_unchecked(outer_h);
+    let outer_before = checksum::addr_pair(&outer.src_addr(), &outer.dst_addr());
+    outer.set_src_addr(to.src);
+    outer.set_dst_addr(to.dst);
+    let mut inner = ipv6::Packet::new_unchecked(inner_h);
+    let inner_before = checksum::addr_pair(&inner.src_addr(), &inner.dst_addr());
+    let inner_after = checksum::addr_pair(&to.inner_src.0, &to.inner_dst.0);
+    inner.set_src_addr(to.inner_src.0);
+    inner.set_dst_addr(to.inner_dst.0);
     let quoted = rewrite_quoted_l4(
-        bytes,
-        inner.l4_off,
-        err.flow.proto,
         quoted_l4,
+        err.flow.proto,
         (inner_before, inner_after),
         (to.inner_src.1, to.inner_dst.1),
-    )?;
+    );
     let check = checksum::replace(
         icmp_check,
-        checksum::addr_pair(&old_src, &old_dst) + inner_before + quoted.0,
+        outer_before + inner_before + quoted.0,
         checksum::addr_pair(&to.src, &to.dst) + inner_after + quoted.1,
     );
-    set_be16(bytes, icmp + 2, check)
+    icmp.set_checksum(check);
+    Ok(())
 }
 
-/// Rewrite the ports of the quoted transport header at `l4`, of which
-/// `quoted` bytes are in the frame (at least 8), and its checksum if
-/// quoted, for the new ports and the pseudo-header addresses' sum changing
-/// from `addrs.0` to `addrs.1`. Returns the sums of the changed bytes
-/// before and after, for the ICMP checksum.
+/// Rewrite the ports of the quoted TCP or UDP header `l4` (the quoted
+/// bytes, at least [`QUOTED_L4_MIN`]), and its checksum if quoted, for the
+/// new ports and the pseudo-header addresses' sum changing from `addrs.0`
+/// to `addrs.1`. A quoted UDP checksum of 0 stays 0. Returns the sums of
+/// the changed words before and after, for the ICMP checksum.
 fn rewrite_quoted_l4(
-    bytes: &mut [u8],
-    l4: usize,
+    l4: &mut [u8],
     proto: u8,
-    quoted: usize,
     addrs: (u32, u32),
     (sport, dport): (u16, u16),
-) -> Result<(u32, u32), DropReason> {
-    let ports = *array::<4>(bytes, l4)?;
-    let [s0, s1] = sport.to_be_bytes();
-    let [d0, d1] = dport.to_be_bytes();
-    let new_ports = [s0, s1, d0, d1];
-    let (mut before, mut after) = (checksum::sum(0, &ports), checksum::sum(0, &new_ports));
-    let at = match proto {
-        PROTO_TCP if quoted >= 18 => Some(16),
-        PROTO_UDP if quoted >= 8 => Some(6),
-        _ => None,
-    };
-    if let Some(at) = at {
-        let check = be16(bytes, l4 + at)?;
+) -> (u32, u32) {
+    let after = u32::from(sport) + u32::from(dport);
+    // The new checksum, and the sums of the changed words with it.
+    let update = |before: u32, check: u16, udp: bool| {
         let value = checksum::replace(check, addrs.0 + before, addrs.1 + after);
-        let value = match (proto, check) {
-            (PROTO_UDP, 0) => 0,
-            (PROTO_UDP, _) => checksum::udp_nonzero(value),
-            _ => value,
+        let value = match (udp, check) {
+            (true, 0) => 0,
+            (true, _) => checksum::udp_nonzero(value),
+            (false, _) => value,
         };
-        set_be16(bytes, l4 + at, value)?;
-        before += u32::from(check);
-        after += u32::from(value);
+        let sums = (before + u32::from(check), after + u32::from(value));
+        (value, sums)
+    };
+    match proto {
+        PROTO_TCP => {
+            let mut p = tcp::Packet::new_unchecked(l4);
+            let before = u32::from(p.src_port()) + u32::from(p.dst_port());
+            p.set_src_port(sport);
+            p.set_dst_port(dport);
+            if !p.has_checksum() {
+                return (before, after);
+            }
+            let (value, sums) = update(before, p.checksum(), false);
+            p.set_checksum(value);
+            sums
+        }
+        PROTO_UDP => {
+            let mut p = udp::Packet::new_unchecked(l4);
+            let before = u32::from(p.src_port()) + u32::from(p.dst_port());
+            p.set_src_port(sport);
+            p.set_dst_port(dport);
+            let (value, sums) = update(before, p.checksum(), true);
+            p.set_checksum(value);
+            sums
+        }
+        // The parsers let only TCP and UDP through.
+        _ => (0, 0),
     }
-    *array_mut::<4>(bytes, l4)? = new_ports;
-    Ok((before, after))
 }
 
-/// ICMPv4 error type, code and bytes 4..8 to ICMPv6 (§4.2).
+/// What an ICMP header adds to its checksum, the checksum field left out:
+/// the type and code word and the Rest of Header.
+fn header_sum(msg_type: u8, msg_code: u8, rest: [u8; 4]) -> u32 {
+    checksum::word(msg_type, msg_code) + checksum::sum(0, &rest)
+}
+
+/// The ICMPv6 header for an ICMPv4 error's type, code and Rest of Header
+/// (§4.2), about a packet of `returned_total` bytes.
 fn icmp4_to_6(
-    kind: u8,
-    code: u8,
-    rest: [u8; 4],
+    icmp: &icmpv4::Packet<&[u8]>,
     returned_total: usize,
     mtu_cap: u32,
-) -> Result<(u8, u8, [u8; 4]), DropReason> {
+) -> Result<icmpv6::Repr, DropReason> {
     const NONE: [u8; 4] = [0; 4];
-    Ok(match (kind, code) {
+    let code = icmp.msg_code();
+    // ICMPv6's Packet Too Big MTU and Parameter Problem pointer are the
+    // whole Rest of Header, one 32-bit word.
+    let (msg_type, msg_code, rest) = match (icmp.msg_type(), code) {
         (V4_DEST_UNREACHABLE, 0 | 1 | 5..=8 | 11 | 12) => (V6_DEST_UNREACHABLE, 0, NONE),
         (V4_DEST_UNREACHABLE, 9 | 10 | 13 | 15) => (V6_DEST_UNREACHABLE, 1, NONE),
         (V4_DEST_UNREACHABLE, 3) => (V6_DEST_UNREACHABLE, 4, NONE),
-        // Pointer to the IPv6 Next Header field.
+        // The pointer names the IPv6 Next Header field (byte 6).
         (V4_DEST_UNREACHABLE, 2) => (V6_PARAMETER_PROBLEM, 1, 6u32.to_be_bytes()),
         (V4_DEST_UNREACHABLE, 4) => {
-            let [_, _, m0, m1] = rest;
-            let mtu = mtu4_to_6(u16::from_be_bytes([m0, m1]), returned_total, mtu_cap);
+            let mtu = mtu4_to_6(icmp.next_hop_mtu(), returned_total, mtu_cap);
             (V6_PACKET_TOO_BIG, 0, mtu.to_be_bytes())
         }
         (V4_TIME_EXCEEDED, _) => (V6_TIME_EXCEEDED, code, NONE),
         (V4_PARAMETER_PROBLEM, 0 | 2) => {
-            let [pointer, ..] = rest;
-            let pointer = pointer4_to_6(pointer).ok_or(DropReason::IcmpUnsupported)?;
+            let pointer = pointer4_to_6(icmp.pointer()).ok_or(DropReason::IcmpUnsupported)?;
             (V6_PARAMETER_PROBLEM, 0, u32::from(pointer).to_be_bytes())
         }
         _ => return Err(DropReason::IcmpUnsupported),
+    };
+    Ok(icmpv6::Repr {
+        msg_type,
+        msg_code,
+        rest,
     })
 }
 
-/// ICMPv6 error type, code and bytes 4..8 to ICMPv4 (§5.2); the quoted
-/// packet's headers shrink by `header_diff`.
+/// The ICMPv4 header for an ICMPv6 error's type, code and Rest of Header
+/// (§5.2); the quoted packet's headers shrink by `header_diff`.
 fn icmp6_to_4(
-    kind: u8,
-    code: u8,
-    rest: [u8; 4],
+    icmp: &icmpv6::Packet<&[u8]>,
     header_diff: usize,
     mtu_cap: u32,
-) -> Result<(u8, u8, [u8; 4]), DropReason> {
+) -> Result<icmpv4::Repr, DropReason> {
     const NONE: [u8; 4] = [0; 4];
-    Ok(match (kind, code) {
+    let code = icmp.msg_code();
+    let (msg_type, msg_code, rest) = match (icmp.msg_type(), code) {
         (V6_DEST_UNREACHABLE, 0 | 2 | 3) => (V4_DEST_UNREACHABLE, 1, NONE),
         (V6_DEST_UNREACHABLE, 1) => (V4_DEST_UNREACHABLE, 10, NONE),
         (V6_DEST_UNREACHABLE, 4) => (V4_DEST_UNREACHABLE, 3, NONE),
         (V6_PACKET_TOO_BIG, _) => {
-            let mtu = u32::from_be_bytes(rest)
+            let mtu = icmp
+                .word()
                 .saturating_sub(header_diff as u32)
                 .min(mtu_cap)
                 .min(u32::from(u16::MAX)) as u16;
-            let [m0, m1] = mtu.to_be_bytes();
-            (V4_DEST_UNREACHABLE, 4, [0, 0, m0, m1])
+            (V4_DEST_UNREACHABLE, 4, icmpv4::Repr::mtu_rest(mtu))
         }
         (V6_TIME_EXCEEDED, _) => (V4_TIME_EXCEEDED, code, NONE),
         (V6_PARAMETER_PROBLEM, 0) => {
-            let pointer =
-                pointer6_to_4(u32::from_be_bytes(rest)).ok_or(DropReason::IcmpUnsupported)?;
-            (V4_PARAMETER_PROBLEM, 0, [pointer, 0, 0, 0])
+            let pointer = pointer6_to_4(icmp.word()).ok_or(DropReason::IcmpUnsupported)?;
+            (V4_PARAMETER_PROBLEM, 0, icmpv4::Repr::pointer_rest(pointer))
         }
         (V6_PARAMETER_PROBLEM, 1) => (V4_DEST_UNREACHABLE, 2, NONE),
         _ => return Err(DropReason::IcmpUnsupported),
+    };
+    Ok(icmpv4::Repr {
+        msg_type,
+        msg_code,
+        rest,
     })
 }
 
@@ -1121,73 +1287,27 @@ fn pointer6_to_4(pointer: u32) -> Option<u8> {
 
 // ----- headers and checksums --------------------------------------------
 
-/// A 20-byte IPv4 header (§5.1) with its checksum.
-fn ipv4_header(
-    tos: u8,
-    total: u16,
-    ident: u16,
-    ttl: u8,
-    proto: u8,
-    src: [u8; 4],
-    dst: [u8; 4],
-) -> [u8; V4_HLEN] {
-    let [t0, t1] = total.to_be_bytes();
-    let [i0, i1] = ident.to_be_bytes();
-    let flags = if usize::from(total) > DF_ABOVE {
-        0x40
-    } else {
-        0
-    };
-    let [s0, s1, s2, s3] = src;
-    let [d0, d1, d2, d3] = dst;
-    let mut h = [
-        0x45, tos, t0, t1, i0, i1, flags, 0, ttl, proto, 0, 0, s0, s1, s2, s3, d0, d1, d2, d3,
-    ];
-    [h[10], h[11]] = checksum::of(&h).to_be_bytes();
-    h
-}
-
-/// A 40-byte IPv6 header (§4.1), flow label 0.
-fn ipv6_header(
-    traffic_class: u8,
-    payload_len: u16,
-    next: u8,
-    hop_limit: u8,
-    src: [u8; 16],
-    dst: [u8; 16],
-) -> [u8; V6_HLEN] {
-    let [p0, p1] = payload_len.to_be_bytes();
-    let mut h = [0u8; V6_HLEN];
-    if let Ok(fixed) = array_mut::<8>(&mut h, 0) {
-        *fixed = [
-            0x60 | (traffic_class >> 4),
-            traffic_class << 4,
-            0,
-            0,
-            p0,
-            p1,
-            next,
-            hop_limit,
-        ];
-    }
-    if let Ok(s) = array_mut::<16>(&mut h, ipv6::ipv6_field::SRC) {
-        *s = src;
-    }
-    if let Ok(d) = array_mut::<16>(&mut h, ipv6::ipv6_field::DST) {
-        *d = dst;
-    }
-    h
-}
-
-/// An IPv4 Identification for a translated packet: FNV-1a over its first
-/// transport bytes (see the module docs).
-fn ident(a: &[u8], b: &[u8]) -> u16 {
+/// An IPv4 Identification for a translated packet: FNV-1a over `bytes`
+/// (see the module docs).
+#[inline(always)]
+fn ident(bytes: &[u8]) -> u16 {
     let mut h: u32 = 0x811c_9dc5;
-    for &byte in a.iter().chain(b).take(32) {
+    for &byte in bytes {
         h ^= u32::from(byte);
         h = h.wrapping_mul(0x0100_0193);
     }
     (h ^ (h >> 16)) as u16
+}
+
+/// The Identification of a translated packet whose transport header and
+/// payload are `l4`: the hash of its first [`IDENT_LEN`] bytes (of all of
+/// them if fewer).
+#[inline(always)]
+fn ident_of(l4: &[u8]) -> u16 {
+    match l4.first_chunk::<IDENT_LEN>() {
+        Some(head) => ident(head),
+        None => ident(l4),
+    }
 }
 
 /// Move the frame's first `l3` bytes (the Ethernet header) from its start
@@ -1436,7 +1556,16 @@ mod test {
 
     fn to_v4(frame: &[u8], src: [u8; 4], dst: [u8; 4]) -> (Result<(), DropReason>, Vec<u8>, usize) {
         let ip = ip6_of(frame);
-        run(frame, Frame::HEADROOM, |f| v6_to_v4(f, &ip, src, dst))
+        run(frame, Frame::HEADROOM, |f| {
+            let ip4 = v6_to_v4(f, &ip, src, dst)?;
+            // The summary returned is the header as parsed.
+            let (_, l3) = wire::ethernet(f.bytes()).unwrap();
+            let parsed = Ipv4::parse(f.bytes(), l3).unwrap();
+            let fields = |h: &Ipv4| (h.off, h.hlen, h.total, h.proto, h.src, h.dst);
+            assert_eq!(fields(&ip4), fields(&parsed));
+            assert!(!parsed.fragment && parsed.checksum_ok && !ip4.fragment && ip4.checksum_ok);
+            Ok(())
+        })
     }
 
     fn to_v6(
@@ -1476,6 +1605,45 @@ mod test {
         let (h, rest) = Ipv6Header::from_slice(&frame[14..]).unwrap();
         assert_eq!(usize::from(h.payload_length), rest.len(), "payload length");
         (h, rest)
+    }
+
+    /// [`super::icmp4_to_6`] on the header of type `kind`, `code` and
+    /// Rest of Header `rest`: the new type, code and Rest of Header.
+    fn icmp4_to_6(
+        kind: u8,
+        code: u8,
+        rest: [u8; 4],
+        returned_total: usize,
+        cap: u32,
+    ) -> Result<(u8, u8, [u8; 4]), DropReason> {
+        let mut h = [0u8; 8];
+        icmpv4::Repr {
+            msg_type: kind,
+            msg_code: code,
+            rest,
+        }
+        .emit(&mut icmpv4::Packet::new_unchecked(&mut h[..]));
+        let icmp = icmpv4::Packet::new_checked(&h[..]).unwrap();
+        super::icmp4_to_6(&icmp, returned_total, cap).map(|r| (r.msg_type, r.msg_code, r.rest))
+    }
+
+    /// [`super::icmp6_to_4`], as [`icmp4_to_6`].
+    fn icmp6_to_4(
+        kind: u8,
+        code: u8,
+        rest: [u8; 4],
+        header_diff: usize,
+        cap: u32,
+    ) -> Result<(u8, u8, [u8; 4]), DropReason> {
+        let mut h = [0u8; 8];
+        icmpv6::Repr {
+            msg_type: kind,
+            msg_code: code,
+            rest,
+        }
+        .emit(&mut icmpv6::Packet::new_unchecked(&mut h[..]), 0);
+        let icmp = icmpv6::Packet::new_checked(&h[..]).unwrap();
+        super::icmp6_to_4(&icmp, header_diff, cap).map(|r| (r.msg_type, r.msg_code, r.rest))
     }
 
     // ----- packets -------------------------------------------------------
@@ -2511,7 +2679,9 @@ mod test {
             check(
                 3,
                 frame,
-                run(frame, headroom, |f| v6_to_v4(f, &ip, LIP4, RIP4)),
+                run(frame, headroom, |f| {
+                    v6_to_v4(f, &ip, LIP4, RIP4).map(|_| ())
+                }),
             );
             if let Ok(err) = parse_icmp6_error(frame, &ip) {
                 check(

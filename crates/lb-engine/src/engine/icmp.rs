@@ -11,8 +11,8 @@ use crate::hash;
 use crate::table::Dir;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::Delta;
-use crate::wire::ipv6::Ipv6;
-use crate::wire::{self, Ipv4, ipv4_field};
+use crate::wire::ipv6::{self, Ipv6};
+use crate::wire::{Ipv4, icmpv4, icmpv6, ipv4};
 use crate::xlat;
 
 impl Engine {
@@ -22,7 +22,8 @@ impl Engine {
     /// error, and any other ICMP to a VIP, is dropped; other ICMP to a
     /// local address (an echo request, say) is the host's.
     pub(super) fn icmp4(&mut self, frame: &mut Frame<'_>, ip: &Ipv4, dir: Dir) -> Verdict {
-        let kind = frame.bytes().get(ip.l4_off()).copied();
+        let kind = message(frame.bytes(), ip.l4_off())
+            .map(|m| icmpv4::Packet::new_unchecked(m).msg_type());
         match (kind, dir) {
             (Some(xlat::icmp_type::V4_ECHO_REQUEST), Dir::In) => self.icmp_to_vip(frame, ip),
             (Some(xlat::icmp_type::V4_DEST_UNREACHABLE | xlat::icmp_type::V4_TIME_EXCEEDED), _) => {
@@ -42,7 +43,9 @@ impl Engine {
     /// ICMPv6 to an IPv6 VIP (`Dir::In`) or local address (`Dir::Out`),
     /// as [`Engine::icmp4`] does for ICMP.
     pub(super) fn icmp6(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6, dir: Dir) -> Verdict {
-        match (frame.bytes().get(ip6.l4_off).copied(), dir) {
+        let kind =
+            message(frame.bytes(), ip6.l4_off).map(|m| icmpv6::Packet::new_unchecked(m).msg_type());
+        match (kind, dir) {
             (Some(xlat::icmp_type::V6_ECHO_REQUEST), Dir::In) => self.icmp6_to_vip(frame, ip6),
             (
                 Some(
@@ -241,50 +244,45 @@ impl Engine {
     /// An echo request to a VIP is answered while any listener of the VIP
     /// that answers ping has a live backend (FAQ Q1).
     fn icmp_to_vip(&mut self, frame: &mut Frame<'_>, ip: &Ipv4) -> Verdict {
-        let off = ip.l4_off();
-        let bytes = frame.bytes_mut();
-        let Ok(&[kind, code, ..]) = wire::array::<8>(bytes, off) else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
-        if (kind, code) != (8, 0) {
-            return Verdict::Drop(DropReason::IcmpUnsupported);
-        }
         let vip = ip.dst;
-        if let Err(reason) = self.answers_ping(|l| l.vip6.is_none() && l.vip4 == vip) {
-            return Verdict::Drop(reason);
-        }
-        // Echo reply: type 8 -> 0 (RFC 792); swap the addresses, which
-        // leaves both checksums' address terms unchanged; fresh TTL.
-        let Ok(old) = wire::be16(bytes, off + 2) else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
-        // A sum of 0 is sent as 0xffff: an all-zero message's checksum
-        // (RFC 1071), which receivers check as such.
-        let icmp_sum = match Delta::default().word(0x0800, 0x0000).apply(old) {
-            0 => 0xffff,
-            sum => sum,
-        };
-        let ttl_word = |b: &[u8]| wire::be16(b, ip.off + ipv4_field::TTL);
-        let Ok(old_ttl_word) = ttl_word(bytes) else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
-        let new_ttl_word = (64u16 << 8) | (old_ttl_word & 0x00ff);
-        let Ok(old_ip_sum) = wire::be16(bytes, ip.off + ipv4_field::CHECKSUM) else {
-            return Verdict::Drop(DropReason::Truncated);
-        };
-        let ip_sum = Delta::default()
-            .word(old_ttl_word, new_ttl_word)
-            .apply(old_ip_sum);
-        let written = (|| -> Result<(), DropReason> {
-            *wire::array_mut::<1>(bytes, off)? = [0];
-            wire::set_be16(bytes, off + 2, icmp_sum)?;
-            wire::set_be16(bytes, ip.off + ipv4_field::TTL, new_ttl_word)?;
-            wire::set_be16(bytes, ip.off + ipv4_field::CHECKSUM, ip_sum)?;
-            *wire::array_mut::<4>(bytes, ip.off + ipv4_field::SRC)? = ip.dst;
-            *wire::array_mut::<4>(bytes, ip.off + ipv4_field::DST)? = ip.src;
+        let reply = (|| -> Result<(), DropReason> {
+            let (head, message) = frame
+                .bytes_mut()
+                .split_at_mut_checked(ip.l4_off())
+                .ok_or(DropReason::Truncated)?;
+            let mut icmp = icmpv4::Packet::new_checked(message)?;
+            if (icmp.msg_type(), icmp.msg_code()) != (xlat::icmp_type::V4_ECHO_REQUEST, 0) {
+                return Err(DropReason::IcmpUnsupported);
+            }
+            let header = head.get_mut(ip.off..);
+            let header = header.filter(|h| h.len() >= ipv4::HEADER_LEN);
+            let mut header = ipv4::Packet::new_unchecked(header.ok_or(DropReason::Truncated)?);
+            self.answers_ping(|l| l.vip6.is_none() && l.vip4 == vip)?;
+            // Echo reply: type 8 -> 0 (RFC 792); swap the addresses, which
+            // leaves both checksums' address terms unchanged; fresh TTL.
+            let old = icmp.type_code();
+            icmp.set_msg_type(xlat::icmp_type::V4_ECHO_REPLY);
+            // A sum of 0 is sent as 0xffff: an all-zero message's checksum
+            // (RFC 1071), which receivers check as such.
+            let icmp_sum = match Delta::default()
+                .word(old, icmp.type_code())
+                .apply(icmp.checksum())
+            {
+                0 => 0xffff,
+                sum => sum,
+            };
+            icmp.set_checksum(icmp_sum);
+            let old = header.ttl_protocol();
+            header.set_ttl(64);
+            let ip_sum = Delta::default()
+                .word(old, header.ttl_protocol())
+                .apply(header.checksum());
+            header.set_checksum(ip_sum);
+            header.set_src_addr(ip.dst);
+            header.set_dst_addr(ip.src);
             Ok(())
         })();
-        match written {
+        match reply {
             Ok(()) => {
                 self.counters.echo_replies += 1;
                 Verdict::Reply {
@@ -319,22 +317,31 @@ impl Engine {
     fn icmp6_to_vip(&mut self, frame: &mut Frame<'_>, ip6: &Ipv6) -> Verdict {
         let vip = ip6.dst;
         let reply = (|| -> Result<(), DropReason> {
-            let bytes = frame.bytes_mut();
-            let [kind, code, ..] = *wire::array::<8>(bytes, ip6.l4_off)?;
-            if (kind, code) != (128, 0) {
+            let (head, message) = frame
+                .bytes_mut()
+                .split_at_mut_checked(ip6.l4_off)
+                .ok_or(DropReason::Truncated)?;
+            let mut icmp = icmpv6::Packet::new_checked(message)?;
+            if (icmp.msg_type(), icmp.msg_code()) != (xlat::icmp_type::V6_ECHO_REQUEST, 0) {
                 return Err(DropReason::IcmpUnsupported);
             }
+            let header = head.get_mut(ip6.off..);
+            let header = header.filter(|h| h.len() >= ipv6::HLEN);
+            let mut header = ipv6::Packet::new_unchecked(header.ok_or(DropReason::Truncated)?);
             self.answers_ping(|l| l.vip6 == Some(vip))?;
-            let old = wire::be16(bytes, ip6.l4_off + 2)?;
-            let sum = match Delta::default().word(0x8000, 0x8100).apply(old) {
+            let old = icmp.type_code();
+            icmp.set_msg_type(xlat::icmp_type::V6_ECHO_REPLY);
+            let sum = match Delta::default()
+                .word(old, icmp.type_code())
+                .apply(icmp.checksum())
+            {
                 0 => 0xffff,
                 sum => sum,
             };
-            *wire::array_mut::<1>(bytes, ip6.l4_off)? = [129];
-            wire::set_be16(bytes, ip6.l4_off + 2, sum)?;
-            *wire::array_mut::<1>(bytes, ip6.off + 7)? = [64];
-            *wire::array_mut::<16>(bytes, ip6.off + 8)? = ip6.dst;
-            *wire::array_mut::<16>(bytes, ip6.off + 24)? = ip6.src;
+            icmp.set_checksum(sum);
+            header.set_hop_limit(64);
+            header.set_src_addr(ip6.dst);
+            header.set_dst_addr(ip6.src);
             Ok(())
         })();
         match reply {
@@ -347,4 +354,9 @@ impl Engine {
             Err(reason) => Verdict::Drop(reason),
         }
     }
+}
+
+/// The ICMP message at `l4` in `frame`, if it holds at least its type.
+fn message(frame: &[u8], l4: usize) -> Option<&[u8]> {
+    frame.get(l4..).filter(|m| !m.is_empty())
 }

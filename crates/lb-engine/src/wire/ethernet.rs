@@ -149,6 +149,32 @@ fn network_tagged(frame: &[u8]) -> Result<(u16, usize), DropReason> {
     Ok((0, off))
 }
 
+/// The EtherType that names the network layer at `l3`, the offset
+/// [`network`] gives: the last two bytes before it, behind any VLAN tags.
+/// `Truncated` if `frame` has no two bytes before `l3`.
+#[inline]
+pub(crate) fn network_ethertype(frame: &[u8], l3: usize) -> Result<u16, DropReason> {
+    let field = frame.get(..l3).and_then(<[u8]>::last_chunk::<2>);
+    field
+        .map(|&t| u16::from_be_bytes(t))
+        .ok_or(DropReason::Truncated)
+}
+
+/// Set the EtherType that names the network layer at `l3` (see
+/// [`network_ethertype`]): for a frame whose network layer changes family.
+/// `Truncated`, and nothing written, if `frame` has no two bytes before
+/// `l3`.
+#[inline]
+pub(crate) fn set_network_ethertype(
+    frame: &mut [u8],
+    l3: usize,
+    value: u16,
+) -> Result<(), DropReason> {
+    let field = frame.get_mut(..l3).and_then(<[u8]>::last_chunk_mut::<2>);
+    *field.ok_or(DropReason::Truncated)? = value.to_be_bytes();
+    Ok(())
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -200,6 +226,27 @@ mod test {
             tag.copy_from_slice(&[0x81, 0, 0, 1]);
         }
         assert_eq!(network(&three), Ok((0, 24)));
+    }
+
+    #[test]
+    fn network_ethertype_behind_tags() {
+        let mut f = TAGGED;
+        assert_eq!(network_ethertype(&f, 22), Ok(ETHERTYPE_IPV4));
+        assert_eq!(network_ethertype(&FRAME, 14), Ok(ETHERTYPE_IPV6));
+        assert_eq!(set_network_ethertype(&mut f, 22, ETHERTYPE_IPV6), Ok(()));
+        assert_eq!(network(&f), Ok((ETHERTYPE_IPV6, 22)));
+        assert_eq!(f[..20], TAGGED[..20]);
+        assert_eq!(f[22..], TAGGED[22..]);
+        // No two bytes before `l3`, or `l3` past the frame: nothing written.
+        for l3 in [0, 1, 25, usize::MAX] {
+            assert_eq!(network_ethertype(&f, l3), Err(DropReason::Truncated));
+            let before = f;
+            assert_eq!(
+                set_network_ethertype(&mut f, l3, 0),
+                Err(DropReason::Truncated)
+            );
+            assert_eq!(f, before);
+        }
     }
 
     #[test]

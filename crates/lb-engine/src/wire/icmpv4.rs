@@ -25,6 +25,7 @@ mod field {
     pub(super) const CHECKSUM: usize = 2;
     pub(super) const REST: usize = 4;
     pub(super) const POINTER: usize = 4;
+    pub(super) const LENGTH: usize = 5;
     pub(super) const MTU: usize = 6;
 }
 
@@ -104,6 +105,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub(crate) fn next_hop_mtu(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::MTU)
+    }
+
+    /// The RFC 4884 length attribute of an error that may carry
+    /// extensions (types 3, 11 and 12): the length of the quoted original
+    /// datagram in bytes (the field counts 32-bit words); 0 when the
+    /// message does not give it.
+    #[inline]
+    pub(crate) fn original_len(&self) -> usize {
+        usize::from(read_u8(self.buffer.as_ref(), field::LENGTH)) * 4
     }
 
     /// The message body: for an error, the quoted packet.
@@ -206,6 +216,41 @@ impl Repr {
         packet.set_rest(self.rest);
         packet.fill_checksum();
     }
+
+    /// Write the header at the start of `packet` with `checksum` as its
+    /// checksum, the body left alone: for a translator that updates the
+    /// checksum incrementally (RFC 1624), so that a message corrupted on
+    /// the way stays detectably corrupt. See the panic contract in
+    /// [`super`] for a shorter buffer.
+    #[inline]
+    pub(crate) fn emit_with_checksum<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+        checksum: u16,
+    ) {
+        packet.set_msg_type(self.msg_type);
+        packet.set_msg_code(self.msg_code);
+        packet.set_checksum(checksum);
+        packet.set_rest(self.rest);
+    }
+
+    /// The Rest of Header of a Destination Unreachable "fragmentation
+    /// needed": unused, then the next-hop MTU (RFC 1191).
+    #[inline]
+    pub(crate) fn mtu_rest(mtu: u16) -> [u8; 4] {
+        let mut rest = [0; 4];
+        write_u16(&mut rest, field::MTU - field::REST, mtu);
+        rest
+    }
+
+    /// The Rest of Header of a Parameter Problem: the pointer, then
+    /// unused.
+    #[inline]
+    pub(crate) fn pointer_rest(pointer: u8) -> [u8; 4] {
+        let mut rest = [0; 4];
+        write_u8(&mut rest, field::POINTER - field::REST, pointer);
+        rest
+    }
 }
 
 #[cfg(test)]
@@ -266,6 +311,26 @@ mod test {
             Repr::parse(&Packet::new_checked(&bytes[..]).unwrap()),
             Ok(r)
         );
+    }
+
+    #[test]
+    fn translator_additions() {
+        assert_eq!(Repr::mtu_rest(1500), [0, 0, 0x05, 0xdc]);
+        assert_eq!(Repr::pointer_rest(9), [9, 0, 0, 0]);
+        // The RFC 4884 length attribute, in 32-bit words.
+        let mut bytes = MESSAGE;
+        assert_eq!(Packet::new_unchecked(&bytes[..]).original_len(), 0);
+        bytes[5] = 7;
+        assert_eq!(Packet::new_unchecked(&bytes[..]).original_len(), 28);
+        assert_eq!(Packet::new_unchecked(&bytes[..5]).original_len(), 0);
+        // A header with a given checksum; the body is untouched.
+        let mut bytes = [0xeeu8; 12];
+        repr().emit_with_checksum(&mut Packet::new_unchecked(&mut bytes[..]), 0x1234);
+        assert_eq!(bytes[..8], [3, 4, 0x12, 0x34, 0, 0, 0x05, 0xdc]);
+        assert_eq!(bytes[8..], [0xee; 4]);
+        let mut short = [0xffu8; 3];
+        repr().emit_with_checksum(&mut Packet::new_unchecked(&mut short[..]), 0x1234);
+        assert_eq!(short, [3, 4, 0xff]);
     }
 
     #[test]

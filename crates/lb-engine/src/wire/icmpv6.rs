@@ -27,6 +27,7 @@ mod field {
     pub(super) const CODE: usize = 1;
     pub(super) const CHECKSUM: usize = 2;
     pub(super) const REST: usize = 4;
+    pub(super) const LENGTH: usize = 4;
     pub(super) const WORD: usize = 4;
 }
 
@@ -101,6 +102,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     #[inline]
     pub(crate) fn word(&self) -> u32 {
         read_u32(self.buffer.as_ref(), field::WORD)
+    }
+
+    /// The RFC 4884 length attribute of an error that may carry
+    /// extensions (types 1 and 3): the length of the quoted original
+    /// datagram in bytes (the field counts 64-bit words); 0 when the
+    /// message does not give it.
+    #[inline]
+    pub(crate) fn original_len(&self) -> usize {
+        usize::from(read_u8(self.buffer.as_ref(), field::LENGTH)) * 8
     }
 
     /// The message body: for an error, the quoted packet.
@@ -199,6 +209,23 @@ impl Repr {
         packet.set_rest(self.rest);
         packet.fill_checksum(pseudo);
     }
+
+    /// Write the header at the start of `packet` with `checksum` as its
+    /// checksum, the body left alone: for a translator that updates the
+    /// checksum incrementally (RFC 1624), so that a message corrupted on
+    /// the way stays detectably corrupt. See the panic contract in
+    /// [`super`] for a shorter buffer.
+    #[inline]
+    pub(crate) fn emit_with_checksum<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Packet<T>,
+        checksum: u16,
+    ) {
+        packet.set_msg_type(self.msg_type);
+        packet.set_msg_code(self.msg_code);
+        packet.set_checksum(checksum);
+        packet.set_rest(self.rest);
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +290,24 @@ mod test {
             Repr::parse(&Packet::new_checked(&bytes[..]).unwrap()),
             Ok(r)
         );
+    }
+
+    #[test]
+    fn translator_additions() {
+        // The RFC 4884 length attribute, in 64-bit words.
+        let mut bytes = MESSAGE;
+        assert_eq!(Packet::new_unchecked(&bytes[..]).original_len(), 0);
+        bytes[4] = 3;
+        assert_eq!(Packet::new_unchecked(&bytes[..]).original_len(), 24);
+        assert_eq!(Packet::new_unchecked(&bytes[..4]).original_len(), 0);
+        // A header with a given checksum; the body is untouched.
+        let mut bytes = [0xeeu8; 12];
+        repr().emit_with_checksum(&mut Packet::new_unchecked(&mut bytes[..]), 0x1234);
+        assert_eq!(bytes[..8], [2, 0, 0x12, 0x34, 0, 0, 0x05, 0x00]);
+        assert_eq!(bytes[8..], [0xee; 4]);
+        let mut short = [0xffu8; 3];
+        repr().emit_with_checksum(&mut Packet::new_unchecked(&mut short[..]), 0x1234);
+        assert_eq!(short, [2, 0, 0xff]);
     }
 
     #[test]

@@ -164,6 +164,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         read_u8(self.buffer.as_ref(), field::PROTOCOL)
     }
 
+    /// The TTL and Protocol as one word: what a change of TTL changes in
+    /// the header checksum.
+    #[inline]
+    pub(crate) fn ttl_protocol(&self) -> u16 {
+        read_u16(self.buffer.as_ref(), field::TTL)
+    }
+
     #[inline]
     pub(crate) fn checksum(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
@@ -403,6 +410,7 @@ mod test {
             (0x1234, true, false)
         );
         assert_eq!((p.ttl(), p.protocol(), p.tos()), (64, PROTO_UDP, 0));
+        assert_eq!(p.ttl_protocol(), 0x4011);
         assert_eq!(
             (p.src_addr(), p.dst_addr()),
             ([192, 0, 2, 1], [198, 51, 100, 2])

@@ -92,13 +92,6 @@ pub(crate) const HLEN: usize = 40;
 /// Most extension headers walked before the packet is refused.
 pub(crate) const MAX_EXTENSIONS: usize = 4;
 
-/// Field offsets in the fixed IPv6 header, for the writers that still
-/// use them (to be removed once they write through [`Packet`]).
-pub(crate) mod ipv6_field {
-    pub(crate) const SRC: usize = 8;
-    pub(crate) const DST: usize = 24;
-}
-
 /// Field offsets in the fixed header.
 mod field {
     pub(super) const VER_TC_FLOW: usize = 0;

@@ -215,15 +215,6 @@ pub(crate) struct Ipv4 {
     pub(crate) checksum_ok: bool,
 }
 
-/// Field offsets in an IPv4 header (to be removed once the engine writes
-/// through [`ipv4::Packet`]).
-pub(crate) mod ipv4_field {
-    pub(crate) const TTL: usize = 8;
-    pub(crate) const CHECKSUM: usize = 10;
-    pub(crate) const SRC: usize = 12;
-    pub(crate) const DST: usize = 16;
-}
-
 impl Ipv4 {
     /// Parse the fixed header at `off`; checks version, IHL and that the
     /// total length fits the frame. Options, fragments and the checksum

@@ -143,6 +143,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
 
+    /// Whether the buffer holds the checksum field: a segment quoted in an
+    /// ICMP error may stop short of it (RFC 792 quotes 8 bytes).
+    #[inline]
+    pub(crate) fn has_checksum(&self) -> bool {
+        self.buffer.as_ref().len() >= field::CHECKSUM + 2
+    }
+
     #[inline]
     pub(crate) fn urgent_at(&self) -> u16 {
         read_u16(self.buffer.as_ref(), field::URGENT)
@@ -399,6 +406,9 @@ mod test {
         p.set_checksum(1);
         p.fill_checksum(0);
         assert_eq!(short, [0xff; 6]);
+        // A quote that stops inside the checksum field does not hold it.
+        assert!(!Packet::new_unchecked(&SEGMENT[..17]).has_checksum());
+        assert!(Packet::new_unchecked(&SEGMENT[..18]).has_checksum());
     }
 
     #[test]
