@@ -13,13 +13,20 @@ impl Engine {
     /// Process one frame; see [`Verdict`].
     pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
         self.latest = self.latest.max(now);
-        if let Some(p) = self.fast_parse(frame.bytes())
-            && let Some(verdict) = self.fast_forward(now, frame, &p)
-        {
-            return self.count(verdict);
+        self.packet(now, frame)
+    }
+
+    /// [`Engine::handle_packet`] once `latest` is set: the fast path if it
+    /// takes the frame, the general path otherwise.
+    #[inline(always)]
+    fn packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        match self.fast_parse(frame.bytes()) {
+            Some(p) => self.fast_forward(now, frame, &p),
+            None => {
+                let parsed = self.parse(frame);
+                self.finish(now, frame, &parsed, None)
+            }
         }
-        let parsed = self.parse(frame);
-        self.finish(now, frame, &parsed)
     }
 
     /// Process a batch of frames, writing `verdicts[i]` for `frames[i]`
@@ -51,7 +58,7 @@ impl Engine {
             // touching it ahead would only cost instructions.
             if self.table.len() <= CACHED_SESSIONS {
                 for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
-                    *verdict = self.handle_packet(now, frame);
+                    *verdict = self.packet(now, frame);
                 }
                 start = end;
                 continue;
@@ -78,14 +85,8 @@ impl Engine {
             core::hint::black_box(sink);
             for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
                 *verdict = match p {
-                    Parsed::Fast(fast) => match self.fast_forward(now, frame, fast) {
-                        Some(v) => self.count(v),
-                        None => {
-                            let general = self.parse(frame);
-                            self.finish(now, frame, &general)
-                        }
-                    },
-                    Parsed::General(general) => self.finish(now, frame, general),
+                    Parsed::Fast(fast) => self.fast_forward(now, frame, fast),
+                    Parsed::General(general) => self.finish(now, frame, general, None),
                 };
             }
             start = end;
@@ -103,13 +104,16 @@ impl Engine {
         verdict
     }
 
-    /// Act on a parsed frame, and count the verdict.
+    /// Act on a parsed frame, and count the verdict. `found` is the
+    /// session lookup already made for a packet to a VIP, if one was (the
+    /// fast path's, [`Engine::inbound`]).
     #[inline]
     pub(super) fn finish(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         parsed: &Result<Packet, Verdict>,
+        found: Option<Option<u32>>,
     ) -> Verdict {
         let verdict = match parsed {
             Err(verdict) => *verdict,
@@ -121,7 +125,7 @@ impl Engine {
                     (Net::V6(ip6), dir) if ip6.proto == wire::PROTO_ICMPV6 => {
                         Ok(self.icmp6(frame, ip6, dir))
                     }
-                    (_, Dir::In) => self.inbound(now, frame, p),
+                    (_, Dir::In) => self.inbound(now, frame, p, found),
                     (_, Dir::Out) => self.outbound(now, frame, p),
                 };
                 result.unwrap_or_else(Verdict::Drop)
