@@ -145,7 +145,8 @@ impl Engine {
         if !self.fast_path {
             return None;
         }
-        let (eth, rest) = bytes.split_first_chunk::<ETH_HLEN>()?;
+        let h = bytes.first_chunk::<HEADERS>()?;
+        let (eth, rest) = h.split_first_chunk::<ETH_HLEN>()?;
         let (ip, rest) = rest.split_first_chunk::<{ ipv4::HEADER_LEN }>()?;
         let tcp = rest.first_chunk::<{ tcp::HEADER_LEN }>()?;
         let (eth, ip, tcp) = (
@@ -230,7 +231,7 @@ impl Engine {
                 self.fast_forwarded += 1;
                 verdict
             }
-            Err(found) => self.fast_decline(now, frame, p, found),
+            Err(found) => self.fast_decline(now, frame, *p, found),
         }
     }
 
@@ -243,7 +244,7 @@ impl Engine {
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
-        p: &FastPacket,
+        p: FastPacket,
         found: Declined,
     ) -> Verdict {
         frame.truncate(ETH_HLEN + p.total);
