@@ -2,6 +2,7 @@
 //! [`Engine::handle_batch`], which parse, dispatch and count each frame.
 
 use super::classify::{Net, Packet, Parsed};
+use super::fast::FastPacket;
 use super::{CACHED_SESSIONS, Engine};
 use crate::frame::Frame;
 use crate::table::Dir;
@@ -13,19 +14,46 @@ impl Engine {
     /// Process one frame; see [`Verdict`].
     pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
         self.latest = self.latest.max(now);
-        self.packet(now, frame)
-    }
-
-    /// [`Engine::handle_packet`] once `latest` is set: the fast path if it
-    /// takes the frame, the general path otherwise.
-    #[inline(always)]
-    fn packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
         match self.fast_parse(frame.bytes()) {
-            Some(p) => self.fast_forward(now, frame, &p),
+            Some(p) => match self.fast_forward(now, frame, &p) {
+                Ok(verdict) => verdict,
+                Err(found) => self.fast_decline(now, frame, p, found),
+            },
             None => {
                 let parsed = self.parse(frame);
                 self.finish(now, frame, &parsed, None)
             }
+        }
+    }
+
+    /// [`Engine::handle_packet`] once `latest` is set, into `verdict`: the
+    /// fast path if it takes the frame, the general path otherwise. (Each
+    /// path writes the verdict itself: merged, the verdicts of a call and
+    /// of the fast path would meet in a copy through the stack. For the
+    /// same reason `handle_packet` returns the general path's as it is.)
+    #[inline(always)]
+    fn packet(&mut self, now: Instant, frame: &mut Frame<'_>, verdict: &mut Verdict) {
+        match self.fast_parse(frame.bytes()) {
+            Some(p) => self.fast_into(now, frame, &p, verdict),
+            None => {
+                let parsed = self.parse(frame);
+                *verdict = self.finish(now, frame, &parsed, None);
+            }
+        }
+    }
+
+    /// The fast path's outcome for a frame it read, into `verdict`.
+    #[inline(always)]
+    fn fast_into(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        p: &FastPacket,
+        verdict: &mut Verdict,
+    ) {
+        match self.fast_forward(now, frame, p) {
+            Ok(taken) => *verdict = taken,
+            Err(found) => *verdict = self.fast_decline(now, frame, *p, found),
         }
     }
 
@@ -58,7 +86,7 @@ impl Engine {
             // touching it ahead would only cost instructions.
             if self.table.len() <= CACHED_SESSIONS {
                 for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
-                    *verdict = self.packet(now, frame);
+                    self.packet(now, frame, verdict);
                 }
                 start = end;
                 continue;
@@ -84,10 +112,10 @@ impl Engine {
             }
             core::hint::black_box(sink);
             for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
-                *verdict = match p {
-                    Parsed::Fast(fast) => self.fast_forward(now, frame, fast),
-                    Parsed::General(general) => self.finish(now, frame, general, None),
-                };
+                match p {
+                    Parsed::Fast(fast) => self.fast_into(now, frame, fast, verdict),
+                    Parsed::General(general) => *verdict = self.finish(now, frame, general, None),
+                }
             }
             start = end;
         }

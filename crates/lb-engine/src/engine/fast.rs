@@ -128,7 +128,7 @@ impl FastPacket {
 
 /// Why [`Engine::fast_forward`] left a segment to the general path: the
 /// session lookup it made, for [`Engine::inbound`] (`None`: none made).
-type Declined = Option<Option<u32>>;
+pub(super) type Declined = Option<Option<u32>>;
 
 /// Declined before looking the session up.
 const NO_LOOKUP: Declined = None;
@@ -210,29 +210,26 @@ impl Engine {
         })
     }
 
-    /// Forward a segment [`Engine::fast_parse`] read, and count it: the
-    /// rewrite alone if that is all it needs, the general path otherwise
-    /// (with the packet as parsed and the session as looked up).
+    /// Forward a segment [`Engine::fast_parse`] read, if the rewrite alone
+    /// is all it needs: its verdict, which needs no counting (neither a
+    /// drop nor a pass). `Err`, with nothing changed, for the caller to
+    /// hand the segment to [`Engine::fast_decline`].
     #[inline(always)]
     pub(super) fn fast_forward(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &FastPacket,
-    ) -> Verdict {
+    ) -> Result<Verdict, Declined> {
         let taken = match p.dir {
             Dir::In => self.fast_inbound(now, frame, p),
             Dir::Out => self.fast_outbound(now, frame, p),
         };
-        match taken {
-            // Neither a drop nor a pass: nothing for `count`.
-            Ok(verdict) => {
-                frame.truncate(ETH_HLEN + p.total);
-                self.fast_forwarded += 1;
-                verdict
-            }
-            Err(found) => self.fast_decline(now, frame, *p, found),
+        if taken.is_ok() {
+            frame.truncate(ETH_HLEN + p.total);
+            self.fast_forwarded += 1;
         }
+        taken
     }
 
     /// The general path for a segment the fast path read but does not
@@ -240,7 +237,7 @@ impl Engine {
     /// it, without the parse, and for a segment to a VIP without the
     /// session lookup if one was made.
     #[inline(never)]
-    fn fast_decline(
+    pub(super) fn fast_decline(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
@@ -340,17 +337,23 @@ impl Engine {
         if !p.plain_ack() {
             return Err(NO_LOOKUP);
         }
-        // `find_outbound`, lending the session.
-        let key = outbound4(
-            &self.listeners,
-            wire::PROTO_TCP,
-            (p.src, p.sport),
-            (p.dst, p.dport),
-        );
+        // `find_outbound`, lending the session, in two steps: the table
+        // walk compares the local port and protocol only (a small test
+        // the walk inlines), then the whole key is checked on the entry
+        // found. That entry is `find_outbound`'s when the whole key
+        // matches (any earlier entry with the whole key would have
+        // matched the part); when it does not, the general path looks on.
+        let lport = p.dport;
         let (_, s) = self
             .table
-            .find_mut(p.hash, Dir::Out, key)
+            .find_mut(p.hash, Dir::Out, |s| {
+                s.lport == lport && s.proto == wire::PROTO_TCP
+            })
             .ok_or(NO_LOOKUP)?;
+        let server = (p.src, p.sport);
+        if !outbound4(&self.listeners, wire::PROTO_TCP, server, (p.dst, lport))(s) {
+            return Err(NO_LOOKUP);
+        }
         let listener = self
             .listeners
             .get_mut(usize::from(s.listener))
