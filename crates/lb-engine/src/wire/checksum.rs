@@ -167,12 +167,11 @@ pub(crate) fn fixed_header_ok(h: &[u8; 20]) -> bool {
         .chunks_exact(4)
         .map(|w| u64::from(<[u8; 4]>::try_from(w).map_or(0, u32::from_ne_bytes)))
         .sum();
-    // Below 2^35: four folds leave at most 0xffff.
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    acc == 0xffff
+    // Folding a nonzero sum to 16 bits with end-around carry keeps its
+    // residue modulo 0xffff (2^16 is 1 modulo 0xffff) and ends in
+    // 1..=0xffff: it ends in 0xffff exactly when 0xffff divides the sum,
+    // which a multiply tests in fewer steps than four folds.
+    acc != 0 && acc % 0xffff == 0
 }
 
 /// An incremental update of a checksum field for a set of word changes.
