@@ -3,17 +3,19 @@
 //!
 //! [`Engine::fast_parse`] reads the three fixed headers of an untagged
 //! Ethernet frame in one bounds check and takes the frames whose
-//! classification needs nothing more: an IPv4 TCP segment to one of our
-//! addresses that [`Engine::parse`] would accept, with what it would have
-//! found (the same [`Packet`], [`FastPacket::packet`]). Any other frame it
-//! leaves to [`Engine::parse`] untouched. [`Engine::fast_forward`] then
-//! finds the segment's session, checks that the general path would do
-//! nothing more than track it, refresh its deadline, rewrite it and count
-//! it, and does exactly that; when a check fails, before anything is
-//! changed, it hands the frame to the general path ([`Engine::finish`])
-//! with the packet already parsed and the session already looked up, so
-//! that neither is done twice. The general path then decides as it always
-//! has: the fast path only takes frames whose outcome it produces byte for
+//! classification needs nothing more: an IPv4 TCP segment that
+//! [`Engine::parse`] would accept, with what it would have found (the
+//! same [`Packet`], [`FastPacket::packet`]; whether a segment that is not
+//! to a VIP is to a local address is settled later, see
+//! [`FastPacket::dir`]). Any other frame it leaves to [`Engine::parse`]
+//! untouched. [`Engine::fast_forward`] then finds the segment's session,
+//! checks that the general path would do nothing more than track it,
+//! refresh its deadline, rewrite it and count it, and does exactly that;
+//! when a check fails, before anything is changed, it hands the frame to
+//! the general path ([`Engine::fast_decline`], [`Engine::finish`]) with
+//! the packet already parsed and the session already looked up, so that
+//! neither is done twice. The general path then decides as it always has:
+//! the fast path only takes frames whose outcome it produces byte for
 //! byte, state for state and counter for counter. What it leaves to the
 //! general path, and why:
 //!
@@ -64,7 +66,15 @@ type Views<'a> = (
 /// [`Engine::parse`] would have found.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FastPacket {
-    /// To a VIP (`In`) or to a local address (`Out`).
+    /// To a VIP with a listener on the port (`In`), or not (`Out`): then
+    /// to a local address if to one of ours at all, which is not checked
+    /// when the segment is read. The VIPs and the local addresses are
+    /// disjoint (a listener whose local address is a VIP, or the reverse,
+    /// is refused), and the local addresses are those of the listeners'
+    /// pools ([`Listener::lip4`]): a session found by the whole outbound
+    /// key proves that the segment's destination is a local address.
+    /// Anything else is checked by [`Engine::fast_decline`] before it
+    /// trusts this classification.
     pub(super) dir: Dir,
     /// The listener of a segment to a VIP (0 for `Out`).
     listener: ListenerId,
@@ -135,11 +145,12 @@ const NO_LOOKUP: Declined = None;
 
 impl Engine {
     /// Read a frame for the fast path: `None` unless it is an untagged
-    /// IPv4 TCP segment to one of our addresses that [`Engine::parse`]
-    /// would accept and classify in full (20-byte IPv4 header, not a
-    /// fragment, right IPv4 checksum, lengths that agree, valid TCP flags,
-    /// a listener for a VIP). Reads only; the frame is cut to its IPv4
-    /// length when [`Engine::fast_forward`] takes it.
+    /// IPv4 TCP segment that [`Engine::parse`] would accept and classify
+    /// in full if it is to one of our addresses (20-byte IPv4 header, not
+    /// a fragment, right IPv4 checksum, lengths that agree, valid TCP
+    /// flags), to a VIP with a listener on its port or maybe to a local
+    /// address ([`FastPacket::dir`]). Reads only; the frame is cut to its
+    /// IPv4 length when [`Engine::fast_forward`] takes it.
     #[inline(always)]
     pub(super) fn fast_parse(&self, bytes: &[u8]) -> Option<FastPacket> {
         if !self.fast_path {
@@ -176,16 +187,13 @@ impl Engine {
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let (sport, dport) = (tcp.src_port(), tcp.dst_port());
-        // As `parse` decides: a VIP, whose listener is then looked up, or
-        // a local address. The two sets are disjoint (a listener whose
-        // local address is a VIP, or the reverse, is refused), and a VIP
-        // without a listener on the port is `parse`'s to drop.
-        let dst32 = u32_of(dst);
-        let key = listener_key(dst32, dport, wire::PROTO_TCP);
+        // As `parse` decides: to a VIP, whose listener is then looked up,
+        // or else maybe to a local address, which is not checked here (see
+        // `FastPacket::dir`).
+        let key = listener_key(u32_of(dst), dport, wire::PROTO_TCP);
         let (dir, listener) = match self.by_key.binary_search_by_key(&key, |&(k, _)| k) {
             Ok(i) => (Dir::In, self.by_key.get(i)?.1),
-            Err(_) if self.locals.binary_search(&dst32).is_ok() => (Dir::Out, 0),
-            Err(_) => return None,
+            Err(_) => (Dir::Out, 0),
         };
         Some(FastPacket {
             dir,
@@ -234,8 +242,9 @@ impl Engine {
 
     /// The general path for a segment the fast path read but does not
     /// forward: as [`Engine::parse`] and [`Engine::finish`] would handle
-    /// it, without the parse, and for a segment to a VIP without the
-    /// session lookup if one was made.
+    /// it, without the parse if the segment is to a VIP or a local
+    /// address, and for a segment to a VIP without the session lookup if
+    /// one was made. A segment to neither gets the whole general path.
     #[inline(never)]
     pub(super) fn fast_decline(
         &mut self,
@@ -244,6 +253,10 @@ impl Engine {
         p: FastPacket,
         found: Declined,
     ) -> Verdict {
+        if p.dir == Dir::Out && self.locals.binary_search(&u32_of(p.dst)).is_err() {
+            let parsed = self.parse(frame);
+            return self.finish(now, frame, &parsed, None);
+        }
         frame.truncate(ETH_HLEN + p.total);
         self.finish(now, frame, &Ok(p.packet()), found)
     }

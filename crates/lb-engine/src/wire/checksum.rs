@@ -171,7 +171,7 @@ pub(crate) fn fixed_header_ok(h: &[u8; 20]) -> bool {
     // residue modulo 0xffff (2^16 is 1 modulo 0xffff) and ends in
     // 1..=0xffff: it ends in 0xffff exactly when 0xffff divides the sum,
     // which a multiply tests in fewer steps than four folds.
-    acc != 0 && acc % 0xffff == 0
+    acc != 0 && acc.is_multiple_of(0xffff)
 }
 
 /// An incremental update of a checksum field for a set of word changes.
