@@ -47,7 +47,7 @@ use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
 use crate::verdict::Verdict;
-use crate::wire::checksum::Delta;
+use crate::wire::checksum;
 use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
 use crate::wire::{self, ETH_HLEN, Ipv4, L4, ethernet, ipv4, tcp};
 use core::net::{IpAddr, Ipv4Addr};
@@ -328,8 +328,8 @@ impl Engine {
             views,
             (lip, s.lport),
             (rip, rport),
-            Delta::from_folded(s.ip_delta, false),
-            Delta::from_folded(s.l4_delta, false),
+            (s.ip_delta, s.l4_delta),
+            false,
         );
         listener.traffic.inbound(p.total);
         b.traffic.inbound(p.total);
@@ -391,8 +391,8 @@ impl Engine {
             views,
             (listener.vip4, listener.config.port),
             (client, s.cport),
-            Delta::from_folded(s.ip_delta, true),
-            Delta::from_folded(s.l4_delta, true),
+            (s.ip_delta, s.l4_delta),
+            true,
         );
         listener.traffic.outbound(p.total);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
@@ -417,18 +417,20 @@ fn views(h: &mut [u8; HEADERS]) -> Option<Views<'_>> {
 }
 
 /// [`super::rewrite::rewrite4`] on the fixed headers of a TCP segment:
-/// the source to `src`, the destination to `dst`, `ip_delta` applied to
-/// the IPv4 header checksum and `l4_delta` to the TCP checksum (RFC 1624).
+/// the source to `src`, the destination to `dst`, and the session's
+/// stored checksum changes (RFC 1624; their inverse for `inverse`)
+/// applied, the IPv4 header's (`ip_delta`) and the TCP checksum's
+/// (`l4_delta`).
 #[inline(always)]
 fn rewrite(
     (mut ip, mut tcp): Views<'_>,
     src: ([u8; 4], u16),
     dst: ([u8; 4], u16),
-    ip_delta: Delta,
-    l4_delta: Delta,
+    (ip_delta, l4_delta): (u16, u16),
+    inverse: bool,
 ) {
-    tcp.set_checksum(l4_delta.apply(tcp.checksum()));
-    ip.set_checksum(ip_delta.apply(ip.checksum()));
+    tcp.set_checksum(checksum::apply_folded(tcp.checksum(), l4_delta, inverse));
+    ip.set_checksum(checksum::apply_folded(ip.checksum(), ip_delta, inverse));
     ip.set_src_addr(src.0);
     ip.set_dst_addr(dst.0);
     tcp.set_src_port(src.1);
