@@ -508,6 +508,7 @@ impl<T: Copy> Table<T> {
     /// Walks the probe run from the hash's home slot; `eq` is called only
     /// on entries whose tag and direction match, and must compare the whole
     /// key, since tags collide.
+    #[inline(always)]
     pub(crate) fn find(&self, hash: u64, dir: Dir, mut eq: impl FnMut(&T) -> bool) -> Option<u32> {
         let want = (hash & TAG_MASK) | dir.bit();
         let mut slot = self.home(hash);

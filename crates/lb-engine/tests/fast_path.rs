@@ -541,3 +541,46 @@ fn batches_over_a_large_table_as_the_general_path() {
     let taken = pair.fast.fast_path_forwarded();
     assert!(taken > 2_000, "the traffic takes the fast path ({taken})");
 }
+
+#[test]
+fn segments_that_are_not_for_a_session_as_the_general_path() {
+    // Plain ACKs the fast path reads but cannot take: to a VIP without
+    // a session, to a VIP port without a listener, to a local address
+    // without a session, and to an address that is not ours (passed).
+    let mut pair = Pair::new(64);
+    let now = Instant::from_secs(1);
+    let local = [10, 0, 1, 1];
+    let frames = [
+        segment(([10, 1, 0, 1], 1000), (VIP, 80), ACK, 1, 2, &[], 10),
+        segment(([10, 1, 0, 1], 1000), (VIP, 99), ACK, 1, 2, &[], 10),
+        segment(([10, 0, 0, 2], 8080), (local, 40000), ACK, 1, 2, &[], 10),
+        segment(
+            ([10, 0, 0, 2], 8080),
+            ([10, 9, 9, 9], 40000),
+            ACK,
+            1,
+            2,
+            &[],
+            0,
+        ),
+        segment(
+            ([10, 0, 0, 2], 8080),
+            (local, 40000),
+            SYN | ACK,
+            1,
+            2,
+            &[],
+            0,
+        ),
+    ];
+    let verdicts: Vec<Verdict> = frames.iter().map(|f| pair.packet(now, f).verdict).collect();
+    assert!(matches!(verdicts[3], Verdict::Pass), "{verdicts:?}");
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| !matches!(v, Verdict::ToServer { .. } | Verdict::ToClient { .. })),
+        "{verdicts:?}"
+    );
+    pair.batch(now, &frames);
+    pair.check(now);
+}

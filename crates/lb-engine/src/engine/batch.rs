@@ -2,6 +2,7 @@
 //! [`Engine::handle_batch`], which parse, dispatch and count each frame.
 
 use super::classify::{Net, Packet, Parsed};
+use super::fast::FastPacket;
 use super::{CACHED_SESSIONS, Engine};
 use crate::frame::Frame;
 use crate::table::Dir;
@@ -13,13 +14,47 @@ impl Engine {
     /// Process one frame; see [`Verdict`].
     pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
         self.latest = self.latest.max(now);
-        if let Some(p) = self.fast_parse(frame.bytes())
-            && let Some(verdict) = self.fast_forward(now, frame, &p)
-        {
-            return self.count(verdict);
+        match self.fast_parse(frame.bytes()) {
+            Some(p) => match self.fast_forward(now, frame, &p) {
+                Ok(verdict) => verdict,
+                Err(found) => self.fast_decline(now, frame, p, found),
+            },
+            None => {
+                let parsed = self.parse(frame);
+                self.finish(now, frame, &parsed, None)
+            }
         }
-        let parsed = self.parse(frame);
-        self.finish(now, frame, &parsed)
+    }
+
+    /// [`Engine::handle_packet`] once `latest` is set, into `verdict`: the
+    /// fast path if it takes the frame, the general path otherwise. (Each
+    /// path writes the verdict itself: merged, the verdicts of a call and
+    /// of the fast path would meet in a copy through the stack. For the
+    /// same reason `handle_packet` returns the general path's as it is.)
+    #[inline(always)]
+    fn packet(&mut self, now: Instant, frame: &mut Frame<'_>, verdict: &mut Verdict) {
+        match self.fast_parse(frame.bytes()) {
+            Some(p) => self.fast_into(now, frame, &p, verdict),
+            None => {
+                let parsed = self.parse(frame);
+                *verdict = self.finish(now, frame, &parsed, None);
+            }
+        }
+    }
+
+    /// The fast path's outcome for a frame it read, into `verdict`.
+    #[inline(always)]
+    fn fast_into(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        p: &FastPacket,
+        verdict: &mut Verdict,
+    ) {
+        match self.fast_forward(now, frame, p) {
+            Ok(taken) => *verdict = taken,
+            Err(found) => *verdict = self.fast_decline(now, frame, *p, found),
+        }
     }
 
     /// Process a batch of frames, writing `verdicts[i]` for `frames[i]`
@@ -51,7 +86,7 @@ impl Engine {
             // touching it ahead would only cost instructions.
             if self.table.len() <= CACHED_SESSIONS {
                 for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
-                    *verdict = self.handle_packet(now, frame);
+                    self.packet(now, frame, verdict);
                 }
                 start = end;
                 continue;
@@ -77,16 +112,10 @@ impl Engine {
             }
             core::hint::black_box(sink);
             for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
-                *verdict = match p {
-                    Parsed::Fast(fast) => match self.fast_forward(now, frame, fast) {
-                        Some(v) => self.count(v),
-                        None => {
-                            let general = self.parse(frame);
-                            self.finish(now, frame, &general)
-                        }
-                    },
-                    Parsed::General(general) => self.finish(now, frame, general),
-                };
+                match p {
+                    Parsed::Fast(fast) => self.fast_into(now, frame, fast, verdict),
+                    Parsed::General(general) => *verdict = self.finish(now, frame, general, None),
+                }
             }
             start = end;
         }
@@ -103,13 +132,16 @@ impl Engine {
         verdict
     }
 
-    /// Act on a parsed frame, and count the verdict.
+    /// Act on a parsed frame, and count the verdict. `found` is the
+    /// session lookup already made for a packet to a VIP, if one was (the
+    /// fast path's, [`Engine::inbound`]).
     #[inline]
     pub(super) fn finish(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         parsed: &Result<Packet, Verdict>,
+        found: Option<Option<u32>>,
     ) -> Verdict {
         let verdict = match parsed {
             Err(verdict) => *verdict,
@@ -121,7 +153,7 @@ impl Engine {
                     (Net::V6(ip6), dir) if ip6.proto == wire::PROTO_ICMPV6 => {
                         Ok(self.icmp6(frame, ip6, dir))
                     }
-                    (_, Dir::In) => self.inbound(now, frame, p),
+                    (_, Dir::In) => self.inbound(now, frame, p, found),
                     (_, Dir::Out) => self.outbound(now, frame, p),
                 };
                 result.unwrap_or_else(Verdict::Drop)

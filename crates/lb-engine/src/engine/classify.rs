@@ -254,7 +254,7 @@ pub(super) fn transport_checksum(bytes: &[u8], net: &Net) -> Result<(), DropReas
 
 /// Flags no segment may carry: none of SYN, ACK, RST set; SYN with RST
 /// or FIN.
-fn tcp_flags_valid(flags: u8) -> bool {
+pub(super) fn tcp_flags_valid(flags: u8) -> bool {
     use tcp_flags::{ACK, FIN, RST, SYN};
     if flags & (SYN | ACK | RST) == 0 {
         return false;

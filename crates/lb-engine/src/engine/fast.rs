@@ -2,19 +2,27 @@
 //! needs nothing but the rewrite.
 //!
 //! [`Engine::fast_parse`] reads the three fixed headers of an untagged
-//! Ethernet frame in one bounds check and keeps only what such a segment
-//! needs; [`Engine::fast_forward`] finds its session, checks that the
-//! general path would do nothing more than track it, refresh its deadline,
-//! rewrite it and count it, and does exactly that. Every check that fails
-//! returns `None` before anything is changed, and the caller hands the
-//! frame to the general path ([`Engine::parse`], [`Engine::finish`]), which
-//! then decides as it always has: the fast path only takes frames whose
-//! outcome it produces byte for byte, state for state and counter for
-//! counter. What it leaves to the general path, and why:
+//! Ethernet frame in one bounds check and takes the frames whose
+//! classification needs nothing more: an IPv4 TCP segment that
+//! [`Engine::parse`] would accept, with what it would have found (the
+//! same [`Packet`], [`FastPacket::packet`]; whether a segment that is not
+//! to a VIP is to a local address is settled later, see
+//! [`FastPacket::dir`]). Any other frame it leaves to [`Engine::parse`]
+//! untouched. [`Engine::fast_forward`] then finds the segment's session,
+//! checks that the general path would do nothing more than track it,
+//! refresh its deadline, rewrite it and count it, and does exactly that;
+//! when a check fails, before anything is changed, it hands the frame to
+//! the general path ([`Engine::fast_decline`], [`Engine::finish`]) with
+//! the packet already parsed and the session already looked up, so that
+//! neither is done twice. The general path then decides as it always has:
+//! the fast path only takes frames whose outcome it produces byte for
+//! byte, state for state and counter for counter. What it leaves to the
+//! general path, and why:
 //!
 //! - VLAN tags, IPv6, IPv4 options, fragments, a bad IPv4 checksum,
-//!   lengths that disagree, anything but TCP: drops, passes, translation
-//!   or ICMP, all decided there;
+//!   lengths that disagree, anything but TCP, TCP flags no segment may
+//!   carry, a VIP without a listener on the port: drops, passes,
+//!   translation or ICMP, all decided by [`Engine::parse`];
 //! - SYN, RST or FIN, or no ACK: new sessions, `syn_again`, the SYN-ACK's
 //!   MSS and timestamps edits, state changes that end or close sessions;
 //! - a client segment that gets the TTM option ([`Session::wants_ttm`]),
@@ -24,35 +32,49 @@
 //! - a listener that verifies every transport checksum
 //!   ([`ChecksumPolicy::All`]);
 //! - 6to4 and 6to6 sessions, and anything with no session.
+//!
+//! [`Session::wants_ttm`]: crate::session::Session::wants_ttm
 
+use super::classify::{Net, Packet, tcp_flags_valid};
 use super::keys::outbound4;
-use super::listeners::Listener;
-use super::rewrite::rewrite4;
-use super::{Engine, ListenerId, client4, client16, server_refresh, tick};
+use super::listeners::{Listener, listener_key};
+use super::{Engine, ListenerId, client4, client16, server_refresh, tick, u32_of};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::hash;
 use crate::session::Path;
-
 use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
 use crate::verdict::Verdict;
-use crate::wire::checksum::{self, Delta};
-use crate::wire::{self, ETH_HLEN, Ipv4, tcp_flags};
+use crate::wire::checksum;
+use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+use crate::wire::{self, ETH_HLEN, Ipv4, L4, ethernet, ipv4, tcp};
 use core::net::{IpAddr, Ipv4Addr};
 
-/// The fixed part of a TCP header.
-const TCP_FIXED: usize = 20;
-
 /// Ethernet, a 20-byte IPv4 header and a TCP header's fixed part.
-const HEADERS: usize = ETH_HLEN + 20 + TCP_FIXED;
+const HEADERS: usize = ETH_HLEN + ipv4::HEADER_LEN + tcp::HEADER_LEN;
 
-/// What [`Engine::fast_parse`] read of a segment that may take the fast
-/// path.
+/// Views of the fixed headers of a frame that [`Engine::fast_parse`]
+/// took: IPv4 (it has no options) and TCP's fixed part.
+type Views<'a> = (
+    ipv4::Packet<&'a mut [u8; ipv4::HEADER_LEN]>,
+    tcp::Packet<&'a mut [u8; tcp::HEADER_LEN]>,
+);
+
+/// What [`Engine::fast_parse`] read of a segment: everything
+/// [`Engine::parse`] would have found.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FastPacket {
-    /// To a VIP (`In`) or to a local address (`Out`).
+    /// To a VIP with a listener on the port (`In`), or not (`Out`): then
+    /// to a local address if to one of ours at all, which is not checked
+    /// when the segment is read. The VIPs and the local addresses are
+    /// disjoint (a listener whose local address is a VIP, or the reverse,
+    /// is refused), and the local addresses are those of the listeners'
+    /// pools ([`Listener::lip4`]): a session found by the whole outbound
+    /// key proves that the segment's destination is a local address.
+    /// Anything else is checked by [`Engine::fast_decline`] before it
+    /// trusts this classification.
     pub(super) dir: Dir,
     /// The listener of a segment to a VIP (0 for `Out`).
     listener: ListenerId,
@@ -72,99 +94,107 @@ pub(super) struct FastPacket {
 }
 
 impl FastPacket {
-    /// Payload bytes, which are its length in sequence space (no SYN, no
-    /// FIN).
-    fn seq_len(&self) -> u32 {
-        (self.total - 20 - self.tcp_hlen) as u32
+    /// Payload bytes.
+    #[inline(always)]
+    fn payload(&self) -> usize {
+        self.total - ipv4::HEADER_LEN - self.tcp_hlen
     }
 
-    /// The IPv4 header as [`Engine::parse`] would have read it.
-    fn ipv4(&self) -> Ipv4 {
-        Ipv4 {
-            off: ETH_HLEN,
-            hlen: 20,
-            total: self.total,
-            proto: wire::PROTO_TCP,
-            src: self.src,
-            dst: self.dst,
-            fragment: false,
-            checksum_ok: true,
+    /// Whether the flags are an ACK without SYN, RST or FIN: the segments
+    /// [`Engine::fast_forward`] may take.
+    #[inline(always)]
+    fn plain_ack(&self) -> bool {
+        self.flags & (SYN | RST | FIN | ACK) == ACK
+    }
+
+    /// The packet as [`Engine::parse`] would have returned it.
+    fn packet(&self) -> Packet {
+        Packet {
+            net: Net::V4(Ipv4 {
+                off: ETH_HLEN,
+                hlen: ipv4::HEADER_LEN,
+                total: self.total,
+                proto: wire::PROTO_TCP,
+                src: self.src,
+                dst: self.dst,
+                fragment: false,
+                checksum_ok: true,
+            }),
+            l4: L4 {
+                sport: self.sport,
+                dport: self.dport,
+                flags: self.flags,
+                seq: self.seq,
+                ack: self.ack,
+                payload: self.payload(),
+                hlen: self.tcp_hlen,
+            },
+            dir: self.dir,
+            listener: self.listener,
+            hash: self.hash,
         }
     }
 }
 
+/// Why [`Engine::fast_forward`] left a segment to the general path: the
+/// session lookup it made, for [`Engine::inbound`] (`None`: none made).
+pub(super) type Declined = Option<Option<u32>>;
+
+/// Declined before looking the session up.
+const NO_LOOKUP: Declined = None;
+
 impl Engine {
     /// Read a frame for the fast path: `None` unless it is an untagged
-    /// IPv4 TCP segment to one of our addresses that [`Engine::parse`]
-    /// would accept (20-byte IPv4 header, not a fragment, right IPv4
-    /// checksum, lengths that agree, a listener for a VIP) and whose flags
-    /// are ACK without SYN, RST or FIN. Reads only; the frame is not cut
-    /// to its IPv4 length until [`Engine::fast_forward`] takes it.
-    #[inline]
+    /// IPv4 TCP segment that [`Engine::parse`] would accept and classify
+    /// in full if it is to one of our addresses (20-byte IPv4 header, not
+    /// a fragment, right IPv4 checksum, lengths that agree, valid TCP
+    /// flags), to a VIP with a listener on its port or maybe to a local
+    /// address ([`FastPacket::dir`]). Reads only; the frame is cut to its
+    /// IPv4 length when [`Engine::fast_forward`] takes it.
+    #[inline(always)]
     pub(super) fn fast_parse(&self, bytes: &[u8]) -> Option<FastPacket> {
         if !self.fast_path {
             return None;
         }
-        let h = wire::array::<HEADERS>(bytes, 0).ok()?;
+        let h = bytes.first_chunk::<HEADERS>()?;
         let (eth, rest) = h.split_first_chunk::<ETH_HLEN>()?;
-        let (ip, tcp) = rest.split_first_chunk::<20>()?;
-        let tcp: &[u8; 20] = tcp.try_into().ok()?;
-        let [.., e0, e1] = *eth;
-        let [vihl, _, t0, t1, _, _, f0, f1, _, proto, ..] = *ip;
-        let [.., s0, s1, s2, s3, d0, d1, d2, d3] = *ip;
-        let [
-            sp0,
-            sp1,
-            dp0,
-            dp1,
-            q0,
-            q1,
-            q2,
-            q3,
-            a0,
-            a1,
-            a2,
-            a3,
-            doff,
-            flags,
-            ..,
-        ] = *tcp;
-        if u16::from_be_bytes([e0, e1]) != wire::ETHERTYPE_IPV4 || vihl != 0x45 {
+        let (ip, rest) = rest.split_first_chunk::<{ ipv4::HEADER_LEN }>()?;
+        let tcp = rest.first_chunk::<{ tcp::HEADER_LEN }>()?;
+        let (eth, ip, tcp) = (
+            ethernet::Packet::new_unchecked(eth),
+            ipv4::Packet::new_unchecked(ip),
+            tcp::Packet::new_unchecked(tcp),
+        );
+        if eth.ethertype() != wire::ETHERTYPE_IPV4
+            || ip.version() != 4
+            || ip.header_len() != ipv4::HEADER_LEN
+        {
             return None;
         }
-        let dst = [d0, d1, d2, d3];
-        let dst32 = u32::from_be_bytes(dst);
-        // As `parse` decides: a VIP first, then a local address.
-        let dir = if self.vips.binary_search(&dst32).is_ok() {
-            Dir::In
-        } else if self.locals.binary_search(&dst32).is_ok() {
-            Dir::Out
-        } else {
-            return None;
-        };
-        let total = usize::from(u16::from_be_bytes([t0, t1]));
-        let tcp_hlen = usize::from(doff >> 4) * 4;
-        let ours = proto == wire::PROTO_TCP
-            && u16::from_be_bytes([f0, f1]) & 0x3fff == 0
-            && total >= 40
+        let total = usize::from(ip.total_len());
+        let tcp_hlen = tcp.header_len();
+        let flags = tcp.flags();
+        let ours = ip.protocol() == wire::PROTO_TCP
+            && !ip.is_fragment()
+            && total >= ipv4::HEADER_LEN + tcp::HEADER_LEN
             && ETH_HLEN + total <= bytes.len()
-            && tcp_hlen >= 20
-            && tcp_hlen <= total - 20
-            && flags & (tcp_flags::SYN | tcp_flags::RST | tcp_flags::FIN) == 0
-            && flags & tcp_flags::ACK != 0
-            && checksum::fixed_header_ok(ip);
+            && tcp_hlen >= tcp::HEADER_LEN
+            && tcp_hlen <= total - ipv4::HEADER_LEN
+            && tcp_flags_valid(flags)
+            && ip.checksum_ok();
         if !ours {
             return None;
         }
-        let (sport, dport) = (
-            u16::from_be_bytes([sp0, sp1]),
-            u16::from_be_bytes([dp0, dp1]),
-        );
-        let listener = match dir {
-            Dir::In => self.find_listener(dst32, dport, wire::PROTO_TCP)?,
-            Dir::Out => 0,
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let (sport, dport) = (tcp.src_port(), tcp.dst_port());
+        // As `parse` decides: to a VIP, whose listener is then looked up,
+        // or else maybe to a local address, which is not checked here (see
+        // `FastPacket::dir`).
+        let key = listener_key(u32_of(dst), dport, wire::PROTO_TCP);
+        let (dir, listener) = match self.by_key.binary_search_by_key(&key, |&(k, _)| k) {
+            Ok(i) => (Dir::In, self.by_key.get(i)?.1),
+            Err(_) => (Dir::Out, 0),
         };
-        let src = [s0, s1, s2, s3];
         Some(FastPacket {
             dir,
             listener,
@@ -181,156 +211,235 @@ impl Engine {
             sport,
             dport,
             flags,
-            seq: u32::from_be_bytes([q0, q1, q2, q3]),
-            ack: u32::from_be_bytes([a0, a1, a2, a3]),
+            seq: tcp.seq_number(),
+            ack: tcp.ack_number(),
             total,
             tcp_hlen,
         })
     }
 
-    /// Forward a segment [`Engine::fast_parse`] read, if it needs nothing
-    /// but the rewrite: the verdict, which the caller counts as the
-    /// general path's; `None`, with nothing changed, for the general path
-    /// to handle it.
-    #[inline]
+    /// Forward a segment [`Engine::fast_parse`] read, if the rewrite alone
+    /// is all it needs: its verdict, which needs no counting (neither a
+    /// drop nor a pass). `Err`, with nothing changed, for the caller to
+    /// hand the segment to [`Engine::fast_decline`].
+    #[inline(always)]
     pub(super) fn fast_forward(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &FastPacket,
-    ) -> Option<Verdict> {
-        let verdict = match p.dir {
+    ) -> Result<Verdict, Declined> {
+        let taken = match p.dir {
             Dir::In => self.fast_inbound(now, frame, p),
             Dir::Out => self.fast_outbound(now, frame, p),
         };
-        self.fast_forwarded += u64::from(verdict.is_some());
-        verdict
+        if taken.is_ok() {
+            frame.truncate(ETH_HLEN + p.total);
+            self.fast_forwarded += 1;
+        }
+        taken
     }
 
-    /// [`Engine::inbound`] for a segment that takes the fast path.
-    #[inline]
+    /// The general path for a segment the fast path read but does not
+    /// forward: as [`Engine::parse`] and [`Engine::finish`] would handle
+    /// it, without the parse if the segment is to a VIP or a local
+    /// address, and for a segment to a VIP without the session lookup if
+    /// one was made. A segment to neither gets the whole general path.
+    #[inline(never)]
+    pub(super) fn fast_decline(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        p: FastPacket,
+        found: Declined,
+    ) -> Verdict {
+        if p.dir == Dir::Out && self.locals.binary_search(&u32_of(p.dst)).is_err() {
+            let parsed = self.parse(frame);
+            return self.finish(now, frame, &parsed, None);
+        }
+        frame.truncate(ETH_HLEN + p.total);
+        self.finish(now, frame, &Ok(p.packet()), found)
+    }
+
+    /// [`Engine::inbound`] for a segment that takes the fast path; `Err`
+    /// with the lookup made, with nothing changed, for one that does not.
+    #[inline(always)]
     fn fast_inbound(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &FastPacket,
-    ) -> Option<Verdict> {
+    ) -> Result<Verdict, Declined> {
+        if !p.plain_ack() {
+            return Err(NO_LOOKUP);
+        }
         let lid = p.listener;
-        let listener = self
+        let (sport, client) = (p.sport, client16(p.src));
+        let Some((id, s)) = self
+            .table
+            .find_mut(p.hash, Dir::In, |s| s.of_client(lid, &client, sport))
+        else {
+            return Err(Some(None));
+        };
+        let declined = Err(Some(Some(id)));
+        let Some(listener) = self
             .listeners
             .get_mut(usize::from(lid))
-            .and_then(Option::as_mut)?;
-        if !plain(listener) {
-            return None;
-        }
-        // The general path removes spoofed options from every client
-        // segment that has options: take only those it leaves alone.
-        if p.tcp_hlen > TCP_FIXED && !listener.config.ttm.strip.is_empty() {
-            let area = frame
-                .bytes()
-                .get(HEADERS..HEADERS - TCP_FIXED + p.tcp_hlen)?;
-            if !tcp_edit::nothing_to_strip(area, &listener.config.ttm.strip) {
-                return None;
-            }
-        }
-        let (sport, client) = (p.sport, client16(p.src));
-        let (id, s) = self
-            .table
-            .find_mut(p.hash, Dir::In, |s| s.of_client(lid, &client, sport))?;
-        if listener.ttm_on && s.wants_ttm(p.flags, p.ack) {
-            return None;
+            .and_then(Option::as_mut)
+        else {
+            return declined;
+        };
+        // `wants_ttm` and `track_client` read only SYN, RST, FIN and ACK:
+        // ACK alone stands for the segment's flags.
+        if !plain(listener) || (listener.ttm_on && s.wants_ttm(ACK, p.ack)) {
+            return declined;
         }
         if s.path != Path::FourToFour {
-            return None;
+            return declined;
         }
-        let b = listener.backends.get(s.backend as usize)?;
+        let (Some(lip), Some(b)) = (
+            listener.lip4(s.lip),
+            listener.backends.get_mut(s.backend as usize),
+        ) else {
+            return declined;
+        };
         let (rip, rport) = (b.addr4, b.config.port);
-        let lip = listener.lip4(s.lip)?;
+        let bytes = frame.bytes_mut();
+        let Some((h, rest)) = bytes.split_first_chunk_mut::<HEADERS>() else {
+            return declined;
+        };
+        let Some(views) = views(h) else {
+            return declined;
+        };
+        // The general path removes spoofed options from every client
+        // segment that has options: take only those it leaves alone.
+        if p.tcp_hlen > tcp::HEADER_LEN && !listener.config.ttm.strip.is_empty() {
+            let area = rest.get(..p.tcp_hlen - tcp::HEADER_LEN);
+            if !area.is_some_and(|a| tcp_edit::nothing_to_strip(a, &listener.config.ttm.strip)) {
+                return declined;
+            }
+        }
         // From here on, what the general path does, in its order.
-        frame.truncate(ETH_HLEN + p.total);
-        if s.track_client(p.flags, p.seq, p.ack, p.seq_len()) {
+        if s.track_client(ACK, p.seq, p.ack, p.payload() as u32) {
             self.half_open.remove(id);
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
-        let (ip_delta, l4_delta) = (
-            Delta::from_folded(s.ip_delta, false),
-            Delta::from_folded(s.l4_delta, false),
-        );
-        if let Err(reason) = rewrite4(
-            frame.bytes_mut(),
-            &p.ipv4(),
+        rewrite(
+            views,
             (lip, s.lport),
             (rip, rport),
-            ip_delta,
-            l4_delta,
-        ) {
-            return Some(Verdict::Drop(reason));
-        }
+            (s.ip_delta, s.l4_delta),
+            false,
+        );
         listener.traffic.inbound(p.total);
-        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
-            b.traffic.inbound(p.total);
-        }
-        Some(Verdict::ToServer {
+        b.traffic.inbound(p.total);
+        Ok(Verdict::ToServer {
             next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
         })
     }
 
-    /// [`Engine::outbound`] for a segment that takes the fast path.
-    #[inline]
+    /// [`Engine::outbound`] for a segment that takes the fast path; `Err`,
+    /// with nothing changed, for one that does not.
+    #[inline(always)]
     fn fast_outbound(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &FastPacket,
-    ) -> Option<Verdict> {
-        // `find_outbound`, lending the session.
-        let key = outbound4(
-            &self.listeners,
-            wire::PROTO_TCP,
-            (p.src, p.sport),
-            (p.dst, p.dport),
-        );
-        let (_, s) = self.table.find_mut(p.hash, Dir::Out, key)?;
+    ) -> Result<Verdict, Declined> {
+        if !p.plain_ack() {
+            return Err(NO_LOOKUP);
+        }
+        // `find_outbound`, lending the session, in two steps: the table
+        // walk compares the local port and protocol only (a small test
+        // the walk inlines), then the whole key is checked on the entry
+        // found. That entry is `find_outbound`'s when the whole key
+        // matches (any earlier entry with the whole key would have
+        // matched the part); when it does not, the general path looks on.
+        let lport = p.dport;
+        let (_, s) = self
+            .table
+            .find_mut(p.hash, Dir::Out, |s| {
+                s.lport == lport && s.proto == wire::PROTO_TCP
+            })
+            .ok_or(NO_LOOKUP)?;
+        let server = (p.src, p.sport);
+        if !outbound4(&self.listeners, wire::PROTO_TCP, server, (p.dst, lport))(s) {
+            return Err(NO_LOOKUP);
+        }
         let listener = self
             .listeners
             .get_mut(usize::from(s.listener))
-            .and_then(Option::as_mut)?;
+            .and_then(Option::as_mut)
+            .ok_or(NO_LOOKUP)?;
         if !plain(listener) {
-            return None;
+            return Err(NO_LOOKUP);
         }
-        frame.truncate(ETH_HLEN + p.total);
-        s.track_server(p.flags, p.seq, p.ack, p.seq_len());
+        let (h, _) = frame
+            .bytes_mut()
+            .split_first_chunk_mut::<HEADERS>()
+            .ok_or(NO_LOOKUP)?;
+        let views = views(h).ok_or(NO_LOOKUP)?;
+        // `track_server` reads only SYN, RST, FIN and ACK.
+        s.track_server(ACK, p.seq, p.ack, p.payload() as u32);
         server_refresh(
             s,
             tick(now).wrapping_add(listener.timeouts_ms.for_session(s)),
         );
-        let (ip_delta, l4_delta) = (
-            Delta::from_folded(s.ip_delta, true),
-            Delta::from_folded(s.l4_delta, true),
-        );
         let client = client4(s);
-        if let Err(reason) = rewrite4(
-            frame.bytes_mut(),
-            &p.ipv4(),
+        rewrite(
+            views,
             (listener.vip4, listener.config.port),
             (client, s.cport),
-            ip_delta,
-            l4_delta,
-        ) {
-            return Some(Verdict::Drop(reason));
-        }
+            (s.ip_delta, s.l4_delta),
+            true,
+        );
         listener.traffic.outbound(p.total);
         if let Some(b) = listener.backends.get_mut(s.backend as usize) {
             b.traffic.outbound(p.total);
         }
-        Some(Verdict::ToClient {
+        Ok(Verdict::ToClient {
             next_hop: IpAddr::V4(Ipv4Addr::from(client)),
         })
     }
 }
 
+/// The IPv4 and TCP views of a frame's fixed headers.
+#[inline(always)]
+fn views(h: &mut [u8; HEADERS]) -> Option<Views<'_>> {
+    let (_, rest) = h.split_first_chunk_mut::<ETH_HLEN>()?;
+    let (ip, rest) = rest.split_first_chunk_mut::<{ ipv4::HEADER_LEN }>()?;
+    let tcp = rest.first_chunk_mut::<{ tcp::HEADER_LEN }>()?;
+    Some((
+        ipv4::Packet::new_unchecked(ip),
+        tcp::Packet::new_unchecked(tcp),
+    ))
+}
+
+/// [`super::rewrite::rewrite4`] on the fixed headers of a TCP segment:
+/// the source to `src`, the destination to `dst`, and the session's
+/// stored checksum changes (RFC 1624; their inverse for `inverse`)
+/// applied, the IPv4 header's (`ip_delta`) and the TCP checksum's
+/// (`l4_delta`).
+#[inline(always)]
+fn rewrite(
+    (mut ip, mut tcp): Views<'_>,
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    (ip_delta, l4_delta): (u16, u16),
+    inverse: bool,
+) {
+    tcp.set_checksum(checksum::apply_folded(tcp.checksum(), l4_delta, inverse));
+    ip.set_checksum(checksum::apply_folded(ip.checksum(), ip_delta, inverse));
+    ip.set_src_addr(src.0);
+    ip.set_dst_addr(dst.0);
+    tcp.set_src_port(src.1);
+    tcp.set_dst_port(dst.1);
+}
+
 /// A listener whose sessions' segments can take the fast path: IPv4 VIP
 /// (no translation) and not verifying every transport checksum.
+#[inline(always)]
 fn plain(l: &Listener) -> bool {
     l.vip6.is_none() && l.config.verify_checksums != ChecksumPolicy::All
 }

@@ -53,13 +53,16 @@ impl Engine {
     /// A packet to a VIP: its session (or a new one), TCP state, the TTM
     /// option, and the rewrite toward the server. An IPv6 packet (6to4)
     /// is translated to IPv4 first, so that the option and the ports are
-    /// written on the packet the server will see.
+    /// written on the packet the server will see. `found`, when the
+    /// caller has looked the session up already (the fast path), is what
+    /// that lookup gave.
     #[inline]
     pub(super) fn inbound(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &Packet,
+        found: Option<Option<u32>>,
     ) -> Result<Verdict, DropReason> {
         let (l4, lid, h) = (&p.l4, p.listener, p.hash);
         let (proto, client, received) = match &p.net {
@@ -73,9 +76,10 @@ impl Engine {
             transport_checksum(frame.bytes(), &p.net)?;
         }
         let sport = l4.sport;
-        let found = self
-            .table
-            .find(h, Dir::In, |s| s.of_client(lid, &client, sport));
+        let found = found.unwrap_or_else(|| {
+            self.table
+                .find(h, Dir::In, |s| s.of_client(lid, &client, sport))
+        });
         let is_syn = proto == wire::PROTO_TCP
             && l4.flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
         let id = match found {

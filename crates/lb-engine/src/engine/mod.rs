@@ -22,7 +22,8 @@
 //! segment: IPv4 TCP of a 4to4 session, either way, that needs nothing but
 //! tracking, a new deadline, the rewrite and the traffic counts. It does
 //! exactly what the steps above would, in fewer instructions; anything
-//! else it leaves to them untouched.
+//! else it leaves to them, with what it has already parsed and looked up
+//! (step 1 for a TCP segment to one of our addresses, step 2's lookup).
 //!
 //! Expiry is an incremental sweep: each [`Engine::handle_timeout`] checks
 //! its share of the table, so that every session is checked once per
