@@ -136,8 +136,7 @@ impl Engine {
             }
             (Net::V6(ip6), _) => {
                 let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
-                xlat::v6_to_v4(frame, ip6, lip, rip)?;
-                let ip = Ipv4::parse(frame.bytes(), ip6.off)?;
+                let ip = xlat::v6_to_v4(frame, ip6, lip, rip)?;
                 (ip.headers(), ServerSide::SixToFour(ip))
             }
         };

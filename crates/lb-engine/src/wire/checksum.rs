@@ -178,6 +178,24 @@ pub(crate) fn udp_nonzero(check: u16) -> u16 {
     if check == 0 { 0xffff } else { check }
 }
 
+/// The checksum of a 20-byte IPv4 header whose checksum field is 0: what
+/// [`of`] gives, summed as [`fixed_header_ok`] sums (five native-endian
+/// 32-bit words, unrolled), which costs a fraction of [`sum`]'s loop.
+#[inline]
+pub(crate) fn fixed_header(h: &[u8; 20]) -> u16 {
+    let acc: u64 = h
+        .chunks_exact(4)
+        .map(|w| u64::from(<[u8; 4]>::try_from(w).map_or(0, u32::from_ne_bytes)))
+        .sum();
+    // Below 2^35: four folds leave at most 0xffff.
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
+    // The folded sum in the machine's byte order, to network order.
+    !u16::from_be(acc as u16)
+}
+
 /// Whether a 20-byte IPv4 header's checksum is right: its words sum to
 /// 0xffff. Summed as five native-endian 32-bit words, which gives the same
 /// folded sum byte-swapped (RFC 1071 §2 (A) and (B)), and 0xffff is its
@@ -342,6 +360,31 @@ mod test {
 
     /// The fixed-size address sums fold to what [`addr_pair`] gives, for
     /// random, all-zero and all-ones addresses of both families.
+    #[test]
+    fn fixed_header_is_of() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..20_000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            match i % 4 {
+                0 => h = [0; 20],
+                1 => h = [0xff; 20],
+                _ => {}
+            }
+            h[10] = 0;
+            h[11] = 0;
+            assert_eq!(fixed_header(&h), of(&h), "{h:?}");
+            let sum = fixed_header(&h);
+            h[10..12].copy_from_slice(&sum.to_be_bytes());
+            assert!(fixed_header_ok(&h), "{h:?}");
+        }
+    }
+
     #[test]
     fn fixed_addr_pair_is_addr_pair() {
         let mut x = 0x0123_4567_89ab_cdefu64;

@@ -348,7 +348,7 @@ impl Repr {
             0x45, self.tos, t0, t1, i0, i1, flags, 0, ttl, proto, 0, 0, s0, s1, s2, s3, d0, d1, d2,
             d3,
         ];
-        let sum = checksum::of(&h);
+        let sum = checksum::fixed_header(&h);
         write_u16(&mut h, field::CHECKSUM, sum);
         h
     }
