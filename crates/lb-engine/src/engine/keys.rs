@@ -84,14 +84,24 @@ impl Listener {
         let (in_hash, ip_delta, addr_delta, out_hash) = match s.path {
             Path::FourToFour => {
                 let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
-                let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
                 let (in_hash, out_hash) = hashes.unwrap_or_else(|| {
                     (
                         key_hash4(seed, s.proto, (client, s.cport), (self.vip4, vport)),
                         key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
                     )
                 });
-                (in_hash, d, d, out_hash)
+                // The backend's part (VIP to server, VIP's port to the
+                // server's) is kept folded with it: a one's complement
+                // sum folds to the same 16 bits in any grouping
+                // (`word(0xffff, x)` adds `x`).
+                let (ip, l4) = b.delta4;
+                let d = Delta::default().addr4(client, lip4);
+                return Some(SessionKeys {
+                    in_hash,
+                    out_hash,
+                    ip_delta: d.word(0xffff, ip).folded(),
+                    l4_delta: d.word(0xffff, l4).word(s.cport, s.lport).folded(),
+                });
             }
             Path::SixToSix => {
                 let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);

@@ -14,6 +14,7 @@ use crate::counters::Traffic;
 use crate::lport::PortAllocator;
 use crate::sched::{self, Candidate, Scheduler};
 use crate::session::{Path, Session};
+use crate::wire::checksum::Delta;
 
 /// One backend slot of a listener.
 #[derive(Debug, Clone)]
@@ -26,6 +27,28 @@ pub(super) struct Backend {
     /// Removed by configuration; kept until its last session ends.
     pub(super) removed: bool,
     pub(super) traffic: Traffic,
+    /// The part of a 4to4 session's checksum changes that only the VIP
+    /// and this backend make, folded: the VIP becoming `addr4` (`ip`),
+    /// and that and the VIP's port becoming `config.port` (`l4`). See
+    /// [`Listener::keys`].
+    pub(super) delta4: (u16, u16),
+}
+
+impl Backend {
+    /// A backend of a listener with IPv4 VIP `vip4` (zero for an IPv6
+    /// VIP) and port `vport`.
+    pub(super) fn new(config: BackendConfig, vip4: [u8; 4], vport: u16) -> Backend {
+        let addr4 = ipv4_octets(config.addr);
+        let ip = Delta::default().addr4(vip4, addr4);
+        Backend {
+            config,
+            addr4,
+            addr6: ipv6_octets(config.addr),
+            removed: false,
+            traffic: Traffic::default(),
+            delta4: (ip.folded(), ip.word(vport, config.port).folded()),
+        }
+    }
 }
 
 /// A listener and the state that serves it.
@@ -198,13 +221,7 @@ impl Engine {
         let backends: Vec<Backend> = config
             .backends
             .iter()
-            .map(|b| Backend {
-                config: *b,
-                addr4: ipv4_octets(b.addr),
-                addr6: ipv6_octets(b.addr),
-                removed: false,
-                traffic: Traffic::default(),
-            })
+            .map(|b| Backend::new(*b, vip, config.port))
             .collect();
         let candidates: Vec<Candidate> = backends.iter().map(Listener::candidate).collect();
         scheduler.rebuild(&candidates);
@@ -368,13 +385,7 @@ impl Engine {
         }
         l.config.check_backend_family(&backend)?;
         l.config.check_backend_mode(&backend)?;
-        let entry = Backend {
-            config: backend,
-            addr4: ipv4_octets(backend.addr),
-            addr6: ipv6_octets(backend.addr),
-            removed: false,
-            traffic: Traffic::default(),
-        };
+        let entry = Backend::new(backend, l.vip4, l.config.port);
         // Reuse the slot of a removed backend whose sessions have all ended.
         let free = l
             .backends
