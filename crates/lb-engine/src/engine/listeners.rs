@@ -32,12 +32,19 @@ pub(super) struct Backend {
     /// and that and the VIP's port becoming `config.port` (`l4`). See
     /// [`Listener::keys`].
     pub(super) delta4: (u16, u16),
+    /// The listener's port allocator's [`PortAllocator::destination`] hash
+    /// of this backend (and the listener's protocol).
+    pub(super) destination: u64,
 }
 
 impl Backend {
     /// A backend of a listener with IPv4 VIP `vip4` (zero for an IPv6
-    /// VIP) and port `vport`.
-    pub(super) fn new(config: BackendConfig, vip4: [u8; 4], vport: u16) -> Backend {
+    /// VIP), port `vport`, protocol `proto` and port allocator `allocator`.
+    pub(super) fn new(
+        config: BackendConfig,
+        (vip4, vport, proto): ([u8; 4], u16, u8),
+        allocator: &PortAllocator,
+    ) -> Backend {
         let addr4 = ipv4_octets(config.addr);
         let ip = Delta::default().addr4(vip4, addr4);
         Backend {
@@ -47,6 +54,7 @@ impl Backend {
             removed: false,
             traffic: Traffic::default(),
             delta4: (ip.folded(), ip.word(vport, config.port).folded()),
+            destination: allocator.destination(proto, config.addr, config.port),
         }
     }
 }
@@ -221,7 +229,7 @@ impl Engine {
         let backends: Vec<Backend> = config
             .backends
             .iter()
-            .map(|b| Backend::new(*b, vip, config.port))
+            .map(|b| Backend::new(*b, (vip, config.port, proto), &allocator))
             .collect();
         let candidates: Vec<Candidate> = backends.iter().map(Listener::candidate).collect();
         scheduler.rebuild(&candidates);
@@ -385,7 +393,7 @@ impl Engine {
         }
         l.config.check_backend_family(&backend)?;
         l.config.check_backend_mode(&backend)?;
-        let entry = Backend::new(backend, l.vip4, l.config.port);
+        let entry = Backend::new(backend, (l.vip4, l.config.port, l.proto), &l.allocator);
         // Reuse the slot of a removed backend whose sessions have all ended.
         let free = l
             .backends
