@@ -372,6 +372,7 @@ impl PortAllocator {
         let space = lips * u64::from(self.port_count);
         let addresses = &self.addresses;
         let first_port = self.first_port;
+        let held = quarantine.at(now);
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
             let lport = first_port.checked_add(u16::try_from(k / lips).ok()?)?;
@@ -382,7 +383,8 @@ impl PortAllocator {
                 rip,
                 rport,
             };
-            (!in_use(&tuple) && !quarantine.contains(now, &tuple)).then_some((index, lport))
+            (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple)))
+                .then_some((index, lport))
         };
 
         let slot = (destination >> 56) as usize % CURSORS;
