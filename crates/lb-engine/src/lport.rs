@@ -262,7 +262,6 @@ struct Destination {
     rport: u16,
 }
 
-
 impl PortAllocator {
     /// An allocator over `pool`, which it validates, whose search offsets
     /// are keyed with `key`. Allocates here, never in
@@ -383,8 +382,7 @@ impl PortAllocator {
                 rip,
                 rport,
             };
-            (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple)))
-                .then_some((index, lport))
+            (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple))).then_some((index, lport))
         };
 
         let slot = (destination >> 56) as usize % CURSORS;
@@ -565,8 +563,7 @@ mod test {
     #[test]
     fn destination_hashes_are_the_hashes() {
         let key = 0x1234_5678_9abc_def0;
-        let a =
-            PortAllocator::new(&pool(&["10.0.0.1", "2001:db8::1"], 1024..=2047), key).unwrap();
+        let a = PortAllocator::new(&pool(&["10.0.0.1", "2001:db8::1"], 1024..=2047), key).unwrap();
         // Each answer must be the hash as first written.
         let rips = [
             "192.0.2.1",
