@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::expiry::End;
+use super::keys::backend_delta4;
 use super::{
     BackendId, Engine, ListenerId, TimeoutsMs, client4_of, ipv4_octets, ipv6_octets, u32_of, v6,
 };
@@ -14,7 +15,6 @@ use crate::counters::Traffic;
 use crate::lport::PortAllocator;
 use crate::sched::{self, Candidate, Scheduler};
 use crate::session::{Path, Session};
-use crate::wire::checksum::Delta;
 
 /// One backend slot of a listener.
 #[derive(Debug, Clone)]
@@ -28,8 +28,7 @@ pub(super) struct Backend {
     pub(super) removed: bool,
     pub(super) traffic: Traffic,
     /// The part of a 4to4 session's checksum changes that only the VIP
-    /// and this backend make, folded: the VIP becoming `addr4` (`ip`),
-    /// and that and the VIP's port becoming `config.port` (`l4`). See
+    /// and this backend make, folded ([`backend_delta4`]). See
     /// [`Listener::keys`].
     pub(super) delta4: (u16, u16),
     /// The listener's port allocator's [`PortAllocator::destination`] hash
@@ -46,14 +45,13 @@ impl Backend {
         allocator: &PortAllocator,
     ) -> Backend {
         let addr4 = ipv4_octets(config.addr);
-        let ip = Delta::default().addr4(vip4, addr4);
         Backend {
             config,
             addr4,
             addr6: ipv6_octets(config.addr),
             removed: false,
             traffic: Traffic::default(),
-            delta4: (ip.folded(), ip.word(vport, config.port).folded()),
+            delta4: backend_delta4((vip4, vport), (addr4, config.port)),
             destination: allocator.destination(proto, config.addr, config.port),
         }
     }
