@@ -372,16 +372,20 @@ impl PortAllocator {
         let addresses = &self.addresses;
         let first_port = self.first_port;
         let held = quarantine.at(now);
+        // The tuple asked about: the destination is written once, the LIP
+        // and port by each probe.
+        let mut tuple = LocalTuple {
+            proto,
+            lip: rip,
+            lport: 0,
+            rip,
+            rport,
+        };
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
             let lport = first_port.checked_add(u16::try_from(k / lips).ok()?)?;
-            let tuple = LocalTuple {
-                proto,
-                lip: *addresses.get(usize::from(index))?,
-                lport,
-                rip,
-                rport,
-            };
+            tuple.lip = *addresses.get(usize::from(index))?;
+            tuple.lport = lport;
             (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple))).then_some((index, lport))
         };
 
