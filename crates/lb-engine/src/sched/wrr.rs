@@ -72,7 +72,11 @@ impl SmoothWrr {
         // over the starting `best_cur`.
         let mut best = usize::MAX;
         let mut best_cur = i64::MIN;
-        for (slot, (b, cur)) in backends.iter().zip(self.current.iter_mut()).enumerate() {
+        let n = backends.len().min(self.current.len());
+        for slot in 0..n {
+            let (Some(b), Some(cur)) = (backends.get(slot), self.current.get_mut(slot)) else {
+                break;
+            };
             if !b.eligible() {
                 continue;
             }
