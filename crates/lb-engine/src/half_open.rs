@@ -88,16 +88,18 @@ impl HalfOpen {
     /// Add `id` as the newest; nothing if it is in the list already or
     /// beyond the capacity.
     pub(crate) fn push(&mut self, id: u32) {
-        if self.contains(id) || self.links.get(id as usize).is_none() {
+        let (head, tail) = (self.head, self.tail);
+        let Some(l) = self.links.get_mut(id as usize) else {
+            return;
+        };
+        // In the list already (as `contains` tells).
+        if l.prev != NIL || head == id {
             return;
         }
-        let tail = self.tail;
-        if let Some(l) = self.links.get_mut(id as usize) {
-            *l = Link {
-                prev: tail,
-                next: NIL,
-            };
-        }
+        *l = Link {
+            prev: tail,
+            next: NIL,
+        };
         match self.links.get_mut(tail as usize) {
             Some(t) => t.next = id,
             None => self.head = id,

@@ -67,10 +67,10 @@
 //! The cursor table has [`CURSORS`] entries: destinations whose hashes
 //! share one advance a shared counter and skip some of each other's
 //! tuples, which costs nothing but order. The destination hash (three
-//! rounds of a 64-bit mixer) is kept for the last [`MEMO`] destinations,
-//! one per slot chosen by the low bits of the port and address, so the
-//! few backends of a listener are not hashed again on every SYN; the memo
-//! changes no answer. `allocate` does not allocate memory.
+//! rounds of a 64-bit mixer) is a pure function of the destination and
+//! the key ([`PortAllocator::destination`]): the engine computes it when
+//! a backend is added and keeps it with the backend, so that a SYN does
+//! not hash it again. `allocate` does not allocate memory.
 
 use alloc::collections::BTreeSet;
 use alloc::vec;
@@ -252,10 +252,6 @@ pub(crate) struct PortAllocator {
     cursors: Vec<u64>,
     /// The destination hash's starting value, from its key.
     key_mix: u64,
-    /// The last destinations hashed and their hashes, one per slot of
-    /// [`memo_slot`]: a destination's hash is a pure function of it, so a
-    /// hit answers exactly what [`destination_hash`] would.
-    memo: [(Option<Destination>, u64); MEMO],
 }
 
 /// A destination of the allocator: what [`destination_hash`] hashes.
@@ -264,20 +260,6 @@ struct Destination {
     proto: u8,
     rip: IpAddr,
     rport: u16,
-}
-
-/// Entries in an allocator's memo of destination hashes.
-const MEMO: usize = 8;
-
-/// A destination's entry in the memo: the low bits of its port and of
-/// its address's last byte, so that a listener's backends on one port
-/// (consecutive addresses) each have their own.
-fn memo_slot(d: &Destination) -> usize {
-    let last = match d.rip {
-        IpAddr::V4(v4) => v4.to_bits() as u8,
-        IpAddr::V6(v6) => v6.to_bits() as u8,
-    };
-    (usize::from(d.rport) ^ usize::from(last)) % MEMO
 }
 
 impl PortAllocator {
@@ -308,7 +290,6 @@ impl PortAllocator {
             port_count: u32::from(last_port - first_port) + 1,
             cursors: vec![0; CURSORS],
             key_mix: destination_key_mix(key),
-            memo: [(None, 0); MEMO],
         })
     }
 
@@ -330,6 +311,7 @@ impl PortAllocator {
     /// it in the session table before the next allocation. `in_use` is
     /// asked about the tuple returned last (the engine keeps the hash it
     /// computed for it).
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)] // the engine's state, passed in
     pub(crate) fn allocate(
         &mut self,
@@ -339,8 +321,42 @@ impl PortAllocator {
         rport: u16,
         seed: u64,
         quarantine: &Quarantine,
+        in_use: impl FnMut(&LocalTuple) -> bool,
+    ) -> Result<(u16, u16), AllocateError> {
+        let destination = self.destination(proto, rip, rport);
+        self.allocate_to(
+            now,
+            (proto, rip, rport),
+            destination,
+            seed,
+            quarantine,
+            in_use,
+        )
+    }
+
+    /// The hash of the destination `(proto, rip, rport)` that
+    /// [`PortAllocator::allocate_to`] takes: a pure function of it and
+    /// the allocator's key, which the caller may keep.
+    pub(crate) fn destination(&self, proto: u8, rip: IpAddr, rport: u16) -> u64 {
+        destination_hash(self.key_mix, Destination { proto, rip, rport })
+    }
+
+    /// [`PortAllocator::allocate`] towards `(proto, rip, rport)`, whose
+    /// [`PortAllocator::destination`] hash the caller kept and passes in.
+    pub(crate) fn allocate_to(
+        &mut self,
+        now: Instant,
+        (proto, rip, rport): (u8, IpAddr, u16),
+        destination: u64,
+        seed: u64,
+        quarantine: &Quarantine,
         mut in_use: impl FnMut(&LocalTuple) -> bool,
     ) -> Result<(u16, u16), AllocateError> {
+        debug_assert_eq!(
+            destination,
+            self.destination(proto, rip, rport),
+            "the destination hash kept is the destination's"
+        );
         let lips = match rip {
             IpAddr::V4(_) => self.v4.len(),
             IpAddr::V6(_) => self.v6.len(),
@@ -348,7 +364,6 @@ impl PortAllocator {
         if lips == 0 {
             return Err(AllocateError::NoAddressOfFamily);
         }
-        let destination = self.destination_hash(Destination { proto, rip, rport });
         let family: &[u16] = match rip {
             IpAddr::V4(_) => &self.v4,
             IpAddr::V6(_) => &self.v6,
@@ -356,17 +371,22 @@ impl PortAllocator {
         let space = lips * u64::from(self.port_count);
         let addresses = &self.addresses;
         let first_port = self.first_port;
+        let held = quarantine.at(now);
+        // The tuple asked about: the destination is written once, the LIP
+        // and port by each probe.
+        let mut tuple = LocalTuple {
+            proto,
+            lip: rip,
+            lport: 0,
+            rip,
+            rport,
+        };
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
             let lport = first_port.checked_add(u16::try_from(k / lips).ok()?)?;
-            let tuple = LocalTuple {
-                proto,
-                lip: *addresses.get(usize::from(index))?,
-                lport,
-                rip,
-                rport,
-            };
-            (!in_use(&tuple) && !quarantine.contains(now, &tuple)).then_some((index, lport))
+            tuple.lip = *addresses.get(usize::from(index))?;
+            tuple.lport = lport;
+            (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple))).then_some((index, lport))
         };
 
         let slot = (destination >> 56) as usize % CURSORS;
@@ -401,23 +421,6 @@ impl PortAllocator {
             *cursor = cursor.wrapping_add(advance);
         }
         found.ok_or(AllocateError::Exhausted)
-    }
-}
-
-impl PortAllocator {
-    /// [`destination_hash`] of `d`, from the memo when `d` is in it (and
-    /// put there otherwise).
-    fn destination_hash(&mut self, d: Destination) -> u64 {
-        let slot = self.memo.get_mut(memo_slot(&d));
-        match slot {
-            Some((Some(seen), hash)) if *seen == d => *hash,
-            Some(entry) => {
-                let hash = destination_hash(self.key_mix, d);
-                *entry = (Some(d), hash);
-                hash
-            }
-            None => destination_hash(self.key_mix, d),
-        }
     }
 }
 
@@ -547,8 +550,7 @@ mod test {
         Quarantine::with_capacity(100_000, Duration::from_secs(120))
     }
 
-    /// The destination hash as first written, keyed with `key` and
-    /// without the memo.
+    /// The destination hash as first written, keyed with `key`.
     fn destination_hash_of(key: u64, proto: u8, rip: IpAddr, rport: u16) -> u64 {
         let (family, bits) = address_bits(rip);
         [
@@ -563,12 +565,10 @@ mod test {
     }
 
     #[test]
-    fn memoised_destination_hashes_are_the_hashes() {
+    fn destination_hashes_are_the_hashes() {
         let key = 0x1234_5678_9abc_def0;
-        let mut a =
-            PortAllocator::new(&pool(&["10.0.0.1", "2001:db8::1"], 1024..=2047), key).unwrap();
-        // Few enough destinations to hit, more than the memo's slots, with
-        // slots shared: each answer must be the plain hash.
+        let a = PortAllocator::new(&pool(&["10.0.0.1", "2001:db8::1"], 1024..=2047), key).unwrap();
+        // Each answer must be the hash as first written.
         let rips = [
             "192.0.2.1",
             "192.0.2.9",
@@ -583,7 +583,7 @@ mod test {
             let rport = [80, 88, 8080, 443][rng.below(4)];
             let proto = [TCP, UDP][rng.below(2)];
             assert_eq!(
-                a.destination_hash(Destination { proto, rip, rport }),
+                a.destination(proto, rip, rport),
                 destination_hash_of(key, proto, rip, rport)
             );
         }

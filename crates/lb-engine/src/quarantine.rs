@@ -116,6 +116,22 @@ const ROOT: usize = usize::MAX;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
+/// A [`Quarantine`] at one time that may hold tuples: what
+/// [`Quarantine::at`] returns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldAt<'a> {
+    quarantine: &'a Quarantine,
+    now_secs: u64,
+}
+
+impl HeldAt<'_> {
+    /// [`Quarantine::contains`] at this time.
+    #[inline]
+    pub(crate) fn contains(&self, tuple: &LocalTuple) -> bool {
+        self.quarantine.holds(self.now_secs, tuple)
+    }
+}
+
 /// Four slots: fingerprints and expiry seconds side by side (48 bytes, no
 /// padding). A slot whose expiry is not after the current second is free.
 #[derive(Debug, Clone, Copy, Default)]
@@ -313,12 +329,29 @@ impl Quarantine {
     ///
     /// Nothing is held at or after the latest expiry ever written (always
     /// so when the quarantine is off or has held nothing): that answer
-    /// costs one comparison, before the fingerprint is computed.
+    /// costs one comparison ([`Quarantine::at`]), before the fingerprint
+    /// is computed. The allocator asks `at` once per search and the
+    /// answer about each tuple it looks at.
+    #[cfg(test)]
     pub(crate) fn contains(&self, now: Instant, tuple: &LocalTuple) -> bool {
+        self.at(now).is_some_and(|held| held.contains(tuple))
+    }
+
+    /// The quarantine as of `now`, for asking about many tuples at that
+    /// time; `None` when nothing is held at `now`: at or after the latest
+    /// expiry ever written.
+    #[inline]
+    pub(crate) fn at(&self, now: Instant) -> Option<HeldAt<'_>> {
         let now_secs = now.as_nanos() / NANOS_PER_SEC;
-        if now_secs >= u64::from(self.last_expiry) {
-            return false;
-        }
+        (now_secs < u64::from(self.last_expiry)).then_some(HeldAt {
+            quarantine: self,
+            now_secs,
+        })
+    }
+
+    /// [`Quarantine::contains`] past its first comparison.
+    #[inline(never)]
+    fn holds(&self, now_secs: u64, tuple: &LocalTuple) -> bool {
         let fp = fingerprint(tuple);
         let (first, second) = self.candidates(fp);
         [first, second].into_iter().any(|index| {
@@ -565,6 +598,7 @@ pub(crate) fn address_bits(address: core::net::IpAddr) -> (u64, u128) {
 /// that differ only in the last word never collide; others collide with a
 /// probability of about 2⁻⁶⁴. An IPv4 address and its IPv4-mapped IPv6
 /// form differ (the family is part of the first word).
+#[inline(always)]
 pub(crate) fn fingerprint(tuple: &LocalTuple) -> u64 {
     let (lip_family, lip) = address_bits(tuple.lip);
     let (rip_family, rip) = address_bits(tuple.rip);

@@ -84,14 +84,19 @@ impl Listener {
         let (in_hash, ip_delta, addr_delta, out_hash) = match s.path {
             Path::FourToFour => {
                 let (client, lip4) = (client4_of(s.client), self.lip4(s.lip)?);
-                let d = Delta::default().addr4(client, lip4).addr4(self.vip4, rip);
                 let (in_hash, out_hash) = hashes.unwrap_or_else(|| {
                     (
                         key_hash4(seed, s.proto, (client, s.cport), (self.vip4, vport)),
                         key_hash4(seed, s.proto, (rip, rport), (lip4, s.lport)),
                     )
                 });
-                (in_hash, d, d, out_hash)
+                let (ip_delta, l4_delta) = deltas4(b.delta4, client, lip4, s);
+                return Some(SessionKeys {
+                    in_hash,
+                    out_hash,
+                    ip_delta,
+                    l4_delta,
+                });
             }
             Path::SixToSix => {
                 let (vip6, rip6, lip6) = (self.vip6?, b.addr6?, self.lip6(s.lip)?);
@@ -131,6 +136,32 @@ impl Listener {
                 .folded(),
         })
     }
+}
+
+/// A backend's part of the checksum changes of its 4to4 sessions' inbound
+/// rewrite, folded: the VIP becoming the server's address (the IPv4
+/// header's), and that and the VIP's port becoming the server's port (the
+/// transport's). [`Backend::delta4`](super::listeners::Backend) keeps it.
+pub(super) fn backend_delta4(
+    (vip, vport): ([u8; 4], u16),
+    (rip, rport): ([u8; 4], u16),
+) -> (u16, u16) {
+    let ip = Delta::default().addr4(vip, rip);
+    (ip.folded(), ip.word(vport, rport).folded())
+}
+
+/// A 4to4 session's `(ip_delta, l4_delta)`, from its backend's part
+/// ([`backend_delta4`]) and its own: the client `client:s.cport`
+/// becoming the local address and port `lip:s.lport`. A one's complement
+/// sum folds to the same 16 bits in any grouping, so this is what the
+/// whole sum folds to (`word(0xffff, x)` adds `x`).
+#[inline(always)]
+fn deltas4((ip, l4): (u16, u16), client: [u8; 4], lip: [u8; 4], s: &Session) -> (u16, u16) {
+    let d = Delta::default().addr4(client, lip);
+    (
+        d.word(0xffff, ip).folded(),
+        d.word(0xffff, l4).word(s.cport, s.lport).folded(),
+    )
 }
 
 /// Whether a session is the one of a packet from a server to a local
@@ -193,4 +224,46 @@ pub(super) fn tuple_live(table: &Table<Session>, seed: u64, t: &LocalTuple) -> (
         .find(h, Dir::Out, |s| s.lport == t.lport && s.proto == t.proto)
         .is_some();
     (live, h)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use lb_testkit::rng::Rng;
+
+    #[test]
+    fn the_backend_part_folds_to_the_whole_changes() {
+        // Random words, and a quarter of them drawn from the extremes of
+        // one's complement arithmetic (0, 0xffff and their mixes).
+        let mut rng = Rng::new(14);
+        let extremes = [0u32, 0xffff_ffff, 0x0000_ffff, 0xffff_0000, 0x0001_0000];
+        let word32 = |rng: &mut Rng, edge: bool| {
+            if edge {
+                extremes[rng.below(extremes.len() as u64) as usize]
+            } else {
+                rng.next_u64() as u32
+            }
+        };
+        for i in 0..200_000u32 {
+            let edge = i % 4 == 0;
+            let [client, lip, vip, rip] = [0; 4].map(|_: u8| word32(&mut rng, edge).to_be_bytes());
+            let [cport, lport, vport, rport] = [0; 4].map(|_: u8| word32(&mut rng, edge) as u16);
+            let whole = Delta::default().addr4(client, lip).addr4(vip, rip);
+            let want = (
+                whole.folded(),
+                whole.word(cport, lport).word(vport, rport).folded(),
+            );
+            let part = backend_delta4((vip, vport), (rip, rport));
+            let session = Session {
+                cport,
+                lport,
+                ..Session::default()
+            };
+            assert_eq!(
+                deltas4(part, client, lip, &session),
+                want,
+                "{client:?}:{cport} {lip:?}:{lport} {vip:?}:{vport} {rip:?}:{rport}"
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::expiry::End;
+use super::keys::backend_delta4;
 use super::{
     BackendId, Engine, ListenerId, TimeoutsMs, client4_of, ipv4_octets, ipv6_octets, u32_of, v6,
 };
@@ -26,6 +27,34 @@ pub(super) struct Backend {
     /// Removed by configuration; kept until its last session ends.
     pub(super) removed: bool,
     pub(super) traffic: Traffic,
+    /// The part of a 4to4 session's checksum changes that only the VIP
+    /// and this backend make, folded ([`backend_delta4`]). See
+    /// [`Listener::keys`].
+    pub(super) delta4: (u16, u16),
+    /// The listener's port allocator's [`PortAllocator::destination`] hash
+    /// of this backend (and the listener's protocol).
+    pub(super) destination: u64,
+}
+
+impl Backend {
+    /// A backend of a listener with IPv4 VIP `vip4` (zero for an IPv6
+    /// VIP), port `vport`, protocol `proto` and port allocator `allocator`.
+    pub(super) fn new(
+        config: BackendConfig,
+        (vip4, vport, proto): ([u8; 4], u16, u8),
+        allocator: &PortAllocator,
+    ) -> Backend {
+        let addr4 = ipv4_octets(config.addr);
+        Backend {
+            config,
+            addr4,
+            addr6: ipv6_octets(config.addr),
+            removed: false,
+            traffic: Traffic::default(),
+            delta4: backend_delta4((vip4, vport), (addr4, config.port)),
+            destination: allocator.destination(proto, config.addr, config.port),
+        }
+    }
 }
 
 /// A listener and the state that serves it.
@@ -198,13 +227,7 @@ impl Engine {
         let backends: Vec<Backend> = config
             .backends
             .iter()
-            .map(|b| Backend {
-                config: *b,
-                addr4: ipv4_octets(b.addr),
-                addr6: ipv6_octets(b.addr),
-                removed: false,
-                traffic: Traffic::default(),
-            })
+            .map(|b| Backend::new(*b, (vip, config.port, proto), &allocator))
             .collect();
         let candidates: Vec<Candidate> = backends.iter().map(Listener::candidate).collect();
         scheduler.rebuild(&candidates);
@@ -368,13 +391,7 @@ impl Engine {
         }
         l.config.check_backend_family(&backend)?;
         l.config.check_backend_mode(&backend)?;
-        let entry = Backend {
-            config: backend,
-            addr4: ipv4_octets(backend.addr),
-            addr6: ipv6_octets(backend.addr),
-            removed: false,
-            traffic: Traffic::default(),
-        };
+        let entry = Backend::new(backend, (l.vip4, l.config.port, l.proto), &l.allocator);
         // Reuse the slot of a removed backend whose sessions have all ended.
         let free = l
             .backends

@@ -96,16 +96,16 @@ impl Engine {
             .get(backend as usize)
             .ok_or(DropReason::NoBackend)?;
         let (rport, path) = (b.config.port, l.path_of(b));
+        let destination = (proto, b.config.addr, rport);
         // The outbound hash of the last tuple asked about: the allocator
         // asks last about the tuple it returns.
         let mut asked = (0u16, 0u64);
         let (lip, lport) = l
             .allocator
-            .allocate(
+            .allocate_to(
                 now,
-                proto,
-                b.config.addr,
-                rport,
+                destination,
+                b.destination,
                 h,
                 quarantine,
                 |t: &LocalTuple| {

@@ -21,6 +21,12 @@
 //!   nginx's run-time changes) and starts over from zero when a backend was
 //!   added, removed or replaced (like an nginx reload).
 //!
+//! - `current` stays far from `i64`'s limits: the eligible backends'
+//!   values sum to minus the frozen ones' and each pick moves a value by
+//!   at most the total weight (below 2^48: `u16` weights over at most
+//!   2^32 slots), and the winner, whose value is the largest, loses the
+//!   total; so plain (wrapping) arithmetic never wraps.
+//!
 //! Cost: O(N) per pick, like nginx and IPVS's `wrr`; no allocation.
 
 use alloc::vec::Vec;
@@ -66,20 +72,25 @@ impl SmoothWrr {
         // over the starting `best_cur`.
         let mut best = usize::MAX;
         let mut best_cur = i64::MIN;
-        for (slot, (b, cur)) in backends.iter().zip(self.current.iter_mut()).enumerate() {
+        let n = backends.len().min(self.current.len());
+        for slot in 0..n {
+            let (Some(b), Some(cur)) = (backends.get(slot), self.current.get_mut(slot)) else {
+                break;
+            };
             if !b.eligible() {
                 continue;
             }
+            // No overflow: see the module's bound on `current`.
             let w = i64::from(b.weight);
-            *cur = cur.saturating_add(w);
-            total = total.saturating_add(w);
+            *cur = cur.wrapping_add(w);
+            total = total.wrapping_add(w);
             if *cur > best_cur {
                 best = slot;
                 best_cur = *cur;
             }
         }
         let cur = self.current.get_mut(best)?;
-        *cur = cur.saturating_sub(total);
+        *cur = cur.wrapping_sub(total);
         u32::try_from(best).ok()
     }
 }
