@@ -4,10 +4,10 @@
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::keys::{key_hash4, key_hash6};
 use super::listeners::Listener;
 use super::{Engine, client4, client16, u32_of};
 use crate::frame::Frame;
-use crate::hash;
 use crate::table::Dir;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::Delta;
@@ -92,7 +92,7 @@ impl Engine {
                 let lid = self
                     .find_listener(u32_of(f.src), f.sport, f.proto)
                     .ok_or(DropReason::IcmpNoSession)?;
-                let h = hash::flow4(seed, f.proto, f.dst, f.dport, f.src, f.sport);
+                let h = key_hash4(seed, f.proto, (f.dst, f.dport), (f.src, f.sport));
                 let client = client16(f.dst);
                 self.table
                     .find(h, Dir::In, |s| s.of_client(lid, &client, f.dport))
@@ -100,7 +100,7 @@ impl Engine {
             }
             // We sent lip:lport -> rip:rport.
             Dir::Out => {
-                let h = hash::flow4(seed, f.proto, f.dst, f.dport, f.src, f.sport);
+                let h = key_hash4(seed, f.proto, (f.dst, f.dport), (f.src, f.sport));
                 self.find_outbound(h, f.proto, (f.dst, f.dport), (f.src, f.sport))
                     .ok_or(DropReason::IcmpNoSession)?
             }
@@ -170,13 +170,11 @@ impl Engine {
     ) -> Result<Verdict, DropReason> {
         let err = xlat::parse_icmp6_error(frame.bytes(), ip6)?;
         let f = err.flow;
-        let h = hash::flow6(
+        let h = key_hash6(
             self.config.hash_seed,
             f.proto,
-            &f.dst,
-            f.dport,
-            &f.src,
-            f.sport,
+            (&f.dst, f.dport),
+            (&f.src, f.sport),
         );
         let id = match dir {
             // We sent VIP6:vport -> client:cport.
