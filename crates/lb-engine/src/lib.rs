@@ -54,6 +54,8 @@ mod session;
 pub mod snapshot;
 mod table;
 mod tcp_edit;
+#[cfg(test)]
+mod test_rng;
 pub mod time;
 mod verdict;
 mod wire;

@@ -446,6 +446,7 @@ fn destination_hash(key_mix: u64, d: Destination) -> u64 {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
     use alloc::collections::BTreeMap;
     use alloc::string::ToString;
     use core::net::Ipv4Addr;
@@ -453,23 +454,6 @@ mod test {
 
     const TCP: u8 = 6;
     const UDP: u8 = 17;
-
-    /// SplitMix64: a small deterministic generator for tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -621,23 +621,11 @@ pub(crate) fn fingerprint(tuple: &LocalTuple) -> u64 {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
     use alloc::collections::BTreeMap;
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     const TCP: u8 = 6;
-
-    /// SplitMix64: a small deterministic generator for tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
 
     /// Distinct tuples for distinct `i`: the LIP and port vary, the RS is
     /// fixed.

@@ -698,6 +698,7 @@ impl<T: Copy> Table<T> {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
     use alloc::collections::BTreeMap;
     use alloc::vec;
 
@@ -716,20 +717,6 @@ mod test {
             out_key,
             payload,
             pad: [0; 5],
-        }
-    }
-
-    /// splitmix64: a small deterministic PRNG and a good 64-bit mixer.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            mix(self.0)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
         }
     }
 
@@ -1108,7 +1095,7 @@ mod test {
                     free.remove(&id);
                 }
             } else {
-                let id = rng.below(u64::from(capacity)) as u32;
+                let id = rng.below(capacity as usize) as u32;
                 assert_eq!(ids.contains(id), !free.contains(&id));
                 ids.remove(id);
                 free.insert(id);

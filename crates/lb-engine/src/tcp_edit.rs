@@ -930,6 +930,7 @@ fn move_headers(frame: &mut Frame<'_>, prefix: usize, grown: isize) -> Result<()
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
     use alloc::vec::Vec;
     use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
     use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TcpHeader, TransportSlice};
@@ -1649,24 +1650,6 @@ mod test {
         let p = verify(&out);
         assert_eq!(p.options[3..5], 1440u16.to_be_bytes());
         assert_eq!(p.options[11..13], 1004u16.to_be_bytes());
-    }
-
-    /// A small xorshift generator: tests need no crate for it.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn byte(&mut self) -> u8 {
-            self.next() as u8
-        }
     }
 
     /// An options area of up to 40 bytes: mostly real options (some of

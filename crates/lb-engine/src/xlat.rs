@@ -1341,6 +1341,7 @@ fn move_front(
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
     use crate::wire;
     use alloc::vec::Vec;
     use etherparse::{
@@ -2604,17 +2605,6 @@ mod test {
     }
 
     // ----- never panic ---------------------------------------------------
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
 
     /// Every entry point on `frame`; whatever succeeds must leave a frame
     /// whose IP lengths match it, whatever fails must leave the frame as

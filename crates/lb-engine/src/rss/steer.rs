@@ -389,22 +389,10 @@ impl ReplyPorts<'_> {
 mod test {
     use super::*;
     use crate::rss::config::FlowFields;
+    use crate::test_rng::Rng;
     use alloc::collections::BTreeSet;
 
     const TCP: u8 = 6;
-
-    /// SplitMix64: a small deterministic generator for tests.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-    }
 
     fn random_config(rng: &mut Rng, queues: u16, table_len: usize) -> RssConfig {
         let key: Vec<u8> = (0..40).map(|_| rng.next() as u8).collect();

@@ -295,6 +295,7 @@ pub(crate) fn apply_folded(field: u16, folded: u16, inverse: bool) -> u16 {
 #[cfg(test)]
 mod test {
     use super::*;
+    use crate::test_rng::Rng;
 
     /// `apply_folded` is `Delta::apply` of the stored change.
     #[test]
@@ -362,15 +363,10 @@ mod test {
     /// random, all-zero and all-ones addresses of both families.
     #[test]
     fn fixed_header_is_of() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for i in 0..20_000 {
             let mut h = [0u8; 20];
-            for b in h.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
-            }
+            h.iter_mut().for_each(|b| *b = rng.byte());
             match i % 4 {
                 0 => h = [0; 20],
                 1 => h = [0xff; 20],
@@ -387,13 +383,8 @@ mod test {
 
     #[test]
     fn fixed_addr_pair_is_addr_pair() {
-        let mut x = 0x0123_4567_89ab_cdefu64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        };
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut next = || rng.byte();
         for i in 0..20_000 {
             let mut a = [0u8; 16];
             let mut b = [0u8; 16];
@@ -417,15 +408,10 @@ mod test {
     /// way, on right, wrong and extreme headers.
     #[test]
     fn fixed_header_ok_is_the_plain_check() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         for i in 0..200_000 {
             let mut h = [0u8; 20];
-            for b in h.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8;
-            }
+            h.iter_mut().for_each(|b| *b = rng.byte());
             match i % 4 {
                 0 => h = [0xff; 20],
                 1 => h = [0; 20],
