@@ -38,11 +38,13 @@
 use super::classify::{Net, Packet, tcp_flags_valid};
 use super::keys::outbound4;
 use super::listeners::{Listener, listener_key};
-use super::{Engine, ListenerId, client4, client16, server_refresh, tick, u32_of};
+use super::{Engine, ListenerId, TimeoutsMs, client4, client16, server_refresh, tick, u32_of};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
+use crate::half_open::HalfOpen;
 use crate::hash;
 use crate::session::Path;
+use crate::session::Session;
 use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
@@ -338,10 +340,22 @@ impl Engine {
             }
         }
         // From here on, what the general path does, in its order.
-        if s.track_client(ACK, tcp.seq_number(), ack, payload(p.total, &tcp)) {
-            self.half_open.remove(id);
+        // An open session, the common one, here: `track_client` cannot
+        // complete its handshake (nothing for the half-open list), and its
+        // timeout is the established one. Any other, in a call.
+        let (seq, seq_len) = (tcp.seq_number(), payload(p.total, &tcp));
+        if s.tcp_open() {
+            s.track_client_ack(seq, ack, seq_len);
+            s.expires = tick(now).wrapping_add(listener.timeouts_ms.established);
+        } else {
+            track_client(
+                &mut self.half_open,
+                &listener.timeouts_ms,
+                (id, s),
+                (seq, ack, seq_len),
+                tick(now),
+            );
         }
-        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         rewrite(
             (ip, tcp),
             (lip, s.lport),
@@ -399,35 +413,91 @@ impl Engine {
         if !plain(listener) {
             return Err(NO_LOOKUP);
         }
-        // `track_server` reads only SYN, RST, FIN and ACK.
-        s.track_server(
-            ACK,
-            tcp.seq_number(),
-            tcp.ack_number(),
-            payload(p.total, &tcp),
-        );
-        server_refresh(
-            s,
-            tick(now).wrapping_add(listener.timeouts_ms.for_session(s)),
-        );
-        let client = client4(s);
-        rewrite(
-            (ip, tcp),
-            (listener.vip4, listener.config.port),
-            (client, s.cport),
-            (s.ip_delta, s.l4_delta),
-            true,
-        );
-        let total = usize::from(p.total);
-        listener.traffic.outbound(total);
-        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
-            b.traffic.outbound(total);
+        // An open session, the common one, here; any other in a call (so
+        // that the rare call does not cost the common case registers).
+        if s.tcp_open() {
+            outbound_tail::<true>(listener, s, (ip, tcp), p.total, tick(now), verdict);
+        } else {
+            outbound_tail_any(listener, s, (ip, tcp), p.total, tick(now), verdict);
         }
-        *verdict = Verdict::ToClient {
-            next_hop: IpAddr::V4(Ipv4Addr::from(client)),
-        };
         Ok(())
     }
+}
+
+/// The end of [`Engine::fast_outbound`] for a session `s` of `listener`
+/// at tick `now`: track the server's ACK without SYN, RST or FIN
+/// (`track_server` reads only those flags), set the deadline, rewrite,
+/// count, and write the verdict. `OPEN` for a [`Session::tcp_open`]
+/// session, whose tracking is [`Session::track_server_ack`], whose
+/// deadline `server_refresh` always sets and whose timeout is the
+/// established one.
+#[inline(always)]
+fn outbound_tail<const OPEN: bool>(
+    listener: &mut Listener,
+    s: &mut Session,
+    (ip, tcp): Views<'_>,
+    total: u16,
+    now: u32,
+    verdict: &mut Verdict,
+) {
+    let (seq, ack, seq_len) = (tcp.seq_number(), tcp.ack_number(), payload(total, &tcp));
+    if OPEN {
+        s.track_server_ack(seq, ack, seq_len);
+        s.expires = now.wrapping_add(listener.timeouts_ms.established);
+    } else {
+        s.track_server(ACK, seq, ack, seq_len);
+        server_refresh(s, now.wrapping_add(listener.timeouts_ms.for_session(s)));
+    }
+    let client = client4(s);
+    rewrite(
+        (ip, tcp),
+        (listener.vip4, listener.config.port),
+        (client, s.cport),
+        (s.ip_delta, s.l4_delta),
+        true,
+    );
+    let total = usize::from(total);
+    listener.traffic.outbound(total);
+    if let Some(b) = listener.backends.get_mut(s.backend as usize) {
+        b.traffic.outbound(total);
+    }
+    *verdict = Verdict::ToClient {
+        next_hop: IpAddr::V4(Ipv4Addr::from(client)),
+    };
+}
+
+/// [`outbound_tail`] for any session.
+#[cold]
+#[inline(never)]
+fn outbound_tail_any(
+    listener: &mut Listener,
+    s: &mut Session,
+    views: Views<'_>,
+    total: u16,
+    now: u32,
+    verdict: &mut Verdict,
+) {
+    outbound_tail::<false>(listener, s, views, total, now, verdict);
+}
+
+/// What [`Engine::inbound`] does to a session that is not
+/// [`Session::tcp_open`] for a client's ACK without SYN, RST or FIN at
+/// tick `now` (`track_client` reads only those flags): track it, take it
+/// off the half-open list if the ACK completes its handshake, set its
+/// deadline.
+#[cold]
+#[inline(never)]
+fn track_client(
+    half_open: &mut HalfOpen,
+    timeouts: &TimeoutsMs,
+    (id, s): (u32, &mut Session),
+    (seq, ack, seq_len): (u32, u32, u32),
+    now: u32,
+) {
+    if s.track_client(ACK, seq, ack, seq_len) {
+        half_open.remove(id);
+    }
+    s.expires = now.wrapping_add(timeouts.for_session(s));
 }
 
 /// The IPv4 and TCP views of a frame's fixed headers.
