@@ -221,7 +221,9 @@ impl Engine {
 
     #[inline]
     pub(super) fn find_listener(&self, vip: u32, port: u16, proto: u8) -> Option<ListenerId> {
-        self.vip_index.get(listener_key(vip, port, proto))
+        let key = listener_key(vip, port, proto);
+        let i = self.by_key.binary_search_by_key(&key, |&(k, _)| k).ok()?;
+        self.by_key.get(i).map(|&(_, id)| id)
     }
 }
 

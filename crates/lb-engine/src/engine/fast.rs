@@ -206,9 +206,9 @@ impl Engine {
         // or else maybe to a local address, which is not checked here (see
         // `FastPacket::dir`).
         let key = listener_key(u32_of(dst), dport, wire::PROTO_TCP);
-        let (dir, listener) = match self.vip_index.get(key) {
-            Some(id) => (Dir::In, id),
-            None => (Dir::Out, 0),
+        let (dir, listener) = match self.by_key.binary_search_by_key(&key, |&(k, _)| k) {
+            Ok(i) => (Dir::In, self.by_key.get(i)?.1),
+            Err(_) => (Dir::Out, 0),
         };
         Some(FastPacket {
             dir,

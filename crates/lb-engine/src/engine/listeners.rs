@@ -260,7 +260,6 @@ impl Engine {
             &listener.config.local.addresses,
         );
         self.index_vip(&listener, id);
-        self.vip_index.rebuild(&self.by_key);
         if slot == self.listeners.len() {
             self.listeners.push(Some(listener));
         } else if let Some(s) = self.listeners.get_mut(slot) {
@@ -345,7 +344,6 @@ impl Engine {
                 &l.config.local.addresses,
             );
         }
-        self.vip_index.rebuild(&self.by_key);
     }
 
     /// Add a backend to a listener's pool.

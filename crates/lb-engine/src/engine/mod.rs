@@ -39,8 +39,7 @@
 //! `batch` (the entry points), `fast` (the fast path), `inbound`,
 //! `new_session` and `outbound` (forwarding), `icmp`, `expiry`, `transmit`
 //! (what the engine sends itself), `rewrite` (addresses and ports), and
-//! `state` (snapshot export and import), `vip_index` (the listeners by
-//! VIP and port, for the packet path).
+//! `state` (snapshot export and import).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -58,7 +57,6 @@ use crate::time::Instant;
 use crate::wire;
 use listeners::Listener;
 use transmit::PendingRst;
-use vip_index::VipIndex;
 
 mod batch;
 mod classify;
@@ -73,7 +71,6 @@ mod outbound;
 mod rewrite;
 mod state;
 mod transmit;
-mod vip_index;
 
 /// A listener's handle: its slot in the engine.
 pub type ListenerId = u16;
@@ -150,8 +147,6 @@ pub struct Engine {
     listeners: Vec<Option<Listener>>,
     /// Sorted (VIP, port, protocol) -> listener.
     by_key: Vec<(u64, ListenerId)>,
-    /// `by_key` as a hash table, for the packet path.
-    vip_index: VipIndex,
     /// Sorted (IPv6 VIP, port and protocol) -> listener.
     by_key6: Vec<((u128, u32), ListenerId)>,
     /// Sorted IPv6 VIPs.
@@ -275,7 +270,6 @@ impl Engine {
             table,
             listeners: Vec::new(),
             by_key: Vec::new(),
-            vip_index: VipIndex::new(),
             by_key6: Vec::new(),
             vips6: Vec::new(),
             locals6: Vec::new(),
