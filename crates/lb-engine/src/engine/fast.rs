@@ -14,10 +14,15 @@
 //! when a check fails, before anything is changed, it hands the frame to
 //! the general path ([`Engine::fast_decline`], [`Engine::finish`]) with
 //! the packet already parsed and the session already looked up, so that
-//! neither is done twice. The general path then decides as it always has:
-//! the fast path only takes frames whose outcome it produces byte for
-//! byte, state for state and counter for counter. What it leaves to the
-//! general path, and why:
+//! neither is done twice (the packet is read again from the fixed headers
+//! then: [`FastPacket`] holds only what the lookup needs, so that few
+//! values stay live across it). A session that is open
+//! ([`Session::tcp_open`]), the common one, is tracked and timed inline;
+//! any other the fast path also takes, with the general path's trackers
+//! and timeouts, in a cold call. The general path then decides as it
+//! always has: the fast path only takes frames whose outcome it produces
+//! byte for byte, state for state and counter for counter. What it leaves
+//! to the general path, and why:
 //!
 //! - VLAN tags, IPv6, IPv4 options, fragments, a bad IPv4 checksum,
 //!   lengths that disagree, anything but TCP, TCP flags no segment may
@@ -34,6 +39,7 @@
 //! - 6to4 and 6to6 sessions, and anything with no session.
 //!
 //! [`Session::wants_ttm`]: crate::session::Session::wants_ttm
+//! [`Session::tcp_open`]: crate::session::Session::tcp_open
 
 use super::classify::{Net, Packet, tcp_flags_valid};
 use super::keys::outbound4;
@@ -43,8 +49,7 @@ use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::half_open::HalfOpen;
 use crate::hash;
-use crate::session::Path;
-use crate::session::Session;
+use crate::session::{Path, Session};
 use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
