@@ -262,6 +262,7 @@ impl Engine {
     /// it, without the parse if the segment is to a VIP or a local
     /// address, and for a segment to a VIP without the session lookup if
     /// one was made. A segment to neither gets the whole general path.
+    #[cold]
     #[inline(never)]
     pub(super) fn fast_decline(
         &mut self,
