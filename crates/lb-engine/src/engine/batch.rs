@@ -38,11 +38,17 @@ impl Engine {
     fn packet(&mut self, now: Instant, frame: &mut Frame<'_>, verdict: &mut Verdict) {
         match self.fast_parse(frame) {
             Some(p) => self.fast_into(now, frame, &p, verdict),
-            None => {
-                let parsed = self.parse(frame);
-                *verdict = self.finish(now, frame, &parsed, None);
-            }
+            None => *verdict = self.general(now, frame),
         }
+    }
+
+    /// The general path for a frame the fast path does not read: cold in
+    /// a batch, so that the fast path's spills stay off its own path.
+    #[cold]
+    #[inline(never)]
+    fn general(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        let parsed = self.parse(frame);
+        self.finish(now, frame, &parsed, None)
     }
 
     /// The fast path's outcome for a frame it read, into `verdict`.
