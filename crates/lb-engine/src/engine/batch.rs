@@ -42,6 +42,26 @@ impl Engine {
         }
     }
 
+    /// [`Engine::parse`], cold: see [`Engine::general`].
+    #[cold]
+    #[inline(never)]
+    fn parse_cold(&self, frame: &mut Frame<'_>) -> Result<Packet, Verdict> {
+        self.parse(frame)
+    }
+
+    /// [`Engine::finish`] of a frame the fast path did not read, cold: see
+    /// [`Engine::general`].
+    #[cold]
+    #[inline(never)]
+    fn finish_cold(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        parsed: &Result<Packet, Verdict>,
+    ) -> Verdict {
+        self.finish(now, frame, parsed, None)
+    }
+
     /// The general path for a frame the fast path does not read: cold in
     /// a batch, so that the fast path's spills stay off its own path.
     #[cold]
@@ -120,7 +140,7 @@ impl Engine {
         for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
             match self.fast_parse(frame) {
                 Some(fast) => *p = Parsed::Fast(fast),
-                None => *p = Parsed::General(self.parse(frame)),
+                None => *p = Parsed::General(self.parse_cold(frame)),
             }
         }
         // Tight loops, so that the out-of-order window holds many of these
@@ -140,7 +160,7 @@ impl Engine {
         for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
             match p {
                 Parsed::Fast(fast) => self.fast_into(now, frame, fast, verdict),
-                Parsed::General(general) => *verdict = self.finish(now, frame, general, None),
+                Parsed::General(general) => *verdict = self.finish_cold(now, frame, general),
             }
         }
     }
