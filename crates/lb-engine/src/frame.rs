@@ -81,6 +81,23 @@ impl<'a> Frame<'a> {
         self.buf.get_mut(self.start..self.end).unwrap_or_default()
     }
 
+    /// The frame's first `N` bytes, and the frame's length; `None` if it
+    /// is shorter.
+    #[inline(always)]
+    pub(crate) fn head<const N: usize>(&self) -> Option<(&[u8; N], usize)> {
+        let bytes = self.buf.get(self.start..self.end)?;
+        Some((bytes.first_chunk::<N>()?, bytes.len()))
+    }
+
+    /// The frame's first `N` bytes and the rest of it, writable; `None`
+    /// if it is shorter than `N`.
+    #[inline(always)]
+    pub(crate) fn head_mut<const N: usize>(&mut self) -> Option<(&mut [u8; N], &mut [u8])> {
+        self.buf
+            .get_mut(self.start..self.end)?
+            .split_first_chunk_mut::<N>()
+    }
+
     /// Set the frame's range; `false` (and no change) if it is not inside
     /// the buffer.
     pub fn set_range(&mut self, start: usize, end: usize) -> bool {
@@ -95,8 +112,12 @@ impl<'a> Frame<'a> {
 
     /// Cut the frame to `len` bytes (drops Ethernet padding after the IP
     /// packet); no change if it is already shorter.
+    #[inline]
     pub(crate) fn truncate(&mut self, len: usize) {
-        self.end = self.end.min(self.start.saturating_add(len));
+        // `start + len` cannot overflow when it is below `end`.
+        if len < self.end - self.start {
+            self.end = self.start + len;
+        }
     }
 }
 

@@ -195,6 +195,46 @@ impl Session {
         established
     }
 
+    /// Whether this is a TCP session whose handshake completed and which
+    /// has seen no FIN and no RST: the sessions whose plain ACKs the fast
+    /// path takes, with [`Session::track_client_ack`] and
+    /// [`Session::track_server_ack`].
+    #[inline(always)]
+    pub(crate) fn tcp_open(&self) -> bool {
+        let open = flag::SYNACK | flag::SERVER_SENT | flag::ESTABLISHED;
+        self.proto == crate::wire::PROTO_TCP
+            && self.flags & !open == 0
+            && self.flags & flag::ESTABLISHED != 0
+    }
+
+    /// [`Session::track_client`] of an ACK without SYN, RST or FIN in a
+    /// session that is [`Session::tcp_open`]: the same changes (it cannot
+    /// complete the handshake, which is complete, nor acknowledge a FIN,
+    /// since none was seen), and the session stays open.
+    #[inline(always)]
+    pub(crate) fn track_client_ack(&mut self, seq: u32, ack: u32, seq_len: u32) {
+        let end = seq.wrapping_add(seq_len);
+        if seq_after(end, self.c_next) {
+            self.c_next = end;
+        }
+        self.c_ack = ack;
+    }
+
+    /// [`Session::track_server`] of an ACK without SYN, RST or FIN in a
+    /// session that is [`Session::tcp_open`]: the same changes, and the
+    /// session stays open.
+    #[inline(always)]
+    pub(crate) fn track_server_ack(&mut self, seq: u32, ack: u32, seq_len: u32) {
+        let end = seq.wrapping_add(seq_len);
+        if seq_after(end, self.s_next) {
+            self.s_next = end;
+        }
+        if seq_len > 0 && self.flags & flag::SYNACK != 0 {
+            self.flags |= flag::SERVER_SENT;
+        }
+        self.s_ack = ack;
+    }
+
     /// Whether a client's `ack` acknowledges the server's SYN-ACK, as a
     /// server in SYN_RECV checks it (Linux: `ack_seq == snt_isn + 1`):
     /// exactly the server's initial sequence number + 1, or, once the
@@ -329,6 +369,65 @@ mod test {
         assert_eq!(s.tcp_state(), TcpState::CloseWait);
         s.track_client(RST, 0, 0, 0);
         assert_eq!(s.tcp_state(), TcpState::Close);
+    }
+
+    /// Every field of a session.
+    #[allow(clippy::type_complexity)]
+    fn all(
+        s: &Session,
+    ) -> (
+        ([u8; 16], u16, u16, u16, u16, u32),
+        (u32, u8, u8, u16, u16, Path),
+        [u32; 4],
+    ) {
+        (
+            (s.client, s.cport, s.lport, s.listener, s.lip, s.backend),
+            (s.expires, s.proto, s.flags, s.ip_delta, s.l4_delta, s.path),
+            [s.c_next, s.c_ack, s.s_next, s.s_ack],
+        )
+    }
+
+    /// The open-session trackers change what the general ones change, on
+    /// every open session.
+    #[test]
+    fn open_session_trackers_are_the_general_ones() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut open = 0;
+        for _ in 0..100_000 {
+            let r = next();
+            let s = Session {
+                proto: if r & 0x100 == 0 { 6 } else { 17 },
+                // Mostly the handshake's flags, sometimes any.
+                flags: if r & 0x200 == 0 { r as u8 & 7 } else { r as u8 },
+                c_next: (r >> 8) as u32 & 0xffff,
+                c_ack: (r >> 24) as u32,
+                s_next: (r >> 40) as u32 & 0xffff,
+                ..Session::default()
+            };
+            if !s.tcp_open() {
+                continue;
+            }
+            open += 1;
+            let r = next();
+            let (seq, ack, len) = (r as u32 & 0x1_ffff, (r >> 32) as u32, (r >> 50) as u32 & 3);
+            let (mut a, mut b) = (s, s);
+            assert!(!a.track_client(ACK, seq, ack, len));
+            b.track_client_ack(seq, ack, len);
+            assert_eq!(all(&a), all(&b), "client");
+            assert!(b.tcp_open());
+            let (mut a, mut b) = (s, s);
+            a.track_server(ACK, seq, ack, len);
+            b.track_server_ack(seq, ack, len);
+            assert_eq!(all(&a), all(&b), "server");
+            assert!(b.tcp_open());
+        }
+        assert!(open > 10_000, "{open}");
     }
 
     #[test]

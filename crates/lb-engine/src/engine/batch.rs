@@ -14,11 +14,14 @@ impl Engine {
     /// Process one frame; see [`Verdict`].
     pub fn handle_packet(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
         self.latest = self.latest.max(now);
-        match self.fast_parse(frame.bytes()) {
-            Some(p) => match self.fast_forward(now, frame, &p) {
-                Ok(verdict) => verdict,
-                Err(found) => self.fast_decline(now, frame, p, found),
-            },
+        match self.fast_parse(frame) {
+            Some(p) => {
+                let mut verdict = Verdict::Pass;
+                match self.fast_forward(now, frame, &p, &mut verdict) {
+                    Ok(()) => verdict,
+                    Err(found) => self.fast_decline(now, frame, p, found),
+                }
+            }
             None => {
                 let parsed = self.parse(frame);
                 self.finish(now, frame, &parsed, None)
@@ -33,13 +36,39 @@ impl Engine {
     /// same reason `handle_packet` returns the general path's as it is.)
     #[inline(always)]
     fn packet(&mut self, now: Instant, frame: &mut Frame<'_>, verdict: &mut Verdict) {
-        match self.fast_parse(frame.bytes()) {
+        match self.fast_parse(frame) {
             Some(p) => self.fast_into(now, frame, &p, verdict),
-            None => {
-                let parsed = self.parse(frame);
-                *verdict = self.finish(now, frame, &parsed, None);
-            }
+            None => *verdict = self.general(now, frame),
         }
+    }
+
+    /// [`Engine::parse`], cold: see [`Engine::general`].
+    #[cold]
+    #[inline(never)]
+    fn parse_cold(&self, frame: &mut Frame<'_>) -> Result<Packet, Verdict> {
+        self.parse(frame)
+    }
+
+    /// [`Engine::finish`] of a frame the fast path did not read, cold: see
+    /// [`Engine::general`].
+    #[cold]
+    #[inline(never)]
+    fn finish_cold(
+        &mut self,
+        now: Instant,
+        frame: &mut Frame<'_>,
+        parsed: &Result<Packet, Verdict>,
+    ) -> Verdict {
+        self.finish(now, frame, parsed, None)
+    }
+
+    /// The general path for a frame the fast path does not read: cold in
+    /// a batch, so that the fast path's spills stay off its own path.
+    #[cold]
+    #[inline(never)]
+    fn general(&mut self, now: Instant, frame: &mut Frame<'_>) -> Verdict {
+        let parsed = self.parse(frame);
+        self.finish(now, frame, &parsed, None)
     }
 
     /// The fast path's outcome for a frame it read, into `verdict`.
@@ -51,9 +80,8 @@ impl Engine {
         p: &FastPacket,
         verdict: &mut Verdict,
     ) {
-        match self.fast_forward(now, frame, p) {
-            Ok(taken) => *verdict = taken,
-            Err(found) => *verdict = self.fast_decline(now, frame, *p, found),
+        if let Err(found) = self.fast_forward(now, frame, p, verdict) {
+            *verdict = self.fast_decline(now, frame, *p, found);
         }
     }
 
@@ -70,7 +98,6 @@ impl Engine {
     ) {
         const CHUNK: usize = 32;
         self.latest = self.latest.max(now);
-        let mut parsed = [Parsed::General(Err(Verdict::Pass)); CHUNK];
         let mut start = 0;
         while start < frames.len().min(verdicts.len()) {
             let end = (start + CHUNK).min(frames.len()).min(verdicts.len());
@@ -79,45 +106,62 @@ impl Engine {
             else {
                 break;
             };
-            // 1. Parse and hash every frame; 2. load each home slot of the
-            //    index; 3. find each candidate entry and load it; 4. do the
-            //    work, by now mostly from cache.
             // With few sessions the table is in the caches already, and
             // touching it ahead would only cost instructions.
             if self.table.len() <= CACHED_SESSIONS {
-                for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
-                    self.packet(now, frame, verdict);
-                }
-                start = end;
-                continue;
-            }
-            for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
-                *p = match self.fast_parse(frame.bytes()) {
-                    Some(fast) => Parsed::Fast(fast),
-                    None => Parsed::General(self.parse(frame)),
-                };
-            }
-            // Tight loops, so that the out-of-order window holds many of
-            // these loads at once and their misses overlap.
-            let mut sink = 0u64;
-            for p in parsed.iter().take(chunk.len()) {
-                if let Some((hash, _)) = p.key() {
-                    sink ^= self.table.touch(hash);
-                }
-            }
-            for p in parsed.iter().take(chunk.len()) {
-                if let Some(id) = p.key().and_then(|(h, dir)| self.table.candidate(h, dir)) {
-                    sink ^= u64::from(self.table.touch_entry(id, |s| s.flags));
-                }
-            }
-            core::hint::black_box(sink);
-            for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
-                match p {
-                    Parsed::Fast(fast) => self.fast_into(now, frame, fast, verdict),
-                    Parsed::General(general) => *verdict = self.finish(now, frame, general, None),
-                }
+                self.chunk_cached(now, chunk, out);
+            } else {
+                self.chunk_touched(now, chunk, out);
             }
             start = end;
+        }
+    }
+
+    /// [`Engine::handle_batch`]'s work on a chunk of frames whose sessions
+    /// are taken to be in the caches: each frame in turn. (A function of
+    /// its own, so that the per-packet loop gets the registers to itself.)
+    #[inline(never)]
+    fn chunk_cached(&mut self, now: Instant, chunk: &mut [Frame<'_>], out: &mut [Verdict]) {
+        for (frame, verdict) in chunk.iter_mut().zip(out.iter_mut()) {
+            self.packet(now, frame, verdict);
+        }
+    }
+
+    /// [`Engine::handle_batch`]'s work on a chunk of at most 32 frames
+    /// (more are left alone) in a large table: 1. parse and hash every
+    /// frame; 2. load each home slot of the index; 3. find each candidate
+    /// entry and load it; 4. do the work, by now mostly from cache.
+    #[inline(never)]
+    fn chunk_touched(&mut self, now: Instant, chunk: &mut [Frame<'_>], out: &mut [Verdict]) {
+        let mut parsed = [Parsed::General(Err(Verdict::Pass)); 32];
+        let chunk_len = chunk.len().min(parsed.len());
+        // Each arm stores its own variant: merged, the two would meet in a
+        // copy of the whole (large) enum.
+        for (frame, p) in chunk.iter_mut().zip(parsed.iter_mut()) {
+            match self.fast_parse(frame) {
+                Some(fast) => *p = Parsed::Fast(fast),
+                None => *p = Parsed::General(self.parse_cold(frame)),
+            }
+        }
+        // Tight loops, so that the out-of-order window holds many of these
+        // loads at once and their misses overlap.
+        let mut sink = 0u64;
+        for p in parsed.iter().take(chunk_len) {
+            if let Some((hash, _)) = p.key() {
+                sink ^= self.table.touch(hash);
+            }
+        }
+        for p in parsed.iter().take(chunk_len) {
+            if let Some(id) = p.key().and_then(|(h, dir)| self.table.candidate(h, dir)) {
+                sink ^= u64::from(self.table.touch_entry(id, |s| s.flags));
+            }
+        }
+        core::hint::black_box(sink);
+        for ((frame, verdict), p) in chunk.iter_mut().zip(out.iter_mut()).zip(&parsed) {
+            match p {
+                Parsed::Fast(fast) => self.fast_into(now, frame, fast, verdict),
+                Parsed::General(general) => *verdict = self.finish_cold(now, frame, general),
+            }
         }
     }
 

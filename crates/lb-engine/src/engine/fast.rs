@@ -14,10 +14,15 @@
 //! when a check fails, before anything is changed, it hands the frame to
 //! the general path ([`Engine::fast_decline`], [`Engine::finish`]) with
 //! the packet already parsed and the session already looked up, so that
-//! neither is done twice. The general path then decides as it always has:
-//! the fast path only takes frames whose outcome it produces byte for
-//! byte, state for state and counter for counter. What it leaves to the
-//! general path, and why:
+//! neither is done twice (the packet is read again from the fixed headers
+//! then: [`FastPacket`] holds only what the lookup needs, so that few
+//! values stay live across it). A session that is open
+//! ([`Session::tcp_open`]), the common one, is tracked and timed inline;
+//! any other the fast path also takes, with the general path's trackers
+//! and timeouts, in a cold call. The general path then decides as it
+//! always has: the fast path only takes frames whose outcome it produces
+//! byte for byte, state for state and counter for counter. What it leaves
+//! to the general path, and why:
 //!
 //! - VLAN tags, IPv6, IPv4 options, fragments, a bad IPv4 checksum,
 //!   lengths that disagree, anything but TCP, TCP flags no segment may
@@ -34,15 +39,17 @@
 //! - 6to4 and 6to6 sessions, and anything with no session.
 //!
 //! [`Session::wants_ttm`]: crate::session::Session::wants_ttm
+//! [`Session::tcp_open`]: crate::session::Session::tcp_open
 
 use super::classify::{Net, Packet, tcp_flags_valid};
 use super::keys::outbound4;
 use super::listeners::{Listener, listener_key};
-use super::{Engine, ListenerId, client4, client16, server_refresh, tick, u32_of};
+use super::{Engine, ListenerId, TimeoutsMs, client4, client16, server_refresh, tick, u32_of};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
+use crate::half_open::HalfOpen;
 use crate::hash;
-use crate::session::Path;
+use crate::session::{Path, Session};
 use crate::table::Dir;
 use crate::tcp_edit;
 use crate::time::Instant;
@@ -62,8 +69,11 @@ type Views<'a> = (
     tcp::Packet<&'a mut [u8; tcp::HEADER_LEN]>,
 );
 
-/// What [`Engine::fast_parse`] read of a segment: everything
-/// [`Engine::parse`] would have found.
+/// What [`Engine::fast_parse`] decided of a segment; the rest of what
+/// [`Engine::parse`] would have found is in the frame's fixed headers,
+/// which [`Engine::fast_forward`] reads again where it needs them (from
+/// the cache, where keeping every field here would keep more values live
+/// across the session lookup than there are registers).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct FastPacket {
     /// To a VIP with a listener on the port (`In`), or not (`Out`): then
@@ -78,56 +88,37 @@ pub(super) struct FastPacket {
     pub(super) dir: Dir,
     /// The listener of a segment to a VIP (0 for `Out`).
     listener: ListenerId,
+    /// The IPv4 total length.
+    total: u16,
     /// The flow hash of the segment's 5-tuple as received.
     pub(super) hash: u64,
-    src: [u8; 4],
-    dst: [u8; 4],
-    sport: u16,
-    dport: u16,
-    flags: u8,
-    seq: u32,
-    ack: u32,
-    /// The IPv4 total length.
-    total: usize,
-    /// The TCP header's length.
-    tcp_hlen: usize,
 }
 
 impl FastPacket {
-    /// Payload bytes.
-    #[inline(always)]
-    fn payload(&self) -> usize {
-        self.total - ipv4::HEADER_LEN - self.tcp_hlen
-    }
-
-    /// Whether the flags are an ACK without SYN, RST or FIN: the segments
-    /// [`Engine::fast_forward`] may take.
-    #[inline(always)]
-    fn plain_ack(&self) -> bool {
-        self.flags & (SYN | RST | FIN | ACK) == ACK
-    }
-
-    /// The packet as [`Engine::parse`] would have returned it.
-    fn packet(&self) -> Packet {
+    /// The packet as [`Engine::parse`] would have returned it, from the
+    /// fixed headers [`Engine::fast_parse`] read.
+    fn packet(&self, ip: &ipv4::Packet<&[u8; ipv4::HEADER_LEN]>, tcp: &Tcp<'_>) -> Packet {
+        let total = usize::from(self.total);
+        let hlen = tcp.header_len();
         Packet {
             net: Net::V4(Ipv4 {
                 off: ETH_HLEN,
                 hlen: ipv4::HEADER_LEN,
-                total: self.total,
+                total,
                 proto: wire::PROTO_TCP,
-                src: self.src,
-                dst: self.dst,
+                src: ip.src_addr(),
+                dst: ip.dst_addr(),
                 fragment: false,
                 checksum_ok: true,
             }),
             l4: L4 {
-                sport: self.sport,
-                dport: self.dport,
-                flags: self.flags,
-                seq: self.seq,
-                ack: self.ack,
-                payload: self.payload(),
-                hlen: self.tcp_hlen,
+                sport: tcp.src_port(),
+                dport: tcp.dst_port(),
+                flags: tcp.flags(),
+                seq: tcp.seq_number(),
+                ack: tcp.ack_number(),
+                payload: total - ipv4::HEADER_LEN - hlen,
+                hlen,
             },
             dir: self.dir,
             listener: self.listener,
@@ -136,12 +127,49 @@ impl FastPacket {
     }
 }
 
+/// A TCP fixed header, read-only.
+type Tcp<'a> = tcp::Packet<&'a [u8; tcp::HEADER_LEN]>;
+
 /// Why [`Engine::fast_forward`] left a segment to the general path: the
 /// session lookup it made, for [`Engine::inbound`] (`None`: none made).
 pub(super) type Declined = Option<Option<u32>>;
 
 /// Declined before looking the session up.
 const NO_LOOKUP: Declined = None;
+
+/// Payload bytes of a segment of IPv4 total length `total` whose TCP
+/// header is `tcp`.
+#[inline(always)]
+fn payload(total: u16, tcp: &tcp::Packet<&mut [u8; tcp::HEADER_LEN]>) -> u32 {
+    u32::from(total) - ipv4::HEADER_LEN as u32 - tcp.header_len() as u32
+}
+
+/// Whether a TCP flags byte is an ACK without SYN, RST or FIN: the
+/// segments [`Engine::fast_forward`] may take.
+#[inline(always)]
+fn plain_ack(flags: u8) -> bool {
+    flags & (SYN | RST | FIN | ACK) == ACK
+}
+
+/// Views of the fixed headers of an untagged IPv4 TCP frame, read-only.
+type ReadViews<'a> = (
+    ethernet::Packet<&'a [u8; ETH_HLEN]>,
+    ipv4::Packet<&'a [u8; ipv4::HEADER_LEN]>,
+    Tcp<'a>,
+);
+
+/// The fixed headers of an untagged IPv4 TCP frame, read-only.
+#[inline(always)]
+fn split(h: &[u8; HEADERS]) -> Option<ReadViews<'_>> {
+    let (eth, rest) = h.split_first_chunk::<ETH_HLEN>()?;
+    let (ip, rest) = rest.split_first_chunk::<{ ipv4::HEADER_LEN }>()?;
+    let tcp = rest.first_chunk::<{ tcp::HEADER_LEN }>()?;
+    Some((
+        ethernet::Packet::new_unchecked(eth),
+        ipv4::Packet::new_unchecked(ip),
+        tcp::Packet::new_unchecked(tcp),
+    ))
+}
 
 impl Engine {
     /// Read a frame for the fast path: `None` unless it is an untagged
@@ -152,35 +180,27 @@ impl Engine {
     /// address ([`FastPacket::dir`]). Reads only; the frame is cut to its
     /// IPv4 length when [`Engine::fast_forward`] takes it.
     #[inline(always)]
-    pub(super) fn fast_parse(&self, bytes: &[u8]) -> Option<FastPacket> {
+    pub(super) fn fast_parse(&self, frame: &Frame<'_>) -> Option<FastPacket> {
         if !self.fast_path {
             return None;
         }
-        let h = bytes.first_chunk::<HEADERS>()?;
-        let (eth, rest) = h.split_first_chunk::<ETH_HLEN>()?;
-        let (ip, rest) = rest.split_first_chunk::<{ ipv4::HEADER_LEN }>()?;
-        let tcp = rest.first_chunk::<{ tcp::HEADER_LEN }>()?;
-        let (eth, ip, tcp) = (
-            ethernet::Packet::new_unchecked(eth),
-            ipv4::Packet::new_unchecked(ip),
-            tcp::Packet::new_unchecked(tcp),
-        );
+        let (h, len) = frame.head::<HEADERS>()?;
+        let (eth, ip, tcp) = split(h)?;
         if eth.ethertype() != wire::ETHERTYPE_IPV4
             || ip.version() != 4
             || ip.header_len() != ipv4::HEADER_LEN
         {
             return None;
         }
-        let total = usize::from(ip.total_len());
+        let total = ip.total_len();
         let tcp_hlen = tcp.header_len();
-        let flags = tcp.flags();
         let ours = ip.protocol() == wire::PROTO_TCP
             && !ip.is_fragment()
-            && total >= ipv4::HEADER_LEN + tcp::HEADER_LEN
-            && ETH_HLEN + total <= bytes.len()
+            && usize::from(total) >= ipv4::HEADER_LEN + tcp::HEADER_LEN
+            && ETH_HLEN + usize::from(total) <= len
             && tcp_hlen >= tcp::HEADER_LEN
-            && tcp_hlen <= total - ipv4::HEADER_LEN
-            && tcp_flags_valid(flags)
+            && tcp_hlen <= usize::from(total) - ipv4::HEADER_LEN
+            && tcp_flags_valid(tcp.flags())
             && ip.checksum_ok();
         if !ours {
             return None;
@@ -198,6 +218,7 @@ impl Engine {
         Some(FastPacket {
             dir,
             listener,
+            total,
             hash: hash::flow4(
                 self.config.hash_seed,
                 wire::PROTO_TCP,
@@ -206,38 +227,34 @@ impl Engine {
                 dst,
                 dport,
             ),
-            src,
-            dst,
-            sport,
-            dport,
-            flags,
-            seq: tcp.seq_number(),
-            ack: tcp.ack_number(),
-            total,
-            tcp_hlen,
         })
     }
 
     /// Forward a segment [`Engine::fast_parse`] read, if the rewrite alone
-    /// is all it needs: its verdict, which needs no counting (neither a
-    /// drop nor a pass). `Err`, with nothing changed, for the caller to
-    /// hand the segment to [`Engine::fast_decline`].
+    /// is all it needs, writing its verdict (which needs no counting:
+    /// neither a drop nor a pass) into `verdict`. `Err`, with nothing
+    /// changed, for the caller to hand the segment to
+    /// [`Engine::fast_decline`].
     #[inline(always)]
     pub(super) fn fast_forward(
         &mut self,
         now: Instant,
         frame: &mut Frame<'_>,
         p: &FastPacket,
-    ) -> Result<Verdict, Declined> {
-        let taken = match p.dir {
-            Dir::In => self.fast_inbound(now, frame, p),
-            Dir::Out => self.fast_outbound(now, frame, p),
-        };
-        if taken.is_ok() {
-            frame.truncate(ETH_HLEN + p.total);
-            self.fast_forwarded += 1;
+        verdict: &mut Verdict,
+    ) -> Result<(), Declined> {
+        let (h, rest) = frame.head_mut::<HEADERS>().ok_or(NO_LOOKUP)?;
+        let views = views(h).ok_or(NO_LOOKUP)?;
+        if !plain_ack(views.1.flags()) {
+            return Err(NO_LOOKUP);
         }
-        taken
+        match p.dir {
+            Dir::In => self.fast_inbound(now, views, rest, p, verdict)?,
+            Dir::Out => self.fast_outbound(now, views, p, verdict)?,
+        }
+        frame.truncate(ETH_HLEN + usize::from(p.total));
+        self.fast_forwarded += 1;
+        Ok(())
     }
 
     /// The general path for a segment the fast path read but does not
@@ -245,6 +262,7 @@ impl Engine {
     /// it, without the parse if the segment is to a VIP or a local
     /// address, and for a segment to a VIP without the session lookup if
     /// one was made. A segment to neither gets the whole general path.
+    #[cold]
     #[inline(never)]
     pub(super) fn fast_decline(
         &mut self,
@@ -253,12 +271,26 @@ impl Engine {
         p: FastPacket,
         found: Declined,
     ) -> Verdict {
-        if p.dir == Dir::Out && self.locals.binary_search(&u32_of(p.dst)).is_err() {
-            let parsed = self.parse(frame);
-            return self.finish(now, frame, &parsed, None);
+        let packet = frame.head::<HEADERS>().and_then(|(h, _)| {
+            let (_, ip, tcp) = split(h)?;
+            Some(p.packet(&ip, &tcp))
+        });
+        let ours = packet.is_some_and(|packet| {
+            let Net::V4(ip) = packet.net else {
+                return false;
+            };
+            p.dir == Dir::In || self.locals.binary_search(&u32_of(ip.dst)).is_ok()
+        });
+        match packet {
+            Some(packet) if ours => {
+                frame.truncate(ETH_HLEN + usize::from(p.total));
+                self.finish(now, frame, &Ok(packet), found)
+            }
+            _ => {
+                let parsed = self.parse(frame);
+                self.finish(now, frame, &parsed, None)
+            }
         }
-        frame.truncate(ETH_HLEN + p.total);
-        self.finish(now, frame, &Ok(p.packet()), found)
     }
 
     /// [`Engine::inbound`] for a segment that takes the fast path; `Err`
@@ -267,14 +299,13 @@ impl Engine {
     fn fast_inbound(
         &mut self,
         now: Instant,
-        frame: &mut Frame<'_>,
+        (ip, tcp): Views<'_>,
+        rest: &[u8],
         p: &FastPacket,
-    ) -> Result<Verdict, Declined> {
-        if !p.plain_ack() {
-            return Err(NO_LOOKUP);
-        }
+        verdict: &mut Verdict,
+    ) -> Result<(), Declined> {
         let lid = p.listener;
-        let (sport, client) = (p.sport, client16(p.src));
+        let (sport, client) = (tcp.src_port(), client16(ip.src_addr()));
         let Some((id, s)) = self
             .table
             .find_mut(p.hash, Dir::In, |s| s.of_client(lid, &client, sport))
@@ -289,9 +320,10 @@ impl Engine {
         else {
             return declined;
         };
+        let ack = tcp.ack_number();
         // `wants_ttm` and `track_client` read only SYN, RST, FIN and ACK:
         // ACK alone stands for the segment's flags.
-        if !plain(listener) || (listener.ttm_on && s.wants_ttm(ACK, p.ack)) {
+        if !plain(listener) || (listener.ttm_on && s.wants_ttm(ACK, ack)) {
             return declined;
         }
         if s.path != Path::FourToFour {
@@ -304,38 +336,46 @@ impl Engine {
             return declined;
         };
         let (rip, rport) = (b.addr4, b.config.port);
-        let bytes = frame.bytes_mut();
-        let Some((h, rest)) = bytes.split_first_chunk_mut::<HEADERS>() else {
-            return declined;
-        };
-        let Some(views) = views(h) else {
-            return declined;
-        };
         // The general path removes spoofed options from every client
         // segment that has options: take only those it leaves alone.
-        if p.tcp_hlen > tcp::HEADER_LEN && !listener.config.ttm.strip.is_empty() {
-            let area = rest.get(..p.tcp_hlen - tcp::HEADER_LEN);
+        let tcp_hlen = tcp.header_len();
+        if tcp_hlen > tcp::HEADER_LEN && !listener.config.ttm.strip.is_empty() {
+            let area = rest.get(..tcp_hlen - tcp::HEADER_LEN);
             if !area.is_some_and(|a| tcp_edit::nothing_to_strip(a, &listener.config.ttm.strip)) {
                 return declined;
             }
         }
         // From here on, what the general path does, in its order.
-        if s.track_client(ACK, p.seq, p.ack, p.payload() as u32) {
-            self.half_open.remove(id);
+        // An open session, the common one, here: `track_client` cannot
+        // complete its handshake (nothing for the half-open list), and its
+        // timeout is the established one. Any other, in a call.
+        let (seq, seq_len) = (tcp.seq_number(), payload(p.total, &tcp));
+        if s.tcp_open() {
+            s.track_client_ack(seq, ack, seq_len);
+            s.expires = tick(now).wrapping_add(listener.timeouts_ms.established);
+        } else {
+            track_client(
+                &mut self.half_open,
+                &listener.timeouts_ms,
+                (id, s),
+                (seq, ack, seq_len),
+                tick(now),
+            );
         }
-        s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
         rewrite(
-            views,
+            (ip, tcp),
             (lip, s.lport),
             (rip, rport),
             (s.ip_delta, s.l4_delta),
             false,
         );
-        listener.traffic.inbound(p.total);
-        b.traffic.inbound(p.total);
-        Ok(Verdict::ToServer {
+        let total = usize::from(p.total);
+        listener.traffic.inbound(total);
+        b.traffic.inbound(total);
+        *verdict = Verdict::ToServer {
             next_hop: IpAddr::V4(Ipv4Addr::from(rip)),
-        })
+        };
+        Ok(())
     }
 
     /// [`Engine::outbound`] for a segment that takes the fast path; `Err`,
@@ -344,27 +384,31 @@ impl Engine {
     fn fast_outbound(
         &mut self,
         now: Instant,
-        frame: &mut Frame<'_>,
+        (ip, tcp): Views<'_>,
         p: &FastPacket,
-    ) -> Result<Verdict, Declined> {
-        if !p.plain_ack() {
-            return Err(NO_LOOKUP);
-        }
+        verdict: &mut Verdict,
+    ) -> Result<(), Declined> {
         // `find_outbound`, lending the session, in two steps: the table
         // walk compares the local port and protocol only (a small test
         // the walk inlines), then the whole key is checked on the entry
         // found. That entry is `find_outbound`'s when the whole key
         // matches (any earlier entry with the whole key would have
         // matched the part); when it does not, the general path looks on.
-        let lport = p.dport;
+        let lport = tcp.dst_port();
         let (_, s) = self
             .table
             .find_mut(p.hash, Dir::Out, |s| {
                 s.lport == lport && s.proto == wire::PROTO_TCP
             })
             .ok_or(NO_LOOKUP)?;
-        let server = (p.src, p.sport);
-        if !outbound4(&self.listeners, wire::PROTO_TCP, server, (p.dst, lport))(s) {
+        let server = (ip.src_addr(), tcp.src_port());
+        if !outbound4(
+            &self.listeners,
+            wire::PROTO_TCP,
+            server,
+            (ip.dst_addr(), lport),
+        )(s)
+        {
             return Err(NO_LOOKUP);
         }
         let listener = self
@@ -375,33 +419,91 @@ impl Engine {
         if !plain(listener) {
             return Err(NO_LOOKUP);
         }
-        let (h, _) = frame
-            .bytes_mut()
-            .split_first_chunk_mut::<HEADERS>()
-            .ok_or(NO_LOOKUP)?;
-        let views = views(h).ok_or(NO_LOOKUP)?;
-        // `track_server` reads only SYN, RST, FIN and ACK.
-        s.track_server(ACK, p.seq, p.ack, p.payload() as u32);
-        server_refresh(
-            s,
-            tick(now).wrapping_add(listener.timeouts_ms.for_session(s)),
-        );
-        let client = client4(s);
-        rewrite(
-            views,
-            (listener.vip4, listener.config.port),
-            (client, s.cport),
-            (s.ip_delta, s.l4_delta),
-            true,
-        );
-        listener.traffic.outbound(p.total);
-        if let Some(b) = listener.backends.get_mut(s.backend as usize) {
-            b.traffic.outbound(p.total);
+        // An open session, the common one, here; any other in a call (so
+        // that the rare call does not cost the common case registers).
+        if s.tcp_open() {
+            outbound_tail::<true>(listener, s, (ip, tcp), p.total, tick(now), verdict);
+        } else {
+            outbound_tail_any(listener, s, (ip, tcp), p.total, tick(now), verdict);
         }
-        Ok(Verdict::ToClient {
-            next_hop: IpAddr::V4(Ipv4Addr::from(client)),
-        })
+        Ok(())
     }
+}
+
+/// The end of [`Engine::fast_outbound`] for a session `s` of `listener`
+/// at tick `now`: track the server's ACK without SYN, RST or FIN
+/// (`track_server` reads only those flags), set the deadline, rewrite,
+/// count, and write the verdict. `OPEN` for a [`Session::tcp_open`]
+/// session, whose tracking is [`Session::track_server_ack`], whose
+/// deadline `server_refresh` always sets and whose timeout is the
+/// established one.
+#[inline(always)]
+fn outbound_tail<const OPEN: bool>(
+    listener: &mut Listener,
+    s: &mut Session,
+    (ip, tcp): Views<'_>,
+    total: u16,
+    now: u32,
+    verdict: &mut Verdict,
+) {
+    let (seq, ack, seq_len) = (tcp.seq_number(), tcp.ack_number(), payload(total, &tcp));
+    if OPEN {
+        s.track_server_ack(seq, ack, seq_len);
+        s.expires = now.wrapping_add(listener.timeouts_ms.established);
+    } else {
+        s.track_server(ACK, seq, ack, seq_len);
+        server_refresh(s, now.wrapping_add(listener.timeouts_ms.for_session(s)));
+    }
+    let client = client4(s);
+    rewrite(
+        (ip, tcp),
+        (listener.vip4, listener.config.port),
+        (client, s.cport),
+        (s.ip_delta, s.l4_delta),
+        true,
+    );
+    let total = usize::from(total);
+    listener.traffic.outbound(total);
+    if let Some(b) = listener.backends.get_mut(s.backend as usize) {
+        b.traffic.outbound(total);
+    }
+    *verdict = Verdict::ToClient {
+        next_hop: IpAddr::V4(Ipv4Addr::from(client)),
+    };
+}
+
+/// [`outbound_tail`] for any session.
+#[cold]
+#[inline(never)]
+fn outbound_tail_any(
+    listener: &mut Listener,
+    s: &mut Session,
+    views: Views<'_>,
+    total: u16,
+    now: u32,
+    verdict: &mut Verdict,
+) {
+    outbound_tail::<false>(listener, s, views, total, now, verdict);
+}
+
+/// What [`Engine::inbound`] does to a session that is not
+/// [`Session::tcp_open`] for a client's ACK without SYN, RST or FIN at
+/// tick `now` (`track_client` reads only those flags): track it, take it
+/// off the half-open list if the ACK completes its handshake, set its
+/// deadline.
+#[cold]
+#[inline(never)]
+fn track_client(
+    half_open: &mut HalfOpen,
+    timeouts: &TimeoutsMs,
+    (id, s): (u32, &mut Session),
+    (seq, ack, seq_len): (u32, u32, u32),
+    now: u32,
+) {
+    if s.track_client(ACK, seq, ack, seq_len) {
+        half_open.remove(id);
+    }
+    s.expires = now.wrapping_add(timeouts.for_session(s));
 }
 
 /// The IPv4 and TCP views of a frame's fixed headers.
