@@ -42,13 +42,12 @@
 //! [`Session::tcp_open`]: crate::session::Session::tcp_open
 
 use super::classify::{Net, Packet, tcp_flags_valid};
-use super::keys::outbound4;
+use super::keys::{key_hash4, outbound4};
 use super::listeners::{Listener, listener_key};
 use super::{Engine, ListenerId, TimeoutsMs, client4, client16, server_refresh, tick, u32_of};
 use crate::config::ChecksumPolicy;
 use crate::frame::Frame;
 use crate::half_open::HalfOpen;
-use crate::hash;
 use crate::session::{Path, Session};
 use crate::table::Dir;
 use crate::tcp_edit;
@@ -219,13 +218,11 @@ impl Engine {
             dir,
             listener,
             total,
-            hash: hash::flow4(
+            hash: key_hash4(
                 self.config.hash_seed,
                 wire::PROTO_TCP,
-                src,
-                sport,
-                dst,
-                dport,
+                (src, sport),
+                (dst, dport),
             ),
         })
     }
