@@ -78,6 +78,7 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::ops::RangeInclusive;
 
+use crate::owner::PortShare;
 use crate::quarantine::{Quarantine, address_bits, mix64};
 use crate::time::Instant;
 
@@ -246,8 +247,13 @@ pub(crate) struct PortAllocator {
     /// Indices of the IPv6 LIPs.
     v6: Vec<u16>,
     first_port: u16,
-    /// Ports in the range, 1..=65535.
+    /// Ports in the range, 1..=65535 (of the share, 0..=65535, when there
+    /// is one).
     port_count: u32,
+    /// The engine's share of the ports, when it is not every port, and
+    /// the range's last port: the candidates are then the share's ports
+    /// of the range, in order.
+    share: Option<(PortShare, u16)>,
     /// Per-destination cursors (RFC 6056 Algorithm 4's `table`).
     cursors: Vec<u64>,
     /// The destination hash's starting value, from its key.
@@ -306,10 +312,26 @@ impl PortAllocator {
             v6,
             first_port,
             port_count: u32::from(last_port - first_port) + 1,
+            share: None,
             cursors: vec![0; CURSORS],
             key_mix: destination_key_mix(key),
             memo: [(None, 0); MEMO],
         })
+    }
+
+    /// The same allocator, handing out only the ports of `share` (every
+    /// port for [`PortShare::ALL`]). A share with no port in the range
+    /// leaves nothing to allocate: every allocation is exhaustion.
+    pub(crate) fn with_share(mut self, share: PortShare) -> PortAllocator {
+        if share.count() > 1 && self.share.is_none() {
+            // `port_count` is 1..=65535 here: the range's.
+            let last = self
+                .first_port
+                .saturating_add(u16::try_from(self.port_count - 1).unwrap_or(u16::MAX));
+            self.port_count = share.len_in(&(self.first_port..=last));
+            self.share = Some((share, last));
+        }
+        self
     }
 
     /// The LIP at `index` (a position in the pool's `addresses`).
@@ -354,11 +376,19 @@ impl PortAllocator {
             IpAddr::V6(_) => &self.v6,
         };
         let space = lips * u64::from(self.port_count);
+        if space == 0 {
+            // A share with no port in the range.
+            return Err(AllocateError::Exhausted);
+        }
         let addresses = &self.addresses;
         let first_port = self.first_port;
+        let share = self.share;
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
-            let lport = first_port.checked_add(u16::try_from(k / lips).ok()?)?;
+            let lport = match share {
+                None => first_port.checked_add(u16::try_from(k / lips).ok()?)?,
+                Some((s, last)) => s.nth_in(&(first_port..=last), u32::try_from(k / lips).ok()?)?,
+            };
             let tuple = LocalTuple {
                 proto,
                 lip: *addresses.get(usize::from(index))?,

@@ -779,6 +779,8 @@ fn engine(r: &mut Report<'_>, doc: Option<&Spanned<EngineDoc>>) -> EngineConfig 
         sweep_tick,
         quarantine,
         quarantine_capacity,
+        // Set per engine by `lbd run` (one engine per queue).
+        port_share: lb_engine::PortShare::ALL,
     };
     // The engine's own check, in case it knows more than the above.
     if r.errors.len() == before
