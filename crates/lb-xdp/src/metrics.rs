@@ -22,6 +22,8 @@
 //! | `lbd_drops_total` | counter | `reason` (every [`DropReason`], zeros included) |
 //! | `lbd_passed_total`, `lbd_sessions_created_total`, ... (every [`Counters`] field) | counter | |
 //! | `lbd_sessions`, `lbd_quarantined`, `lbd_engines` | gauge | |
+//! | `lbd_queue_sessions` | gauge | `queue` |
+//! | `lbd_sessions_not_restored_total` | counter | |
 //! | `lbd_listener_info` (always 1) | gauge | `listener`, `vip`, `port`, `protocol` |
 //! | `lbd_listener_{packets,bytes}_{in,out}_total`, `lbd_listener_new_sessions_total` | counter | `listener` |
 //! | `lbd_listener_active_sessions` | gauge | `listener` |
@@ -30,6 +32,7 @@
 //! | `lbd_frames_received_total`, `lbd_frames_own_total` | counter | `queue` |
 //! | `lbd_frames_sent_total` | counter | `queue`, `origin` (`received`, `own`) |
 //! | `lbd_frames_dropped_total` | counter | `queue`, `origin`, `reason` (every [`DropReason`] and every [`Loss`] for `received`, every [`Loss`] for `own`; zeros included) |
+//! | `lbd_frames_handed_out_total`, `lbd_frames_handed_in_total` | counter | `queue` |
 //! | `lbd_frames_held` | gauge | `queue`, `origin` |
 //! | `lbd_xdp_packets_total` | counter | `queue`, `outcome` (`redirected`, `passed`, `no_socket`) |
 //! | `lbd_ring_..._total` (every `u64` field of [`RingStats`]) | counter | `queue` |
@@ -47,10 +50,11 @@
 //! counted apart (see [`crate::ledger`]):
 //!
 //! ```text
-//! lbd_frames_received_total{queue=q}
+//! lbd_frames_received_total{queue=q} + lbd_frames_handed_in_total{queue=q}
 //!   = lbd_frames_sent_total{queue=q,origin="received"}
 //!   + Σ lbd_frames_dropped_total{queue=q,origin="received"}   (every reason)
 //!   + lbd_frames_held{queue=q,origin="received"}
+//!   + lbd_frames_handed_out_total{queue=q}
 //! lbd_frames_own_total{queue=q}
 //!   = the same three terms with origin="own"
 //! ```
@@ -235,6 +239,11 @@ pub struct Snapshot {
     pub config_reloads_ok: u64,
     /// Configuration reloads refused (the old configuration stayed).
     pub config_reloads_failed: u64,
+    /// Sessions of the last run not restored at start: it served another
+    /// number of queues (see [`crate::state`]).
+    pub sessions_not_restored: u64,
+    /// Sessions alive now, per queue's engine: `(queue, sessions)`.
+    pub queue_sessions: Vec<(u32, u64)>,
     /// Health check states, per checked backend.
     pub health: Vec<HealthState>,
 }
@@ -718,6 +727,20 @@ pub fn render(s: &Snapshot) -> String {
     let g = Kind::Gauge;
     o.single("lbd_engines", g, "Engines (one per queue).", s.engines);
     o.single("lbd_sessions", g, "Sessions alive now.", s.sessions);
+    o.family(
+        "lbd_queue_sessions",
+        g,
+        "Sessions alive now in each queue's engine.",
+    );
+    for (queue, n) in &s.queue_sessions {
+        o.sample("lbd_queue_sessions", &[("queue", &queue.to_string())], *n);
+    }
+    o.single(
+        "lbd_sessions_not_restored_total",
+        Kind::Counter,
+        "Sessions of the last run not restored at start, because it served another number of queues.",
+        s.sessions_not_restored,
+    );
     o.single(
         "lbd_quarantined",
         g,
@@ -974,6 +997,30 @@ fn render_frames(o: &mut Out, rings: &[RingStats]) {
                 o.sample("lbd_frames_dropped_total", &labels, n);
             }
         }
+    }
+    o.family(
+        "lbd_frames_handed_out_total",
+        c,
+        "Received frames handed to the queue whose engine owns them.",
+    );
+    for (r, q) in each() {
+        o.sample(
+            "lbd_frames_handed_out_total",
+            &[("queue", q)],
+            r.frames.tally(Origin::Received).handed_out,
+        );
+    }
+    o.family(
+        "lbd_frames_handed_in_total",
+        c,
+        "Frames another queue received and handed to this one, their owner.",
+    );
+    for (r, q) in each() {
+        o.sample(
+            "lbd_frames_handed_in_total",
+            &[("queue", q)],
+            r.frames.handed_in,
+        );
     }
     o.family(
         "lbd_frames_held",
