@@ -325,13 +325,20 @@ fn bind_range(ifindex: u32, first: u32, queues: u32) -> io::Result<Vec<Xsk>> {
             Socket::new(&info).map_err(errno)?
         };
         let device = umem.fq_cq(&socket).map_err(errno)?;
+        // A socket that shares the UMEM may set no bind flag (the kernel
+        // refuses one): it takes need-wakeup from the UMEM's socket.
+        let bind_flags = if index == 0 {
+            SocketConfig::XDP_BIND_NEED_WAKEUP
+        } else {
+            0
+        };
         let user = umem
             .rx_tx(
                 &socket,
                 &SocketConfig {
                     rx_size: NonZeroU32::new(RING_SIZE),
                     tx_size: NonZeroU32::new(RING_SIZE),
-                    bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                    bind_flags,
                 },
             )
             .map_err(errno)?;
