@@ -296,3 +296,48 @@ def reload_and_down(net: Net, d: Lbd, queues: int, health: dict[str, object]) ->
     m = settled(d, queues)
     assert_ledgers(m, queues)
     net.topo.run("rs3", "nft", "delete", "table", "inet", "lbt_hc")
+
+
+def test_a_restart_keeps_every_connection_and_another_queue_count_restores_none(
+        net: Net, queues: int, servers: dict[str, Agent], lbd_binary: Path,
+        restart_dirs: dict[str, str]) -> None:
+    """Each engine saves its sessions; the next lbd on as many queues
+    restores each into its own engine (the client hash keeps its seed, so
+    both directions still meet there). A start on another number of queues
+    (told here by the state directory's ``queues`` file) restores none,
+    says so, counts them, and removes the files."""
+    text = config(queues="all", six=False, health=None, restart=restart_dirs)
+    n = 24
+    with running(net, text, lbd_binary) as d:
+        conns = [net.cli.open(host=VIP, port=80) for _ in range(n)]
+        served = {c["id"]: net.cli.request(id=c["id"]) for c in conns}
+        d.wait_metric("lbd_sessions", lambda v: v == n, timeout=3)
+        per_queue = [d.metrics().get("lbd_queue_sessions", queue=str(q)) for q in range(queues)]
+        assert sum(per_queue) == n, per_queue
+    state = Path(restart_dirs["state_dir"])
+    assert (state / "queues").read_text().strip() == str(queues)
+    assert sorted(p.name for p in state.glob("queue-*.sessions")) == [
+        f"queue-{q}.sessions" for q in range(queues)]
+
+    with running(net, text, lbd_binary) as d:
+        d.wait_log("sessions restored")
+        d.wait_metric("lbd_sessions", lambda v: v == n, timeout=3)
+        for c in conns:
+            assert net.cli.request(id=c["id"]) == served[c["id"]], "a connection broke in the restart"
+        m = settled(d, queues)
+        assert m.sum("lbd_drops_total", reason="no_session") == 0
+        assert_ledgers(m, queues)
+        assert m.get("lbd_sessions_not_restored_total") == 0
+
+    # The last run served another number of queues: nothing is restored.
+    (state / "queues").write_text(f"{queues + 1}\n")
+    with running(net, text, lbd_binary) as d:
+        line, _ = d.wait_log("not restored")
+        assert f"sessions={n}" in line, line
+        d.wait_metric("lbd_sessions_not_restored_total", lambda v: v == n, timeout=3)
+        assert d.metrics().get("lbd_sessions") == 0
+        assert not list(state.glob("queue-*.sessions")), "refused files must go"
+        for c in conns:
+            net.cli.abort(id=c["id"])
+        r = net.cli.get(host=VIP, port=80, n=8, timeout=3)
+        assert r["errors"] == [], r["errors"]
