@@ -23,6 +23,7 @@
 //! | `lbd_passed_total`, `lbd_sessions_created_total`, ... (every [`Counters`] field) | counter | |
 //! | `lbd_sessions`, `lbd_quarantined`, `lbd_engines` | gauge | |
 //! | `lbd_queue_sessions` | gauge | `queue` |
+//! | `lbd_steering_info` (always 1) | gauge | `mode` (`single`, `hand-off`) |
 //! | `lbd_sessions_not_restored_total` | counter | |
 //! | `lbd_listener_info` (always 1) | gauge | `listener`, `vip`, `port`, `protocol` |
 //! | `lbd_listener_{packets,bytes}_{in,out}_total`, `lbd_listener_new_sessions_total` | counter | `listener` |
@@ -242,6 +243,9 @@ pub struct Snapshot {
     /// Sessions of the last run not restored at start: it served another
     /// number of queues (see [`crate::state`]).
     pub sessions_not_restored: u64,
+    /// How frames reach their engine: `single`, `hand-off` (empty before
+    /// the first snapshot).
+    pub steering: &'static str,
     /// Sessions alive now, per queue's engine: `(queue, sessions)`.
     pub queue_sessions: Vec<(u32, u64)>,
     /// Health check states, per checked backend.
@@ -726,6 +730,14 @@ pub fn render(s: &Snapshot) -> String {
     );
     let g = Kind::Gauge;
     o.single("lbd_engines", g, "Engines (one per queue).", s.engines);
+    o.family(
+        "lbd_steering_info",
+        g,
+        "How frames reach the engine that owns them (value always 1): single (one engine), hand-off (between queues, through rings).",
+    );
+    if !s.steering.is_empty() {
+        o.sample("lbd_steering_info", &[("mode", s.steering)], 1);
+    }
     o.single("lbd_sessions", g, "Sessions alive now.", s.sessions);
     o.family(
         "lbd_queue_sessions",

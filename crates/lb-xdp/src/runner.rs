@@ -109,6 +109,15 @@ fn engine_share(base: &EngineConfig, index: u16, engines: u16) -> EngineConfig {
     c
 }
 
+/// How frames reach the engine that owns them on `queues` queues:
+/// `single` (one engine owns everything) or `hand-off` (a frame that
+/// arrives on another queue than its owner's is handed to it). The
+/// RSS-aware mode, where the NIC's own hash steers every frame home, is
+/// not built yet.
+fn steering(queues: u32) -> &'static str {
+    if queues > 1 { "hand-off" } else { "single" }
+}
+
 /// Load `path`, attach, and serve until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -276,6 +285,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     info!(
         interface = %interface.name,
         queues = queue_count,
+        steering = steering(queue_count),
         listeners = config.listeners.len(),
         xdp = ?attached,
         "lbd is up"
@@ -524,6 +534,7 @@ impl Runner {
         snap.config_reloads_ok = self.reloads_ok;
         snap.config_reloads_failed = self.reloads_failed;
         snap.sessions_not_restored = self.sessions_not_restored;
+        snap.steering = steering(u32::try_from(self.queues.len()).unwrap_or(u32::MAX));
         if let Some(checker) = &self.checker {
             snap.health = checker
                 .status()

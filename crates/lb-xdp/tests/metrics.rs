@@ -91,6 +91,7 @@ fn snapshot() -> Snapshot {
         config_reloads_ok: 5,
         config_reloads_failed: 1,
         sessions_not_restored: 7,
+        steering: "hand-off",
         queue_sessions: vec![(0, 1), (1, 2)],
         health: vec![HealthState {
             listener: "web".into(),
@@ -447,6 +448,7 @@ fn render_hand_off_and_queue_sessions() {
     has(r#"lbd_frames_dropped_total{queue="1",origin="received",reason="handoff_full"} 1"#);
     has(r#"lbd_queue_sessions{queue="1"} 2"#);
     has("lbd_sessions_not_restored_total 7");
+    has(r#"lbd_steering_info{mode="hand-off"} 1"#);
     for q in ["0", "1"] {
         let q = format!("queue=\"{q}\"");
         let o = "origin=\"received\"";

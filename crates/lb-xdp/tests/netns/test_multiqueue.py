@@ -203,7 +203,8 @@ def every_queue(net: Net, d: Lbd, queues: int, servers: dict[str, Agent]) -> Non
         wait_backends_up(d, listener, [RS["rs1"], RS["rs2"]])
     m = d.metrics()
     assert m.get("lbd_engines") == queues, m.get("lbd_engines")
-    assert f"queues={queues}" in d.log(), d.log()
+    assert f"queues={queues}" in d.log() and "steering=\"hand-off\"" in d.log(), d.log()
+    assert m.get("lbd_steering_info", mode="hand-off") == 1
 
     # 4to4 and 6to4: sequential connections, each from a new source port.
     for vip, client, n in ((VIP, CLIENT, 240), (VIP6, CLIENT6, 120)):
