@@ -246,14 +246,13 @@ pub(crate) struct PortAllocator {
     v4: Vec<u16>,
     /// Indices of the IPv6 LIPs.
     v6: Vec<u16>,
+    /// The first port of the range (of the engine's share of it).
     first_port: u16,
-    /// Ports in the range, 1..=65535 (of the share, 0..=65535, when there
-    /// is one).
+    /// Ports in the range, 1..=65535 (in the share, 0..=65535).
     port_count: u32,
-    /// The engine's share of the ports, when it is not every port, and
-    /// the range's last port: the candidates are then the share's ports
-    /// of the range, in order.
-    share: Option<(PortShare, u16)>,
+    /// From one port of the share to the next: 1, or the number of engines
+    /// that share the range (see [`PortAllocator::with_share`]).
+    port_step: u16,
     /// Per-destination cursors (RFC 6056 Algorithm 4's `table`).
     cursors: Vec<u64>,
     /// The destination hash's starting value, from its key.
@@ -312,7 +311,7 @@ impl PortAllocator {
             v6,
             first_port,
             port_count: u32::from(last_port - first_port) + 1,
-            share: None,
+            port_step: 1,
             cursors: vec![0; CURSORS],
             key_mix: destination_key_mix(key),
             memo: [(None, 0); MEMO],
@@ -323,13 +322,17 @@ impl PortAllocator {
     /// port for [`PortShare::ALL`]). A share with no port in the range
     /// leaves nothing to allocate: every allocation is exhaustion.
     pub(crate) fn with_share(mut self, share: PortShare) -> PortAllocator {
-        if share.count() > 1 && self.share.is_none() {
+        if share.count() > 1 && self.port_step == 1 {
             // `port_count` is 1..=65535 here: the range's.
             let last = self
                 .first_port
                 .saturating_add(u16::try_from(self.port_count - 1).unwrap_or(u16::MAX));
-            self.port_count = share.len_in(&(self.first_port..=last));
-            self.share = Some((share, last));
+            let ports = self.first_port..=last;
+            // The share's ports are `first + k × count` for `k` below its
+            // length.
+            self.port_count = share.len_in(&ports);
+            self.first_port = share.nth_in(&ports, 0).unwrap_or(self.first_port);
+            self.port_step = share.count();
         }
         self
     }
@@ -381,14 +384,10 @@ impl PortAllocator {
             return Err(AllocateError::Exhausted);
         }
         let addresses = &self.addresses;
-        let first_port = self.first_port;
-        let share = self.share;
+        let (first_port, step) = (self.first_port, u64::from(self.port_step));
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
-            let lport = match share {
-                None => first_port.checked_add(u16::try_from(k / lips).ok()?)?,
-                Some((s, last)) => s.nth_in(&(first_port..=last), u32::try_from(k / lips).ok()?)?,
-            };
+            let lport = first_port.checked_add(u16::try_from(k / lips * step).ok()?)?;
             let tuple = LocalTuple {
                 proto,
                 lip: *addresses.get(usize::from(index))?,
