@@ -796,3 +796,53 @@ impl Xsk {
 fn errno(e: xdpilone::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.get_raw())
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const CHUNK: u64 = FRAME_SIZE as u64;
+
+    #[test]
+    fn a_book_frees_its_own_chunks_and_sends_the_others_home() {
+        // Queue 1 of 2: chunks FRAMES.. are its own, the rest away.
+        let mut book = Book::new(1, 2);
+        let own = u64::from(FRAMES) * CHUNK;
+        assert_eq!(book.free.len(), FRAMES as usize);
+        assert!(book.free.iter().all(|&c| Book::home_of(c) == 1));
+        assert!(book.is(0, State::Away));
+        assert!(book.is(own, State::Free));
+        assert_eq!(Book::home_of(own - CHUNK), 0);
+        assert_eq!(Book::home_of(2 * own), 2);
+
+        // Queue 0's chunk arrives (handed in), is sent, and completes:
+        // freed here, it goes home.
+        assert!(book.transition(0, State::Away, State::Held));
+        assert!(book.transition(0, State::Held, State::Kernel));
+        book.free_from(0, State::Kernel);
+        assert_eq!(book.foreign, [0]);
+        assert!(book.is(0, State::Away));
+        assert_eq!(book.free.len(), FRAMES as usize);
+
+        // An own chunk, held and released, is free again here.
+        let c = book.free.pop().unwrap();
+        assert!(book.transition(c, State::Free, State::Held));
+        book.release(c);
+        assert!(book.is(c, State::Free));
+        assert_eq!(book.free.len(), FRAMES as usize);
+
+        // A chunk away cannot be released, sent or lent: counted.
+        book.release(CHUNK);
+        assert!(book.is(CHUNK, State::Away));
+        assert_eq!(book.counters.bookkeeping_errors, 1);
+        let h = Held {
+            chunk: CHUNK,
+            start: 256,
+            end: 300,
+            origin: Origin::Received,
+        };
+        assert!(!book.sendable(&h));
+        // Beyond the UMEM.
+        assert!(!book.transition(2 * own, State::Away, State::Held));
+    }
+}
