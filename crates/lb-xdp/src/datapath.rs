@@ -102,8 +102,8 @@ pub fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The loop of one queue. It is made on the queue's own thread (the
-/// socket's rings are not `Send`).
+/// The loop of one queue, moved onto the queue's own thread with its
+/// socket (made on the control thread with the others, over one UMEM).
 pub struct Worker {
     /// The queue number, for logs.
     pub queue: u32,
