@@ -139,6 +139,7 @@ impl Worker {
         let multi = self.links.queues() > 1;
         while !self.stop.load(Ordering::Relaxed) {
             if multi {
+                self.links.awake();
                 self.links.waker().reset();
             }
             self.xsk.recycle();
@@ -242,7 +243,7 @@ impl Worker {
                 // than take more.
                 counters.poll_sleeps += 1;
                 self.xsk.wait(1);
-            } else if rx.is_empty() && !self.xsk.rx_ready() && !(multi && self.links.pending()) {
+            } else if rx.is_empty() && !self.xsk.rx_ready() && (!multi || self.links.may_sleep()) {
                 let mut sleep_ms = MAX_SLEEP_MS;
                 if let Some(t) = next_timer {
                     let ms = t.saturating_duration_since(now).as_millis();

@@ -18,13 +18,18 @@
 //!
 //! The ring's release/acquire ordering is what makes the receiver see the
 //! bytes the sender wrote (and the kernel received). A loop that pushed
-//! frames to a peer in a pass wakes it through the peer's eventfd, which
-//! the peer polls beside its socket, so a handed frame never waits for a
-//! sleeping loop's timeout.
+//! frames to a sleeping peer in a pass wakes it through the peer's
+//! eventfd, which the peer polls beside its socket, so a handed frame
+//! never waits for a sleeping loop's timeout. A busy peer is not woken (no
+//! system call): a loop says it sleeps ([`Links::may_sleep`]) before it
+//! looks at its rings a last time, and a sender looks at that after it
+//! pushed, each with a sequentially consistent fence between, so that at
+//! least one of the two sees the other (the frame, or the need to wake).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
@@ -37,6 +42,8 @@ pub const FRAME_RING: usize = 1024;
 #[derive(Debug)]
 pub struct Waker {
     fd: OwnedFd,
+    /// Set while the loop may be asleep (or about to be).
+    sleeping: AtomicBool,
 }
 
 impl Waker {
@@ -48,7 +55,10 @@ impl Waker {
         }
         // SAFETY: `fd` is a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Waker { fd })
+        Ok(Waker {
+            fd,
+            sleeping: AtomicBool::new(false),
+        })
     }
 
     /// Wake the loop that polls this eventfd.
@@ -166,15 +176,36 @@ impl Links {
         Ok(())
     }
 
-    /// Wake every peer pushed to since the last call.
+    /// Wake every peer pushed to since the last call that sleeps (or is
+    /// about to).
     pub fn wake_peers(&mut self) {
+        if !self.pushed.contains(&true) {
+            return;
+        }
+        // Orders the pushes before the looks at the peers' flags (see the
+        // module documentation).
+        fence(Ordering::SeqCst);
         for (to, pushed) in self.pushed.iter_mut().enumerate() {
             if std::mem::take(pushed)
                 && let Some(w) = self.wakers.get(to)
+                && w.sleeping.load(Ordering::SeqCst)
             {
                 w.wake();
             }
         }
+    }
+
+    /// This loop is about to sleep: true if it may (no frame waits in its
+    /// rings), and from now on a peer that hands it a frame wakes it.
+    pub fn may_sleep(&self) -> bool {
+        self.waker().sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        !self.pending()
+    }
+
+    /// This loop is awake: peers need not wake it.
+    pub fn awake(&self) {
+        self.waker().sleeping.store(false, Ordering::Relaxed);
     }
 
     /// Take up to `max` frames handed to this queue into `out`, the peers
@@ -257,8 +288,22 @@ mod test {
         assert_eq!(out.len(), FRAME_RING + 1);
         assert!(out.contains(&held(7)));
         assert!(!q1.pending());
-        // The wake-up is an eventfd made readable.
-        q0.wake_peers();
+        // The wake-up is an eventfd made readable, for a peer that sleeps
+        // only.
+        q2.push(1, held(9)).unwrap();
+        q2.wake_peers();
+        let mut pfd = libc::pollfd {
+            fd: q1.waker().raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0, "q1 was awake");
+        assert!(!q1.may_sleep(), "a frame waits");
+        q1.pop(usize::MAX, &mut out);
+        assert!(q1.may_sleep());
+        q2.push(1, held(10)).unwrap();
+        q2.wake_peers();
         let mut pfd = libc::pollfd {
             fd: q1.waker().raw_fd(),
             events: libc::POLLIN,
