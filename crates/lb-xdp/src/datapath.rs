@@ -158,8 +158,16 @@ impl Worker {
             // for the frames of our own.
             let room = self.xsk.backlog_room();
             let take = room.saturating_sub(OWN_FRAMES_PER_PASS).min(BATCH);
-            if take > 0 {
-                self.xsk.receive(take as u32, &mut rx);
+            // Frames other queues handed over first, up to half the batch,
+            // so that a queue whose RX ring stays full still takes them
+            // (else its peers' rings would fill and drop).
+            handed.clear();
+            if multi && take > 0 {
+                self.links.pop(take / 2, &mut handed);
+            }
+            let take_rx = take - handed.len();
+            if take_rx > 0 {
+                self.xsk.receive(take_rx as u32, &mut rx);
             }
             let wall = StdInstant::now();
             let now = engine_time(self.epoch, wall);
@@ -173,8 +181,9 @@ impl Worker {
                 }
                 if multi && take > 0 {
                     self.steer(&shared.owners, &mut rx);
-                    handed.clear();
-                    self.links.pop(take.saturating_sub(rx.len()), &mut handed);
+                    // And more, as far as the batch has room.
+                    let more = take.saturating_sub(rx.len() + handed.len());
+                    self.links.pop(more, &mut handed);
                     for held in &handed {
                         if self.xsk.hand_in(held) {
                             rx.push(*held);
