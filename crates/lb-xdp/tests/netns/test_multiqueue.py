@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Net, PORT, wait_backends_up
+from support import Net, PORT, wait_backends_up, wrk
 from netns import CLIENT, CLIENT6, LB, LIPS, RS, VIP, VIP6, Agent, Lbd, Metrics, Topology, TtmAgent, config
 from netns import ttm_agent as agent_mod
 
@@ -342,3 +342,21 @@ def test_a_restart_keeps_every_connection_and_another_queue_count_restores_none(
             net.cli.abort(id=c["id"])
         r = net.cli.get(host=VIP, port=80, n=8, timeout=3)
         assert r["errors"] == [], r["errors"]
+
+
+def test_load_on_every_queue_balances_every_ledger(
+        net: Net, queues: int, servers: dict[str, Agent], lbd_binary: Path) -> None:
+    """wrk's connections, busy on every queue at once: every request is
+    answered, no ring between queues overflows, and once the load stops
+    every frame handed out has been handed in and each ledger balances."""
+    backends = ((RS["rs1"], PORT, 1), (RS["rs2"], PORT, 1))
+    with running(net, config(queues="all", six=False, backends=backends), lbd_binary) as d:
+        wait_backends_up(d, "web", [RS["rs1"], RS["rs2"]])
+        r = wrk(net, f"http://{VIP}:80/", 3, connections=32)
+        print(f"{queues} queues: {r['rate']:.0f} requests/s, {r['requests']} requests")
+        assert r["requests"] > 0 and r["errors"] == 0, r["output"]
+        m = settled(d, queues)
+        received, out_, into = hand_offs(m, queues)
+        print(f"received {received}, handed out {out_}, handed in {into}")
+        assert all(x > 0 for x in out_), out_
+        assert_ledgers(m, queues)
