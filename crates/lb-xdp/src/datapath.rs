@@ -140,7 +140,6 @@ impl Worker {
         while !self.stop.load(Ordering::Relaxed) {
             if multi {
                 self.links.awake();
-                self.links.waker().reset();
             }
             self.xsk.recycle();
             if multi {
@@ -264,6 +263,12 @@ impl Worker {
                 counters.poll_sleeps += 1;
                 let wake = multi.then(|| self.links.waker().raw_fd());
                 self.xsk.wait_or(sleep_ms, wake);
+                if multi {
+                    // Taken after the sleep only (a read a pass would cost
+                    // a system call a pass): a wake-up that came while the
+                    // loop was not asleep makes one sleep end at once.
+                    self.links.waker().reset();
+                }
             }
         }
     }
