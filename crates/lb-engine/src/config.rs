@@ -9,6 +9,7 @@ use core::net::IpAddr;
 use core::time::Duration;
 
 use crate::lport::{LocalPool, LportError};
+use crate::owner::PortShare;
 use crate::sched::{Affinity, SchedError, SchedulerKind};
 
 /// Transport protocol of a listener.
@@ -261,6 +262,10 @@ pub struct EngineConfig {
     /// counted in [`crate::Counters::quarantine_overflow`] and may be
     /// handed out again at once. 2²¹ (about 31 MB, 17k closes/s for 120 s).
     pub quarantine_capacity: u32,
+    /// The local ports this engine allocates, when one engine runs per
+    /// receive queue: only those of its share of every pool's range (see
+    /// [`crate::owner`]). [`PortShare::ALL`] (every port) by default.
+    pub port_share: PortShare,
 }
 
 impl Default for EngineConfig {
@@ -273,6 +278,7 @@ impl Default for EngineConfig {
             sweep_tick: Duration::from_millis(100),
             quarantine: Duration::from_secs(120),
             quarantine_capacity: 1 << 21,
+            port_share: PortShare::ALL,
         }
     }
 }

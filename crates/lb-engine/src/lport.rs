@@ -78,6 +78,7 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::ops::RangeInclusive;
 
+use crate::owner::PortShare;
 use crate::quarantine::{Quarantine, address_bits, mix64};
 use crate::time::Instant;
 
@@ -245,9 +246,13 @@ pub(crate) struct PortAllocator {
     v4: Vec<u16>,
     /// Indices of the IPv6 LIPs.
     v6: Vec<u16>,
+    /// The first port of the range (of the engine's share of it).
     first_port: u16,
-    /// Ports in the range, 1..=65535.
+    /// Ports in the range, 1..=65535 (in the share, 0..=65535).
     port_count: u32,
+    /// From one port of the share to the next: 1, or the number of engines
+    /// that share the range (see [`PortAllocator::with_share`]).
+    port_step: u16,
     /// Per-destination cursors (RFC 6056 Algorithm 4's `table`).
     cursors: Vec<u64>,
     /// The destination hash's starting value, from its key.
@@ -288,9 +293,29 @@ impl PortAllocator {
             v6,
             first_port,
             port_count: u32::from(last_port - first_port) + 1,
+            port_step: 1,
             cursors: vec![0; CURSORS],
             key_mix: destination_key_mix(key),
         })
+    }
+
+    /// The same allocator, handing out only the ports of `share` (every
+    /// port for [`PortShare::ALL`]). A share with no port in the range
+    /// leaves nothing to allocate: every allocation is exhaustion.
+    pub(crate) fn with_share(mut self, share: PortShare) -> PortAllocator {
+        if share.count() > 1 && self.port_step == 1 {
+            // `port_count` is 1..=65535 here: the range's.
+            let last = self
+                .first_port
+                .saturating_add(u16::try_from(self.port_count - 1).unwrap_or(u16::MAX));
+            let ports = self.first_port..=last;
+            // The share's ports are `first + k × count` for `k` below its
+            // length.
+            self.port_count = share.len_in(&ports);
+            self.first_port = share.nth_in(&ports, 0).unwrap_or(self.first_port);
+            self.port_step = share.count();
+        }
+        self
     }
 
     /// The LIP at `index` (a position in the pool's `addresses`).
@@ -369,8 +394,12 @@ impl PortAllocator {
             IpAddr::V6(_) => &self.v6,
         };
         let space = lips * u64::from(self.port_count);
+        if space == 0 {
+            // A share with no port in the range.
+            return Err(AllocateError::Exhausted);
+        }
         let addresses = &self.addresses;
-        let first_port = self.first_port;
+        let (first_port, step) = (self.first_port, u64::from(self.port_step));
         let held = quarantine.at(now);
         // The tuple asked about: the destination is written once, the LIP
         // and port by each probe.
@@ -383,7 +412,7 @@ impl PortAllocator {
         };
         let mut probe = |k: u64| -> Option<(u16, u16)> {
             let index = *family.get(usize::try_from(k % lips).ok()?)?;
-            let lport = first_port.checked_add(u16::try_from(k / lips).ok()?)?;
+            let lport = first_port.checked_add(u16::try_from(k / lips * step).ok()?)?;
             tuple.lip = *addresses.get(usize::from(index))?;
             tuple.lport = lport;
             (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple))).then_some((index, lport))

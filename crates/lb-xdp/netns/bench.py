@@ -32,7 +32,13 @@ a flood of spoofed SYNs (see ``flood.py``), at the highest rate the machine
 allows and at lower ones (``--rates``), and how many SYNs reached the
 servers against the sessions lbd admitted.
 
-Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5]`` or
+``--queues N`` gives the balancer's eth0 N receive queues (and lbd an
+engine per queue); the switch spreads the flows over them by hash, so
+about ``(N-1)/N`` of the replies reach lbd on another queue than their
+session's and are handed over. The reflector serves one queue, so it is
+left out with more than one.
+
+Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5] [--queues N]`` or
 ``scripts/bench-lbd --synflood [--seconds 10] [--capacity 2000] [--rates 0,100000,50000]``.
 """
 
@@ -75,7 +81,8 @@ def build_tools(out: Path) -> dict[str, Path]:
         tools[name] = exe
     subprocess.run(["cargo", "build", "-q", "--release", "-p", "lb-xdp", "--bin", "lbd"],
                    cwd=ROOT, check=True)
-    tools["lbd"] = ROOT / "target/release/lbd"
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    tools["lbd"] = target / "release/lbd"
     return tools
 
 
@@ -94,8 +101,9 @@ def cpu_times(pid: Optional[int]) -> tuple[float, float]:
 
 class Bench:
     def __init__(self, topo: Topology, tools: dict[str, Path], seconds: float, tmp: Path,
-                 only: str = "") -> None:
+                 only: str = "", queues: int = 1) -> None:
         self.only = re.compile(only)
+        self.queues = queues
         self.topo = topo
         self.tools = tools
         self.seconds = seconds
@@ -141,7 +149,7 @@ class Bench:
         text = f"""
 [[interface]]
 name = "eth0"
-queues = 1
+queues = {self.queues}
 xdp_mode = "driver"
 [engine]
 capacity = 1048576
@@ -312,8 +320,9 @@ backend b
                     self.stop_nft()
             return go
 
-        runs.append(("udp_pps reflector",
-                     with_process(self.start_reflector, lambda pid: self.udp(pid, tuple(WEIGHTS)))))
+        if self.queues == 1:
+            runs.append(("udp_pps reflector",
+                         with_process(self.start_reflector, lambda pid: self.udp(pid, tuple(WEIGHTS)))))
         runs.append(("udp_pps lbd", with_process(self.start_lbd, lambda pid: self.udp(pid, tuple(WEIGHTS)))))
         runs.append(("udp_pps nftables", with_nft(lambda: self.udp(None, tuple(WEIGHTS)))))
         for figure, close in (("conn_per_s", True), ("req_per_s", False)):
@@ -399,6 +408,8 @@ def main() -> int:
     ap.add_argument("--capacity", type=int, default=2000, help="lbd's session table in --synflood")
     ap.add_argument("--rates", default="0,100000,50000",
                     help="--synflood's flood rates, SYNs/s, comma-separated (0: full speed)")
+    ap.add_argument("--queues", type=int, default=1,
+                    help="receive queues of the balancer's eth0 (one lbd engine each)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lbd-bench-") as t:
         tmp = Path(t)
@@ -408,8 +419,9 @@ def main() -> int:
                 synflood(topo, tools, tmp, args.seconds, args.capacity,
                          [float(r) for r in args.rates.split(",")])
             return 0
-        with Topology(("cli", "lb", "rs1", "rs2")) as topo:
-            bench = Bench(topo, tools, args.seconds, tmp, args.only)
+        with Topology(("cli", "lb", "rs1", "rs2"), lb_queues=args.queues) as topo:
+            bench = Bench(topo, tools, args.seconds, tmp, args.only, args.queues)
+            print(f"{args.queues} queue(s) on the balancer's eth0", flush=True)
             bench.prepare()
             results: dict[str, list[tuple[float, float, float]]] = {}
             for r in range(args.rounds):

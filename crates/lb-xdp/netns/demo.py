@@ -39,6 +39,8 @@ CONFIG = Path(__file__).resolve().with_name("demo.toml")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-n", type=int, default=12, help="requests to send (default 12)")
+    ap.add_argument("--queues", type=int, default=1,
+                    help="receive queues of the balancer's eth0, one lbd engine each (default 1)")
     args = ap.parse_args()
 
     problems = preflight()
@@ -50,7 +52,7 @@ def main() -> int:
     started = time.monotonic()
     lip_range = "10.77.0.200/31"
     assert set(LIPS) == {"10.77.0.200", "10.77.0.201"}
-    with tempfile.TemporaryDirectory(prefix="lbd-demo-") as tmp, Topology() as topo, \
+    with tempfile.TemporaryDirectory(prefix="lbd-demo-") as tmp, Topology(lb_queues=args.queues) as topo, \
             TtmAgent(lip_range, path=agent_binary) as agent:
         print(f"topology: namespaces {', '.join(topo.ns(h) for h in topo.hosts)} on bridge br0 in {topo.ns('sw')}")
         print(f"  client {CLIENT}  ->  VIP {VIP}:80 on lbd  ->  rs1 {RS['rs1']}:{PORT} (weight 1), "
@@ -64,7 +66,8 @@ def main() -> int:
             pcaps[name] = str(Path(tmp) / f"{name}.pcap")
             srv.capture_start(iface="eth0", filter=f"tcp port {PORT}", file=pcaps[name])
 
-        lbd = Lbd(topo, CONFIG.read_text(), path=binary, metrics="10.77.0.2:9100")
+        text = CONFIG.read_text().replace("queues = 1", f"queues = {args.queues}")
+        lbd = Lbd(topo, text, path=binary, metrics="10.77.0.2:9100")
         lbd.start()
         try:
             print(f"lbd: {binary} run --config {CONFIG.name}: up")
@@ -74,6 +77,8 @@ def main() -> int:
             got = cli.get(host=VIP, port=80, n=args.n, timeout=3)
             for name, srv in servers.items():
                 srv.capture_stop(file=pcaps[name])
+            time.sleep(0.6)  # the metrics are published every 500 ms
+            metrics = lbd.metrics()
             lbd.stop()
         finally:
             lbd.cleanup()
@@ -116,6 +121,16 @@ def main() -> int:
               "(getsockopt answered by ttm-agent, from the option lbd wrote in the handshake)")
         print(f"ttm-agent: accepted {status['accepted']}, refused {status['refused_source']}, "
               f"getsockopt answered {status['getsockopt']}")
+        if args.queues > 1:
+            print(f"queues of the balancer's eth0 (one engine each): {args.queues}")
+            print(f"{'queue':>7}  {'received':>9}  {'handed out':>10}  {'handed in':>9}  {'sent':>6}")
+            for q in (str(q) for q in range(args.queues)):
+                figures = [metrics.get("lbd_frames_received_total", queue=q),
+                           metrics.get("lbd_frames_handed_out_total", queue=q),
+                           metrics.get("lbd_frames_handed_in_total", queue=q),
+                           metrics.get("lbd_frames_sent_total", queue=q, origin="received")]
+                r, o, i, snt = (int(f or 0) for f in figures)
+                print(f"{q:>7}  {r:>9}  {o:>10}  {i:>9}  {snt:>6}")
     print(f"removed every namespace, cgroup and process ({time.monotonic() - started:.1f}s)")
     return 0 if ok == args.n and fullnat else 1
 

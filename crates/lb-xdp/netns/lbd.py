@@ -88,8 +88,10 @@ def config(
     xdp_mode: str = "driver",
     restart: Optional[Mapping[str, str]] = None,
     extra: str = "",
+    queues: Union[int, str] = 1,
 ) -> str:
-    """The test configuration: interface eth0 (1 queue), metrics on
+    """The test configuration: interface eth0 (``queues``: 1 unless
+    told, or "all"), metrics on
     10.77.0.2:9100, listener "web" (tcp 10.77.0.100:80, LIPs 10.77.0.200
     and .201, ``backends``, ``health``) and, with ``six``, listener "web6"
     on [fd77::100]:80 with the same IPv4 backends (6to4). ``restart`` is
@@ -101,7 +103,7 @@ def config(
         "# lbd configuration written by crates/lb-xdp/netns/lbd.py",
         "[[interface]]",
         'name = "eth0"',
-        "queues = 1",
+        f"queues = {_toml_value(queues)}",
         f"xdp_mode = {_toml_value(xdp_mode)}",
         "",
     ]

@@ -96,15 +96,22 @@ class Topology:
     handler (when none was set) catch the rest.
 
     ``hosts`` lists the host namespaces wanted, from ``HOSTS``.
+    ``lb_queues`` is the number of receive (and transmit) queues of the
+    balancer's eth0 and of its peer on the switch: with more than one,
+    the switch's side spreads the frames it sends to the balancer over
+    the queues by flow hash (a veth hands a frame to the receive queue of
+    the transmit queue it was sent on), as a NIC's RSS would.
     """
 
-    def __init__(self, hosts: Sequence[str] = ("cli", "lb", "rs1", "rs2"), suffix: Optional[str] = None) -> None:
+    def __init__(self, hosts: Sequence[str] = ("cli", "lb", "rs1", "rs2"), suffix: Optional[str] = None,
+                 lb_queues: int = 1) -> None:
         unknown = [h for h in hosts if h not in HOSTS]
         if unknown:
             raise ValueError(f"unknown hosts {unknown}; known: {list(HOSTS)}")
         self.hosts = list(hosts)
         self.suffix = suffix or secrets.token_hex(3)
         self.sw = f"lbt-sw-{self.suffix}"
+        self.lb_queues = lb_queues
         self._made: list[str] = []
         self._procs: list[subprocess.Popen[Any]] = []
         self._agents: list[Any] = []
@@ -179,8 +186,12 @@ class Topology:
         for key in ("all", "default"):
             self.sysctl(host, f"net.ipv6.conf.{key}.accept_dad", "0")
         self.run(host, "ip", "link", "set", "lo", "up")
-        self.run(host, "ip", "link", "add", "eth0", "type", "veth",
-                 "peer", "name", host, "netns", self.sw)
+        queues: list[str] = []
+        if host == "lb" and self.lb_queues > 1:
+            n = str(self.lb_queues)
+            queues = ["numtxqueues", n, "numrxqueues", n]
+        self.run(host, "ip", "link", "add", "eth0", *queues, "type", "veth",
+                 "peer", "name", host, *queues, "netns", self.sw)
         self.run("sw", "ip", "link", "set", host, "master", "br0")
         self.run("sw", "ip", "link", "set", host, "up")
         self.run(host, "ethtool", "-K", "eth0", "tx", "off")

@@ -81,12 +81,42 @@ impl Default for Restart {
 pub struct Interface {
     /// Its name, e.g. `eth0`.
     pub name: String,
-    /// Receive queues served, one AF_XDP socket and one engine each,
-    /// starting at queue 0. Only 1 is accepted for now (see
-    /// `examples/lbd.toml`), and the interface must have no other queue.
-    pub queues: u32,
+    /// Receive queues served, one AF_XDP socket, one engine and one
+    /// thread each, starting at queue 0: every queue of the interface
+    /// (see `examples/lbd.toml`).
+    pub queues: Queues,
     /// How the XDP program is attached.
     pub xdp_mode: XdpMode,
+}
+
+/// The receive queues `lbd` serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queues {
+    /// Every receive queue of the interface (`queues = "all"`, the
+    /// default).
+    All,
+    /// This many, which must be the interface's count (`queues = N`).
+    Count(u32),
+}
+
+impl Queues {
+    /// The number of queues to serve on an interface that has `rx_queues`
+    /// receive queues, or why not: every queue needs a socket, since the
+    /// XDP program drops the balancer's packets on a queue without one.
+    ///
+    /// # Errors
+    /// A count other than the interface's.
+    pub fn resolve(self, interface: &str, rx_queues: u32) -> Result<u32, String> {
+        match self {
+            Queues::All => Ok(rx_queues.max(1)),
+            Queues::Count(n) if n == rx_queues => Ok(n),
+            Queues::Count(n) => Err(format!(
+                "{interface} has {rx_queues} receive queue(s) and lbd serves {n}: packets on \
+                 the others would be lost; make them equal (ethtool -L {interface} combined \
+                 {n}), or say queues = \"all\""
+            )),
+        }
+    }
 }
 
 /// How the XDP program is attached.
@@ -320,8 +350,16 @@ struct FileDoc {
 #[serde(deny_unknown_fields)]
 struct InterfaceDoc {
     name: Spanned<String>,
-    queues: Option<Spanned<u32>>,
+    queues: Option<Spanned<QueuesDoc>>,
     xdp_mode: Option<XdpMode>,
+}
+
+/// `queues = "all"` or `queues = N`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum QueuesDoc {
+    Count(i64),
+    Word(String),
 }
 
 #[derive(Deserialize)]
@@ -668,20 +706,30 @@ fn interfaces(r: &mut Report<'_>, docs: &[Spanned<InterfaceDoc>]) -> Vec<Interfa
                     ),
                 );
             }
-            let queues = bounded(r, d.queues.as_ref(), 1, (1, 4096), "queues");
+            let queues = match &d.queues {
+                None => Queues::All,
+                Some(q) => match q.get_ref() {
+                    QueuesDoc::Word(w) if w == "all" => Queues::All,
+                    QueuesDoc::Count(n) => match u32::try_from(*n) {
+                        Ok(n) if (1..=MAX_QUEUES).contains(&n) => Queues::Count(n),
+                        _ => {
+                            r.at(
+                                &q.span(),
+                                format!("queues must be in 1..={MAX_QUEUES} or \"all\""),
+                            );
+                            Queues::All
+                        }
+                    },
+                    QueuesDoc::Word(_) => {
+                        r.at(
+                            &q.span(),
+                            format!("queues must be in 1..={MAX_QUEUES} or \"all\""),
+                        );
+                        Queues::All
+                    }
+                },
+            };
             let xdp_mode = d.xdp_mode.unwrap_or(XdpMode::Driver);
-            if queues > 1
-                && let Some(q) = &d.queues
-            {
-                r.at(
-                    &q.span(),
-                    "queues above 1 are refused: under FULLNAT a server's reply must reach \
-                     the queue whose engine holds its session, which needs the NIC to steer \
-                     each queue's local ports to it (flow steering, as DPVS does); lbd does \
-                     not set that up yet. Use queues = 1 and one receive queue \
-                     (ethtool -L IFACE combined 1)",
-                );
-            }
             Interface {
                 name: name.clone(),
                 queues,
@@ -690,6 +738,10 @@ fn interfaces(r: &mut Report<'_>, docs: &[Spanned<InterfaceDoc>]) -> Vec<Interfa
         })
         .collect()
 }
+
+/// The most receive queues `lbd` serves (a port share's count is a `u16`;
+/// far more than any NIC has).
+const MAX_QUEUES: u32 = 4096;
 
 /// The largest session capacity the engine's table can index.
 const MAX_CAPACITY: u32 = (1 << 28) - 1;
@@ -779,6 +831,8 @@ fn engine(r: &mut Report<'_>, doc: Option<&Spanned<EngineDoc>>) -> EngineConfig 
         sweep_tick,
         quarantine,
         quarantine_capacity,
+        // Set per engine by `lbd run` (one engine per queue).
+        port_share: lb_engine::PortShare::ALL,
     };
     // The engine's own check, in case it knows more than the above.
     if r.errors.len() == before

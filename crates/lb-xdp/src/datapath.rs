@@ -8,6 +8,12 @@
 //! no frame is ever dropped for a full TX ring: while the ring stays full,
 //! received frames wait in the kernel's RX ring instead.
 //!
+//! With several queues, a received frame whose owner (see
+//! [`crate::owner`]) is another queue's engine is handed to that queue
+//! (see [`crate::handoff`]) before the engine sees the batch, and the
+//! frames other queues handed to this one join the batch; a ring to a
+//! busy owner that is full drops the frame, counted.
+//!
 //! The queue's engine lives in a [`Shared`] behind a mutex, which the loop
 //! holds while it works on a batch and releases before it sleeps, so that
 //! the control thread (health checks, reloads, metrics) changes or reads
@@ -22,9 +28,11 @@ use arrayvec::ArrayVec;
 
 use lb_engine::{Engine, Frame, Instant, Verdict};
 
+use crate::handoff::Links;
 use crate::install::Installed;
 use crate::l2::{L2, L2Counters, Lookup, swap_macs};
 use crate::ledger::{Dropped, Ledger, Loss};
+use crate::owner::Owners;
 use crate::xsk::{FRAME_SIZE, Held, Xsk, XskCounters};
 
 /// Frames taken from the RX ring at once.
@@ -78,6 +86,8 @@ pub struct Shared {
     pub l2: L2Counters,
     /// What became of every frame.
     pub ledger: Ledger,
+    /// Which queue owns a frame (the same on every queue).
+    pub owners: Owners,
 }
 
 /// The engines' clock at `wall`: the time since `epoch`, the start of the
@@ -92,8 +102,8 @@ pub fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The loop of one queue. It is made on the queue's own thread (the
-/// socket's rings are not `Send`).
+/// The loop of one queue, moved onto the queue's own thread with its
+/// socket (made on the control thread with the others, over one UMEM).
 pub struct Worker {
     /// The queue number, for logs.
     pub queue: u32,
@@ -107,6 +117,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// The clock's epoch (shared by every queue).
     pub epoch: StdInstant,
+    /// The rings to and from the other queues.
+    pub links: Links,
 }
 
 impl Worker {
@@ -122,8 +134,18 @@ impl Worker {
         let mut counters = LoopCounters::default();
         let mut kernel_read = StdInstant::now();
         let mut kernel = self.xsk.kernel_stats();
+        let mut handed: Vec<Held> = Vec::with_capacity(BATCH);
+        let mut stuck: Vec<u64> = Vec::new();
+        let multi = self.links.queues() > 1;
         while !self.stop.load(Ordering::Relaxed) {
+            if multi {
+                self.links.awake();
+            }
             self.xsk.recycle();
+            if multi {
+                let xsk = &mut self.xsk;
+                self.links.take_back(|chunk| xsk.take_home(chunk));
+            }
             // The backlog first, as completions made room; then frames
             // still in the TX ring from the last pass (copy mode sends a
             // budget per wakeup).
@@ -135,8 +157,16 @@ impl Worker {
             // for the frames of our own.
             let room = self.xsk.backlog_room();
             let take = room.saturating_sub(OWN_FRAMES_PER_PASS).min(BATCH);
-            if take > 0 {
-                self.xsk.receive(take as u32, &mut rx);
+            // Frames other queues handed over first, up to half the batch,
+            // so that a queue whose RX ring stays full still takes them
+            // (else its peers' rings would fill and drop).
+            handed.clear();
+            if multi && take > 0 {
+                self.links.pop(take / 2, &mut handed);
+            }
+            let take_rx = take - handed.len();
+            if take_rx > 0 {
+                self.xsk.receive(take_rx as u32, &mut rx);
             }
             let wall = StdInstant::now();
             let now = engine_time(self.epoch, wall);
@@ -147,6 +177,19 @@ impl Worker {
                 if !rx.is_empty() {
                     counters.rx_packets += rx.len() as u64;
                     counters.rx_batches += 1;
+                }
+                if multi && take > 0 {
+                    self.steer(&shared.owners, &mut rx);
+                    // And more, as far as the batch has room.
+                    let more = take.saturating_sub(rx.len() + handed.len());
+                    self.links.pop(more, &mut handed);
+                    for held in &handed {
+                        if self.xsk.hand_in(held) {
+                            rx.push(*held);
+                        }
+                    }
+                }
+                if !rx.is_empty() {
                     if self.process(&mut shared.engine, now, &mut rx, &mut verdicts) {
                         for (held, verdict) in rx.iter().zip(verdicts.iter()) {
                             self.route(*held, *verdict, wall, &mut tx, &mut counters);
@@ -190,12 +233,25 @@ impl Worker {
                 shared.ledger = self.xsk.ledger(self.l2.held_by_origin());
                 shared.kernel = kernel;
             }
+            if multi {
+                // Chunks of other queues freed here go home; peers handed
+                // frames wake up.
+                for chunk in self.xsk.take_foreign() {
+                    if let Err(chunk) = self.links.give_back(Xsk::home_of(chunk), chunk) {
+                        stuck.push(chunk);
+                    }
+                }
+                for chunk in stuck.drain(..) {
+                    self.xsk.keep_foreign(chunk);
+                }
+                self.links.wake_peers();
+            }
             if self.xsk.backlog() > 0 {
                 // The TX ring is full: wait (briefly) for room rather
                 // than take more.
                 counters.poll_sleeps += 1;
                 self.xsk.wait(1);
-            } else if rx.is_empty() && !self.xsk.rx_ready() {
+            } else if rx.is_empty() && !self.xsk.rx_ready() && (!multi || self.links.may_sleep()) {
                 let mut sleep_ms = MAX_SLEEP_MS;
                 if let Some(t) = next_timer {
                     let ms = t.saturating_duration_since(now).as_millis();
@@ -205,9 +261,45 @@ impl Worker {
                     sleep_ms = sleep_ms.min(1);
                 }
                 counters.poll_sleeps += 1;
-                self.xsk.wait(sleep_ms);
+                let wake = multi.then(|| self.links.waker().raw_fd());
+                self.xsk.wait_or(sleep_ms, wake);
+                if multi {
+                    // Taken after the sleep only (a read a pass would cost
+                    // a system call a pass): a wake-up that came while the
+                    // loop was not asleep makes one sleep end at once.
+                    self.links.waker().reset();
+                }
             }
         }
+    }
+
+    /// Hand each frame of `rx` that another queue owns to that queue, and
+    /// keep the rest in `rx`. A frame whose owner's ring is full is
+    /// dropped (`handoff_full`).
+    fn steer(&mut self, owners: &Owners, rx: &mut Vec<Held>) {
+        let me = self.links.queue();
+        let (xsk, links) = (&mut self.xsk, &mut self.links);
+        rx.retain(|held| {
+            let owner = xsk
+                .chunk_mut(held.chunk)
+                .and_then(|chunk| chunk.get(held.start..held.end))
+                .and_then(|frame| owners.of(frame));
+            let Some(to) = owner.map(usize::from).filter(|&to| to != me) else {
+                return true;
+            };
+            if !links.has_room(to) {
+                xsk.drop_handoff(*held);
+            } else if !xsk.hand_out(held) {
+                xsk.drop_frame(*held, Dropped::Lbd(Loss::Bookkeeping));
+            } else if let Err(back) = links.push(to, *held) {
+                // Never: the ring had room and this loop is its only
+                // producer. Taken back and dropped, counted.
+                if xsk.hand_in(&back) {
+                    xsk.drop_handoff(back);
+                }
+            }
+            false
+        });
     }
 
     /// The engine's batch over the received frames; each frame's range is

@@ -161,7 +161,7 @@ fn backend_addr(b: &lb_engine::BackendConfig) -> SocketAddr {
 
 /// Checks `config`'s listeners as [`Config::parse`] does (for a
 /// configuration built in code): unique names, and the engine's rules.
-fn check(config: &Config) -> Result<(), InstallError> {
+pub fn check(config: &Config) -> Result<(), InstallError> {
     for (i, l) in config.listeners.iter().enumerate() {
         if config.listeners.iter().take(i).any(|o| o.name == l.name) {
             return Err(InstallError::DuplicateName(l.name.clone()));

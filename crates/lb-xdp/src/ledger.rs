@@ -10,9 +10,16 @@
 //! the loop:
 //!
 //! ```text
-//! received = sent + Σ dropped by reason + held now
-//! own      = sent + Σ dropped by reason + held now
+//! received + handed in = sent + Σ dropped by reason + held now + handed out
+//! own                  = sent + Σ dropped by reason + held now
 //! ```
+//!
+//! With several queues, a received frame that another queue's engine owns
+//! is *handed out* to it (see [`crate::handoff`]) and *handed in* there:
+//! it leaves one queue's ledger and enters the other's. Summed over the
+//! queues, the handed-out frames equal the handed-in ones plus those in
+//! the rings between queues at that moment. Own frames are never handed
+//! over (the engine that makes one holds its session).
 //!
 //! The socket ([`crate::xsk::Xsk`]) keeps the [`Ledger`]: every received
 //! frame is counted as it is taken from the RX ring, every own frame as it
@@ -101,6 +108,8 @@ losses! {
     NoNeighbour = "no_neighbour",
     /// The TX ring was full and so was the backlog behind it.
     TxFull = "tx_full",
+    /// The frame's owner is another queue, and the ring to it was full.
+    HandoffFull = "handoff_full",
     /// The frame broke the UMEM bookkeeping (a descriptor outside the
     /// UMEM, a frame too long for its chunk): 0 unless something is wrong.
     Bookkeeping = "bookkeeping",
@@ -127,6 +136,8 @@ pub struct Tally {
     pub lbd: [u64; Loss::COUNT],
     /// Frames held now: waiting for a next hop, or in the TX backlog.
     pub held: u64,
+    /// Frames handed to the queue that owns them.
+    pub handed_out: u64,
 }
 
 impl Default for Tally {
@@ -136,6 +147,7 @@ impl Default for Tally {
             engine: [0; DropReason::COUNT],
             lbd: [0; Loss::COUNT],
             held: 0,
+            handed_out: 0,
         }
     }
 }
@@ -154,10 +166,10 @@ impl Tally {
         }
     }
 
-    /// Sent, dropped and held: equal to the frames that came, when every
-    /// one is accounted for.
+    /// Sent, dropped, held and handed out: equal to the frames that came,
+    /// when every one is accounted for.
     pub fn accounted(&self) -> u64 {
-        self.sent + self.dropped() + self.held
+        self.sent + self.dropped() + self.held + self.handed_out
     }
 }
 
@@ -168,6 +180,8 @@ pub struct Ledger {
     pub received: u64,
     /// Frames `lbd` made.
     pub own: u64,
+    /// Frames another queue received and handed to this one, its owner.
+    pub handed_in: u64,
     /// What became of the received frames, and of the own ones, by
     /// [`Origin::index`].
     pub fate: [Tally; 2],
@@ -189,10 +203,11 @@ impl Ledger {
         }
     }
 
-    /// The frames that came from `origin`.
+    /// The frames that came from `origin` (received ones: here or, handed
+    /// in, on another queue).
     pub fn came(&self, origin: Origin) -> u64 {
         match origin {
-            Origin::Received => self.received,
+            Origin::Received => self.received + self.handed_in,
             Origin::Own => self.own,
         }
     }
@@ -200,6 +215,11 @@ impl Ledger {
     /// Count frames put on the TX ring.
     pub fn sent(&mut self, origin: Origin, n: u64) {
         self.tally_mut(origin).sent += n;
+    }
+
+    /// Count a frame handed to another queue.
+    pub fn handed_out(&mut self, origin: Origin) {
+        self.tally_mut(origin).handed_out += 1;
     }
 
     /// Count a frame dropped.
@@ -261,6 +281,11 @@ mod test {
         l.sent(Origin::Own, 1);
         l.dropped(Origin::Own, Dropped::Lbd(Loss::NoRoute));
         assert_eq!(l.unaccounted(Origin::Own), 0);
+        l.handed_in += 2;
+        assert_eq!(l.unaccounted(Origin::Received), 2);
+        l.handed_out(Origin::Received);
+        l.sent(Origin::Received, 1);
+        assert_eq!(l.unaccounted(Origin::Received), 0);
         let t = l.tally(Origin::Received);
         assert_eq!(t.dropped_for(Dropped::Lbd(Loss::TxFull)), 1);
         assert_eq!(t.dropped_for(Dropped::Engine(DropReason::NoSession)), 1);

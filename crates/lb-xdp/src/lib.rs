@@ -4,12 +4,14 @@
 
 pub mod config;
 pub mod datapath;
+pub mod handoff;
 pub mod health;
 pub mod install;
 pub mod l2;
 pub mod ledger;
 pub mod metrics;
 pub mod netlink;
+pub mod owner;
 pub mod reflect;
 pub mod replay;
 pub mod runner;

@@ -22,6 +22,9 @@
 //! | `lbd_drops_total` | counter | `reason` (every [`DropReason`], zeros included) |
 //! | `lbd_passed_total`, `lbd_sessions_created_total`, ... (every [`Counters`] field) | counter | |
 //! | `lbd_sessions`, `lbd_quarantined`, `lbd_engines` | gauge | |
+//! | `lbd_queue_sessions` | gauge | `queue` |
+//! | `lbd_steering_info` (always 1) | gauge | `mode` (`single`, `hand-off`) |
+//! | `lbd_sessions_not_restored_total` | counter | |
 //! | `lbd_listener_info` (always 1) | gauge | `listener`, `vip`, `port`, `protocol` |
 //! | `lbd_listener_{packets,bytes}_{in,out}_total`, `lbd_listener_new_sessions_total` | counter | `listener` |
 //! | `lbd_listener_active_sessions` | gauge | `listener` |
@@ -30,6 +33,7 @@
 //! | `lbd_frames_received_total`, `lbd_frames_own_total` | counter | `queue` |
 //! | `lbd_frames_sent_total` | counter | `queue`, `origin` (`received`, `own`) |
 //! | `lbd_frames_dropped_total` | counter | `queue`, `origin`, `reason` (every [`DropReason`] and every [`Loss`] for `received`, every [`Loss`] for `own`; zeros included) |
+//! | `lbd_frames_handed_out_total`, `lbd_frames_handed_in_total` | counter | `queue` |
 //! | `lbd_frames_held` | gauge | `queue`, `origin` |
 //! | `lbd_xdp_packets_total` | counter | `queue`, `outcome` (`redirected`, `passed`, `no_socket`) |
 //! | `lbd_ring_..._total` (every `u64` field of [`RingStats`]) | counter | `queue` |
@@ -47,10 +51,11 @@
 //! counted apart (see [`crate::ledger`]):
 //!
 //! ```text
-//! lbd_frames_received_total{queue=q}
+//! lbd_frames_received_total{queue=q} + lbd_frames_handed_in_total{queue=q}
 //!   = lbd_frames_sent_total{queue=q,origin="received"}
 //!   + Σ lbd_frames_dropped_total{queue=q,origin="received"}   (every reason)
 //!   + lbd_frames_held{queue=q,origin="received"}
+//!   + lbd_frames_handed_out_total{queue=q}
 //! lbd_frames_own_total{queue=q}
 //!   = the same three terms with origin="own"
 //! ```
@@ -235,6 +240,14 @@ pub struct Snapshot {
     pub config_reloads_ok: u64,
     /// Configuration reloads refused (the old configuration stayed).
     pub config_reloads_failed: u64,
+    /// Sessions of the last run not restored at start: it served another
+    /// number of queues (see [`crate::state`]).
+    pub sessions_not_restored: u64,
+    /// How frames reach their engine: `single`, `hand-off` (empty before
+    /// the first snapshot).
+    pub steering: &'static str,
+    /// Sessions alive now, per queue's engine: `(queue, sessions)`.
+    pub queue_sessions: Vec<(u32, u64)>,
     /// Health check states, per checked backend.
     pub health: Vec<HealthState>,
 }
@@ -717,7 +730,29 @@ pub fn render(s: &Snapshot) -> String {
     );
     let g = Kind::Gauge;
     o.single("lbd_engines", g, "Engines (one per queue).", s.engines);
+    o.family(
+        "lbd_steering_info",
+        g,
+        "How frames reach the engine that owns them (value always 1): single (one engine), hand-off (between queues, through rings).",
+    );
+    if !s.steering.is_empty() {
+        o.sample("lbd_steering_info", &[("mode", s.steering)], 1);
+    }
     o.single("lbd_sessions", g, "Sessions alive now.", s.sessions);
+    o.family(
+        "lbd_queue_sessions",
+        g,
+        "Sessions alive now in each queue's engine.",
+    );
+    for (queue, n) in &s.queue_sessions {
+        o.sample("lbd_queue_sessions", &[("queue", &queue.to_string())], *n);
+    }
+    o.single(
+        "lbd_sessions_not_restored_total",
+        Kind::Counter,
+        "Sessions of the last run not restored at start, because it served another number of queues.",
+        s.sessions_not_restored,
+    );
     o.single(
         "lbd_quarantined",
         g,
@@ -974,6 +1009,30 @@ fn render_frames(o: &mut Out, rings: &[RingStats]) {
                 o.sample("lbd_frames_dropped_total", &labels, n);
             }
         }
+    }
+    o.family(
+        "lbd_frames_handed_out_total",
+        c,
+        "Received frames handed to the queue whose engine owns them.",
+    );
+    for (r, q) in each() {
+        o.sample(
+            "lbd_frames_handed_out_total",
+            &[("queue", q)],
+            r.frames.tally(Origin::Received).handed_out,
+        );
+    }
+    o.family(
+        "lbd_frames_handed_in_total",
+        c,
+        "Frames another queue received and handed to this one, their owner.",
+    );
+    for (r, q) in each() {
+        o.sample(
+            "lbd_frames_handed_in_total",
+            &[("queue", q)],
+            r.frames.handed_in,
+        );
     }
     o.family(
         "lbd_frames_held",

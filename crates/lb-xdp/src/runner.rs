@@ -5,7 +5,7 @@
 //! that stops the loops and saves their sessions. With a pin directory the
 //! XDP program stays attached after `lbd` exits (see [`crate::xdp`]).
 
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -13,19 +13,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use lb_engine::Engine;
+use lb_engine::{Engine, EngineConfig, PortShare};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::datapath::{LoopCounters, Shared, Worker, engine_time, lock};
+use crate::handoff;
 use crate::health::{self, Checker, Target};
-use crate::install::Installed;
+use crate::install::{self, Installed};
 use crate::l2::L2;
 use crate::metrics::{self, HealthState, NeighStats, RingStats, Snapshot};
 use crate::netlink;
+use crate::owner::Owners;
 use crate::state;
 use crate::xdp::{XdpProgram, XdpStats};
-use crate::xsk::Xsk;
+use crate::xsk;
 
 /// Why `lbd run` stopped before serving.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,8 @@ struct Runner {
     snapshot: Arc<Mutex<Snapshot>>,
     reloads_ok: u64,
     reloads_failed: u64,
+    /// Sessions of the last run not restored (a changed queue count).
+    sessions_not_restored: u64,
     /// The engines' clock starts here.
     epoch: Instant,
     /// Set by SIGHUP: reload.
@@ -76,6 +80,42 @@ fn format_errors(errors: &[crate::config::ConfigError]) -> String {
         .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Every local address of `config`'s listeners: a packet to one of them
+/// is owned by its destination port (see [`crate::owner`]).
+fn local_addresses(config: &Config) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for l in &config.listeners {
+        for a in &l.engine.local.addresses {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+    }
+    out
+}
+
+/// Engine `index` of `engines`'s configuration: its share of the local
+/// ports, and its part of the session table and of the quarantine (the
+/// configured figures are for the whole of `lbd`, split evenly, rounded
+/// up).
+fn engine_share(base: &EngineConfig, index: u16, engines: u16) -> EngineConfig {
+    let mut c = *base;
+    let n = u32::from(engines.max(1));
+    c.capacity = base.capacity.div_ceil(n).max(1);
+    c.quarantine_capacity = base.quarantine_capacity.div_ceil(n).max(1);
+    c.port_share = PortShare::new(index, engines).unwrap_or(PortShare::ALL);
+    c
+}
+
+/// How frames reach the engine that owns them on `queues` queues:
+/// `single` (one engine owns everything) or `hand-off` (a frame that
+/// arrives on another queue than its owner's is handed to it). The
+/// RSS-aware mode, where the NIC's own hash steers every frame home, is
+/// not built yet.
+fn steering(queues: u32) -> &'static str {
+    if queues > 1 { "hand-off" } else { "single" }
 }
 
 /// Load `path`, attach, and serve until SIGINT or SIGTERM.
@@ -99,13 +139,12 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     // The XDP program drops what is for the balancer on a queue with no
     // socket (the host must not answer for a VIP): every queue needs one.
     let rx_queues = netlink::rx_queues(&interface.name).map_err(|e| setup(&interface.name, &e))?;
-    if rx_queues != interface.queues {
-        return Err(RunError::Setup(format!(
-            "{} has {rx_queues} receive queue(s) and lbd serves {}: packets on the others \
-             would be lost; make them equal (ethtool -L {} combined {})",
-            interface.name, interface.queues, interface.name, interface.queues
-        )));
-    }
+    let queue_count = interface
+        .queues
+        .resolve(&interface.name, rx_queues)
+        .map_err(RunError::Setup)?;
+    let engines = u16::try_from(queue_count)
+        .map_err(|_| RunError::Setup(format!("{queue_count} queues: too many")))?;
     // Caught from here on: a SIGTERM while lbd starts stops it once it
     // serves, with its sessions saved.
     let hup = Arc::new(AtomicBool::new(false));
@@ -142,21 +181,54 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     let epoch = Instant::now();
     let mut queues = Vec::new();
     let mut restored = Vec::new();
-    for queue in 0..interface.queues {
-        let saved = match &config.restart.state_dir {
-            Some(dir) => state::read(dir, queue).unwrap_or_else(|e| {
+    // The last run's sessions, if it served as many queues: a session's
+    // client packets are owned by a hash over the number of engines and
+    // its replies by its local port's share, so with another count the
+    // two would point at different engines.
+    let mut saved_all = Vec::new();
+    let mut sessions_not_restored = 0u64;
+    if let Some(dir) = &config.restart.state_dir {
+        let saved_count = state::saved_queues(dir).unwrap_or(1);
+        for queue in 0..saved_count.max(queue_count) {
+            let saved = state::read(dir, queue).unwrap_or_else(|e| {
                 warn!(queue, error = %e, "sessions of the last run not read");
                 None
-            }),
-            None => None,
-        };
-        // Sessions keep their hash seed unless the file fixes one.
-        let mut engine_config = config.engine;
-        if config.random_seed
-            && let Some(seed) = saved.as_ref().and_then(state::Saved::hash_seed)
-        {
-            engine_config.hash_seed = seed;
+            });
+            saved_all.push(saved);
         }
+        if saved_count != queue_count && saved_all.iter().any(Option::is_some) {
+            let lost = state::count_sessions(&saved_all, &config, epoch);
+            sessions_not_restored = lost;
+            error!(
+                saved_queues = saved_count,
+                queues = queue_count,
+                sessions = lost,
+                "sessions of the last run not restored: it served another number of queues, \
+                 and a session's client and its server's replies would reach different engines"
+            );
+            for queue in 0..u32::try_from(saved_all.len()).unwrap_or(0) {
+                if let Err(e) = state::discard(dir, queue) {
+                    warn!(queue, error = %e, "refused sessions' file not removed");
+                }
+            }
+            saved_all.clear();
+        }
+    }
+    // Sessions keep their hash seed unless the file fixes one; every
+    // engine, and the owner of every frame, uses the same.
+    let mut base = config.engine;
+    if config.random_seed
+        && let Some(seed) = saved_all.iter().flatten().find_map(state::Saved::hash_seed)
+    {
+        base.hash_seed = seed;
+    }
+    let owners = Owners::new(engines, base.hash_seed, local_addresses(&config));
+    let xsks = xsk::bind_all(ifindex, queue_count)
+        .map_err(|e| setup(&format!("AF_XDP sockets on {queue_count} queue(s)"), &e))?;
+    let links = handoff::mesh(queue_count as usize).map_err(|e| setup("eventfd", &e))?;
+    for (((queue, xsk), links), share) in (0u32..).zip(xsks).zip(links).zip(0u16..) {
+        let saved = saved_all.get_mut(queue as usize).and_then(Option::take);
+        let engine_config = engine_share(&base, share, engines);
         let mut engine = Engine::new(engine_config).map_err(|e| setup("engine", &e))?;
         let installed =
             Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
@@ -175,28 +247,17 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             kernel: None,
             l2: Default::default(),
             ledger: Default::default(),
+            owners: owners.clone(),
         }));
         let l2 = L2::new(ifindex, mac, config.neighbour_queue).map_err(|e| setup("netlink", &e))?;
-        // The socket is made on the queue's thread (its rings are not
-        // `Send`), which hands its descriptor back for the XSK map.
-        let (fd_tx, fd_rx) = mpsc::channel::<Result<RawFd, String>>();
-        let (go_tx, go_rx) = mpsc::channel::<bool>();
+        program
+            .set_socket(queue, &xsk.fd())
+            .map_err(|e| setup("XSK map", &e))?;
         let worker_shared = Arc::clone(&shared);
         let worker_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("lbd-q{queue}"))
             .spawn(move || {
-                let xsk = match Xsk::bind(ifindex, queue) {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let _ = fd_tx.send(Err(format!("AF_XDP socket on queue {queue}: {e}")));
-                        return;
-                    }
-                };
-                let _ = fd_tx.send(Ok(xsk.fd().as_raw_fd()));
-                if go_rx.recv() != Ok(true) {
-                    return;
-                }
                 Worker {
                     queue,
                     xsk,
@@ -204,20 +265,11 @@ pub fn run(path: &Path) -> Result<(), RunError> {
                     shared: worker_shared,
                     stop: worker_stop,
                     epoch,
+                    links,
                 }
                 .run();
             })
             .map_err(|e| setup("thread", &e))?;
-        let fd = fd_rx
-            .recv()
-            .map_err(|e| setup("queue thread", &e))?
-            .map_err(RunError::Setup)?;
-        // SAFETY: the socket stays open until the thread ends; the map
-        // keeps its own reference once set.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let mapped = program.set_socket(queue, &borrowed);
-        let _ = go_tx.send(mapped.is_ok());
-        mapped.map_err(|e| setup("XSK map", &e))?;
         queues.push(Queue {
             shared,
             thread: Some(thread),
@@ -232,7 +284,8 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         .map_err(|e| setup("XDP", &e))?;
     info!(
         interface = %interface.name,
-        queues = interface.queues,
+        queues = queue_count,
+        steering = steering(queue_count),
         listeners = config.listeners.len(),
         xdp = ?attached,
         "lbd is up"
@@ -260,6 +313,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         snapshot,
         reloads_ok: 0,
         reloads_failed: 0,
+        sessions_not_restored,
         epoch,
         hup,
         term,
@@ -363,6 +417,13 @@ impl Runner {
                 return;
             }
         };
+        // Checked once for every engine before any changes: the engines
+        // take the same listeners, so a configuration one refuses, all do.
+        if let Err(e) = install::check(&new) {
+            self.reloads_failed += 1;
+            error!(error = %e, "reload refused, the running configuration stays");
+            return;
+        }
         let restart = self.config.restart_needed(&new);
         if !restart.is_empty() {
             self.reloads_failed += 1;
@@ -393,8 +454,12 @@ impl Runner {
         for (i, q) in self.queues.iter().enumerate() {
             let mut s = lock(&q.shared);
             let Shared {
-                engine, installed, ..
+                engine,
+                installed,
+                owners,
+                ..
             } = &mut *s;
+            owners.set_local(local_addresses(&new));
             match installed.reload(engine, &new) {
                 Ok(report) => {
                     if i == 0 {
@@ -432,6 +497,8 @@ impl Runner {
             });
             let s = lock(&q.shared);
             snap.add_engine(&s.engine, &s.installed);
+            snap.queue_sessions
+                .push((queue, u64::from(s.engine.session_count())));
             let k = s.kernel.unwrap_or_default();
             snap.rings.push(RingStats {
                 queue,
@@ -466,6 +533,8 @@ impl Runner {
         snap.neigh = neigh;
         snap.config_reloads_ok = self.reloads_ok;
         snap.config_reloads_failed = self.reloads_failed;
+        snap.sessions_not_restored = self.sessions_not_restored;
+        snap.steering = steering(u32::try_from(self.queues.len()).unwrap_or(u32::MAX));
         if let Some(checker) = &self.checker {
             snap.health = checker
                 .status()
@@ -496,6 +565,10 @@ impl Runner {
         }
         if let Some(dir) = &self.config.restart.state_dir {
             let now = engine_time(self.epoch, Instant::now());
+            let count = u32::try_from(self.queues.len()).unwrap_or(u32::MAX);
+            if let Err(e) = state::save_queues(dir, count) {
+                error!(error = %e, "the number of queues not saved: the next start restores no session");
+            }
             for (queue, q) in (0u32..).zip(&self.queues) {
                 let s = lock(&q.shared);
                 match state::save(dir, queue, &s.engine, now) {

@@ -6,6 +6,13 @@
 //! serves, so that it is never restored twice, and a start that fails
 //! leaves it for the next one.
 //!
+//! With several queues, each queue's engine writes its own file, and
+//! `STATE_DIR/queues` says how many queues there were. A start with
+//! another number of queues restores nothing (a session's client packets
+//! and its server's replies would be owned by different engines, see
+//! [`crate::owner`]): it logs and counts the sessions lost, and removes
+//! the files. A directory without `queues` is a single queue's.
+//!
 //! A snapshot carries each session's remaining lifetime; the time the file
 //! spent on disk is taken off it at import (from the file's modification
 //! time), so a session that idled out while `lbd` was down stays gone.
@@ -15,6 +22,56 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use lb_engine::{Engine, ImportReport, Instant};
+
+/// The file that says how many queues saved their sessions in `dir`.
+fn queues_path(dir: &Path) -> PathBuf {
+    dir.join("queues")
+}
+
+/// How many queues saved their sessions in `dir`: `None` if it does not
+/// say (a single queue's, or nothing saved).
+pub fn saved_queues(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(queues_path(dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Record that `queues` queues save their sessions in `dir` (made if
+/// missing).
+///
+/// # Errors
+/// The directory or the file cannot be written.
+pub fn save_queues(dir: &Path, queues: u32) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(queues_path(dir), format!("{queues}\n"))
+}
+
+/// The sessions the snapshots in `saved` hold (read into a scratch engine
+/// of `config`'s listeners, which keeps none of them): the loss to log
+/// and count when they cannot be restored.
+pub fn count_sessions(
+    saved: &[Option<Saved>],
+    config: &crate::config::Config,
+    epoch: std::time::Instant,
+) -> u64 {
+    let mut total = 0u64;
+    for s in saved.iter().flatten() {
+        let mut c = config.engine;
+        c.capacity = 1;
+        c.quarantine_capacity = 1;
+        c.affinity_capacity = 1;
+        let Ok(mut engine) = Engine::new(c) else {
+            continue;
+        };
+        let now = crate::datapath::engine_time(epoch, std::time::Instant::now());
+        if let Ok(report) = s.restore(&mut engine, now) {
+            total += u64::from(report.sessions);
+        }
+    }
+    total
+}
 
 /// The file of `queue`'s sessions in `dir`.
 pub fn path(dir: &Path, queue: u32) -> PathBuf {

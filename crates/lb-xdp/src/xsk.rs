@@ -12,6 +12,17 @@
 //! bytes of a chunk are handed out only while `lbd` holds it, whatever a
 //! caller (or a kernel) does wrong: a wrong move is refused and counted.
 //!
+//! With several queues ([`bind_all`]) every socket shares one UMEM
+//! (`XDP_SHARED_UMEM`), each queue with its own fill and completion rings
+//! and its own share of the chunks ([`FRAMES`] each, its *home* chunks).
+//! Each queue's `Book` covers the whole UMEM: a chunk that another queue
+//! holds is `Away` in it. A frame handed to another queue
+//! ([`Xsk::hand_out`], [`Xsk::hand_in`], through the rings of
+//! [`crate::handoff`]) leaves one book and enters the other, so a chunk's
+//! bytes are still handed out by one queue at most; a freed chunk that is
+//! not the queue's own goes home ([`Xsk::take_foreign`],
+//! [`Xsk::take_home`]) rather than to this queue's free list.
+//!
 //! Frames that find the TX ring full wait in a bounded backlog, first in
 //! first out, and go out first as the kernel frees room; only a frame that
 //! finds the backlog full too is dropped. The socket also keeps the
@@ -22,6 +33,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::num::NonZeroU32;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use xdpilone::xdp::{XdpDesc, XdpStatisticsV2};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
@@ -32,7 +44,8 @@ use crate::ledger::{Dropped, Ledger, Loss, Origin};
 /// kernel's 256-byte XDP headroom, which leaves room in front for the
 /// engine's in-place growth (the TTM option) and at least 1.5 KiB behind.
 pub const FRAME_SIZE: u32 = 4096;
-/// Chunks per socket: 16 MiB of packet memory.
+/// Chunks per socket (its share of a shared UMEM): 16 MiB of packet
+/// memory.
 pub const FRAMES: u32 = 4096;
 /// Entries of the fill and completion rings.
 const FQ_SIZE: u32 = 2048;
@@ -77,6 +90,9 @@ enum State {
     Held,
     /// Lent out by [`Xsk::chunks_mut`] while it checks a batch.
     Lent,
+    /// Another queue's (a shared UMEM): held by it, in its rings, on its
+    /// free list, or on the way between two queues.
+    Away,
 }
 
 /// Anonymous, page-aligned memory for a UMEM, unmapped on drop.
@@ -106,6 +122,15 @@ impl Area {
         Ok(Area { ptr, len })
     }
 }
+
+// SAFETY: the area is plain memory; which thread may touch which chunk is
+// decided by the queues' books (a chunk is `Held` in one book at most, and
+// moves between books only through the hand-off rings, whose
+// release/acquire ordering orders the accesses).
+unsafe impl Send for Area {}
+// SAFETY: as for `Send`: shared references reach the memory only through
+// `Xsk`, which touches only the chunks its own book holds.
+unsafe impl Sync for Area {}
 
 impl Drop for Area {
     fn drop(&mut self) {
@@ -141,21 +166,54 @@ pub struct XskCounters {
 
 /// Where every chunk is, and the free list.
 struct Book {
-    /// The state of each chunk, by index (offset / FRAME_SIZE).
+    /// The state of each chunk of the UMEM, by index (offset / FRAME_SIZE).
     state: Vec<State>,
+    /// Free chunks, all of this queue's share.
     free: Vec<u64>,
+    /// This queue's index: its share is the chunks `home * FRAMES ..
+    /// (home + 1) * FRAMES`.
+    home: usize,
+    /// Chunks of other queues freed here, to go home.
+    foreign: Vec<u64>,
     counters: XskCounters,
 }
 
 impl Book {
-    fn new() -> Book {
+    /// The book of queue `home` of `queues` sharing one UMEM: its own
+    /// chunks free, the others' away.
+    fn new(home: usize, queues: usize) -> Book {
+        let share = FRAMES as usize;
+        let mut state = vec![State::Away; share * queues];
+        for s in state.iter_mut().skip(home * share).take(share) {
+            *s = State::Free;
+        }
+        let first = u64::try_from(home * share).unwrap_or(0);
         Book {
-            state: vec![State::Free; FRAMES as usize],
-            free: (0..FRAMES)
+            state,
+            free: (0..u64::from(FRAMES))
                 .rev()
-                .map(|i| u64::from(i * FRAME_SIZE))
+                .map(|i| (first + i) * u64::from(FRAME_SIZE))
                 .collect(),
+            home,
+            foreign: Vec::new(),
             counters: XskCounters::default(),
+        }
+    }
+
+    /// The queue whose share holds the chunk at `offset`.
+    fn home_of(offset: u64) -> usize {
+        usize::try_from(offset / u64::from(FRAME_SIZE) / u64::from(FRAMES)).unwrap_or(usize::MAX)
+    }
+
+    /// A chunk that was `from` becomes free: onto the free list if it is
+    /// this queue's, else away, to go home.
+    fn free_from(&mut self, offset: u64, from: State) {
+        if Book::home_of(offset) == self.home {
+            if self.transition(offset, from, State::Free) {
+                self.free.push(offset);
+            }
+        } else if self.transition(offset, from, State::Away) {
+            self.foreign.push(offset);
         }
     }
 
@@ -190,11 +248,9 @@ impl Book {
         }
     }
 
-    /// A held chunk back to the free list.
+    /// A held chunk back to the free list (or home).
     fn release(&mut self, offset: u64) {
-        if self.transition(offset, State::Held, State::Free) {
-            self.free.push(offset);
-        }
+        self.free_from(offset, State::Held);
     }
 
     /// Whether `h` may go to the kernel for sending: a whole, non-empty
@@ -213,8 +269,7 @@ pub struct Xsk {
     device: DeviceQueue,
     user: User,
     _socket: Socket,
-    _umem: Umem,
-    area: Area,
+    area: Arc<Area>,
     book: Book,
     /// Frames the TX ring holds, not yet completed.
     in_flight: u32,
@@ -227,38 +282,63 @@ pub struct Xsk {
     ledger: Ledger,
 }
 
-impl Xsk {
-    /// Create the UMEM and the socket, bind it to `queue` of the interface
-    /// `ifindex`, and fill the fill ring.
-    ///
-    /// # Errors
-    /// The kernel refused a step (no AF_XDP, no such queue, no memory).
-    pub fn bind(ifindex: u32, queue: u32) -> io::Result<Xsk> {
-        let area = Area::new((FRAME_SIZE * FRAMES) as usize)?;
-        let slice = NonNull::slice_from_raw_parts(area.ptr, area.len);
-        let config = UmemConfig {
-            fill_size: FQ_SIZE,
-            complete_size: FQ_SIZE,
-            frame_size: FRAME_SIZE,
-            headroom: 0,
-            flags: 0,
-        };
-        // SAFETY: `slice` is a page-aligned mapping that lives as long as
-        // the UMEM (it is dropped after it) and that nothing else in this
-        // process reads or writes except through this `Xsk`.
-        let umem = unsafe { Umem::new(config, slice) }.map_err(errno)?;
+/// One UMEM shared by a socket on each of the queues `0..queues` of the
+/// interface `ifindex` (`XDP_SHARED_UMEM`; each socket with its own fill
+/// and completion rings and its own [`FRAMES`] chunks), each socket's fill
+/// ring filled. With one queue, one socket with a UMEM of its own.
+///
+/// # Errors
+/// The kernel refused a step (no AF_XDP, no such queue, no memory, no
+/// shared UMEM across queues).
+pub fn bind_all(ifindex: u32, queues: u32) -> io::Result<Vec<Xsk>> {
+    bind_range(ifindex, 0, queues)
+}
+
+/// [`bind_all`] for the queues `first..first + queues`.
+fn bind_range(ifindex: u32, first: u32, queues: u32) -> io::Result<Vec<Xsk>> {
+    let count = queues.max(1) as usize;
+    let area = Arc::new(Area::new(FRAME_SIZE as usize * FRAMES as usize * count)?);
+    let slice = NonNull::slice_from_raw_parts(area.ptr, area.len);
+    let config = UmemConfig {
+        fill_size: FQ_SIZE,
+        complete_size: FQ_SIZE,
+        frame_size: FRAME_SIZE,
+        headroom: 0,
+        flags: 0,
+    };
+    // SAFETY: `slice` is a page-aligned mapping that lives as long as any
+    // socket bound to the UMEM (each `Xsk` holds the area and drops it
+    // after its socket) and that nothing else in this process reads or
+    // writes except through the `Xsk`s, each only in the chunks its book
+    // holds.
+    let umem = unsafe { Umem::new(config, slice) }.map_err(errno)?;
+    let mut out = Vec::with_capacity(count);
+    for index in 0..queues.max(1) {
         let mut info = IfInfo::invalid();
         info.from_ifindex(ifindex).map_err(errno)?;
-        info.set_queue(queue);
-        let socket = Socket::with_shared(&info, &umem).map_err(errno)?;
+        info.set_queue(first + index);
+        // The first socket is the UMEM's own descriptor; the others bind
+        // to it with XDP_SHARED_UMEM (xdpilone sets the flag).
+        let socket = if index == 0 {
+            Socket::with_shared(&info, &umem).map_err(errno)?
+        } else {
+            Socket::new(&info).map_err(errno)?
+        };
         let device = umem.fq_cq(&socket).map_err(errno)?;
+        // A socket that shares the UMEM may set no bind flag (the kernel
+        // refuses one): it takes need-wakeup from the UMEM's socket.
+        let bind_flags = if index == 0 {
+            SocketConfig::XDP_BIND_NEED_WAKEUP
+        } else {
+            0
+        };
         let user = umem
             .rx_tx(
                 &socket,
                 &SocketConfig {
                     rx_size: NonZeroU32::new(RING_SIZE),
                     tx_size: NonZeroU32::new(RING_SIZE),
-                    bind_flags: SocketConfig::XDP_BIND_NEED_WAKEUP,
+                    bind_flags,
                 },
             )
             .map_err(errno)?;
@@ -271,16 +351,32 @@ impl Xsk {
             device,
             user,
             _socket: socket,
-            _umem: umem,
-            area,
-            book: Book::new(),
+            area: Arc::clone(&area),
+            book: Book::new(index as usize, count),
             in_flight: 0,
             backlog: VecDeque::with_capacity(BACKLOG),
             backlog_by_origin: [0; 2],
             ledger: Ledger::default(),
         };
         xsk.refill();
-        Ok(xsk)
+        out.push(xsk);
+    }
+    // The kernel keeps the UMEM while a socket is bound to it; the first
+    // socket keeps its descriptor.
+    drop(umem);
+    Ok(out)
+}
+
+impl Xsk {
+    /// Create a UMEM and one socket, bind it to `queue` of the interface
+    /// `ifindex`, and fill the fill ring.
+    ///
+    /// # Errors
+    /// The kernel refused a step (no AF_XDP, no such queue, no memory).
+    pub fn bind(ifindex: u32, queue: u32) -> io::Result<Xsk> {
+        bind_range(ifindex, queue, 1)?
+            .pop()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     /// The socket, for the XSKMAP.
@@ -327,9 +423,7 @@ impl Xsk {
             while let Some(addr) = done.read() {
                 let chunk = addr - addr % u64::from(FRAME_SIZE);
                 self.in_flight = self.in_flight.saturating_sub(1);
-                if book.transition(chunk, State::Kernel, State::Free) {
-                    book.free.push(chunk);
-                }
+                book.free_from(chunk, State::Kernel);
             }
             done.release();
         }
@@ -604,6 +698,12 @@ impl Xsk {
     /// also makes the kernel send): the backlog must go out before the
     /// loop takes much more.
     pub fn wait(&mut self, timeout_ms: i32) {
+        self.wait_or(timeout_ms, None);
+    }
+
+    /// [`Xsk::wait`], woken also when `also` (an eventfd: frames handed
+    /// over by another queue) is readable.
+    pub fn wait_or(&mut self, timeout_ms: i32, also: Option<std::os::fd::RawFd>) {
         if self.device.needs_wakeup() {
             self.book.counters.rx_wakeups += 1;
         }
@@ -612,15 +712,79 @@ impl Xsk {
         } else {
             libc::POLLOUT
         };
-        let mut pfd = libc::pollfd {
-            fd: self.user.as_raw_fd(),
-            events,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.user.as_raw_fd(),
+                events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: also.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n: libc::nfds_t = if also.is_some() { 2 } else { 1 };
+        // SAFETY: `n` valid pollfds, for the duration of the call.
         unsafe {
-            libc::poll(&mut pfd, 1, timeout_ms);
+            libc::poll(pfds.as_mut_ptr(), n, timeout_ms);
         }
+    }
+
+    /// Give a held (received) frame to another queue: it leaves this
+    /// queue's book (counted as handed out) until it comes back as a free
+    /// chunk. False (and counted) if `frame` is not held.
+    pub fn hand_out(&mut self, frame: &Held) -> bool {
+        if !self.book.transition(frame.chunk, State::Held, State::Away) {
+            return false;
+        }
+        self.ledger.handed_out(frame.origin);
+        true
+    }
+
+    /// Take a frame another queue handed over: held here from now on
+    /// (counted as handed in). False, and counted as a bookkeeping drop,
+    /// if the chunk is not away from this queue (a bug: never touched).
+    pub fn hand_in(&mut self, frame: &Held) -> bool {
+        self.ledger.handed_in += 1;
+        if !self.book.transition(frame.chunk, State::Away, State::Held) {
+            self.ledger
+                .dropped(frame.origin, Dropped::Lbd(Loss::Bookkeeping));
+            return false;
+        }
+        true
+    }
+
+    /// A frame for [`Xsk::hand_out`] whose owner's ring is full: dropped,
+    /// counted (`handoff_full`).
+    pub fn drop_handoff(&mut self, frame: Held) {
+        self.drop_frame(frame, Dropped::Lbd(Loss::HandoffFull));
+    }
+
+    /// Chunks of other queues that this queue freed: they go home.
+    pub fn take_foreign(&mut self) -> std::vec::Drain<'_, u64> {
+        self.book.foreign.drain(..)
+    }
+
+    /// Put back a chunk that could not go home yet (tried again later).
+    pub fn keep_foreign(&mut self, chunk: u64) {
+        self.book.foreign.push(chunk);
+    }
+
+    /// A chunk of this queue's share, freed by another queue, is home.
+    pub fn take_home(&mut self, chunk: u64) {
+        if Book::home_of(chunk) == self.book.home
+            && self.book.transition(chunk, State::Away, State::Free)
+        {
+            self.book.free.push(chunk);
+        } else {
+            self.book.counters.bookkeeping_errors += 1;
+        }
+    }
+
+    /// The queue whose share of the UMEM holds `chunk`.
+    pub fn home_of(chunk: u64) -> usize {
+        Book::home_of(chunk)
     }
 
     /// Whether received frames are waiting.
@@ -631,4 +795,54 @@ impl Xsk {
 
 fn errno(e: xdpilone::Errno) -> io::Error {
     io::Error::from_raw_os_error(e.get_raw())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    const CHUNK: u64 = FRAME_SIZE as u64;
+
+    #[test]
+    fn a_book_frees_its_own_chunks_and_sends_the_others_home() {
+        // Queue 1 of 2: chunks FRAMES.. are its own, the rest away.
+        let mut book = Book::new(1, 2);
+        let own = u64::from(FRAMES) * CHUNK;
+        assert_eq!(book.free.len(), FRAMES as usize);
+        assert!(book.free.iter().all(|&c| Book::home_of(c) == 1));
+        assert!(book.is(0, State::Away));
+        assert!(book.is(own, State::Free));
+        assert_eq!(Book::home_of(own - CHUNK), 0);
+        assert_eq!(Book::home_of(2 * own), 2);
+
+        // Queue 0's chunk arrives (handed in), is sent, and completes:
+        // freed here, it goes home.
+        assert!(book.transition(0, State::Away, State::Held));
+        assert!(book.transition(0, State::Held, State::Kernel));
+        book.free_from(0, State::Kernel);
+        assert_eq!(book.foreign, [0]);
+        assert!(book.is(0, State::Away));
+        assert_eq!(book.free.len(), FRAMES as usize);
+
+        // An own chunk, held and released, is free again here.
+        let c = book.free.pop().unwrap();
+        assert!(book.transition(c, State::Free, State::Held));
+        book.release(c);
+        assert!(book.is(c, State::Free));
+        assert_eq!(book.free.len(), FRAMES as usize);
+
+        // A chunk away cannot be released, sent or lent: counted.
+        book.release(CHUNK);
+        assert!(book.is(CHUNK, State::Away));
+        assert_eq!(book.counters.bookkeeping_errors, 1);
+        let h = Held {
+            chunk: CHUNK,
+            start: 256,
+            end: 300,
+            origin: Origin::Received,
+        };
+        assert!(!book.sendable(&h));
+        // Beyond the UMEM.
+        assert!(!book.transition(2 * own, State::Away, State::Held));
+    }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lb_engine::{ChecksumPolicy, MaglevKey, Protocol, SchedulerKind};
-use lb_xdp::config::{CheckKind, Config, ConfigError, Restart, XdpMode};
+use lb_xdp::config::{CheckKind, Config, ConfigError, Queues, Restart, XdpMode};
 
 const EXAMPLE: &str = include_str!("../examples/lbd.toml");
 
@@ -112,7 +112,7 @@ fn the_example_parses() {
 #[test]
 fn defaults() {
     let c = Config::parse(&with_interface(WEB)).unwrap();
-    assert_eq!(c.interfaces[0].queues, 1);
+    assert_eq!(c.interfaces[0].queues, Queues::All);
     assert_eq!(c.interfaces[0].xdp_mode, XdpMode::Driver);
     assert_eq!(c.metrics, None);
     assert_eq!(c.neighbour_queue, 64);
@@ -307,8 +307,22 @@ fn a_backend_of_the_wrong_family() {
 fn listener_and_interface_rules() {
     let text = format!("{}\n[[interface]]\nname = \"eth1\"\n", with_interface(""));
     assert_eq!(one_error(&text, "the balancer is one-armed"), (4, 1));
-    let text = with_interface("xdp_mode = \"generic\"\nqueues = 4\n");
-    assert_eq!(one_error(&text, "queues above 1 are refused"), (4, 10));
+    let text = with_interface("xdp_mode = \"generic\"\nqueues = 0\n");
+    assert_eq!(one_error(&text, "queues must be in 1..=4096"), (4, 10));
+    let text = with_interface("queues = \"some\"\n");
+    assert_eq!(one_error(&text, "or \"all\""), (3, 10));
+    let c = Config::parse(&with_interface("queues = 4\n")).unwrap();
+    assert_eq!(c.interfaces[0].queues, Queues::Count(4));
+    let c = Config::parse(&with_interface("queues = \"all\"\n")).unwrap();
+    assert_eq!(c.interfaces[0].queues, Queues::All);
+    assert_eq!(Queues::All.resolve("eth0", 4), Ok(4));
+    assert_eq!(Queues::Count(4).resolve("eth0", 4), Ok(4));
+    assert!(
+        Queues::Count(2)
+            .resolve("eth0", 4)
+            .unwrap_err()
+            .contains("ethtool -L eth0 combined 2")
+    );
     let text = "[[interface]]\nname = \"a-very-long-interface\"\n";
     assert_eq!(one_error(text, "is not an interface name"), (2, 8));
     assert_eq!(one_error("", "no [[interface]]"), (0, 0));
@@ -407,7 +421,7 @@ fn several_errors_are_all_reported() {
     assert_eq!(
         at,
         [
-            (5, 10),  // queues above 1
+            (5, 10),  // queues = 0
             (9, 14),  // sweep_tick above sweep_period
             (10, 14), // quarantine too long
             (13, 10), // metrics address without a port

@@ -90,6 +90,9 @@ fn snapshot() -> Snapshot {
         },
         config_reloads_ok: 5,
         config_reloads_failed: 1,
+        sessions_not_restored: 7,
+        steering: "hand-off",
+        queue_sessions: vec![(0, 1), (1, 2)],
         health: vec![HealthState {
             listener: "web".into(),
             addr: "10.0.0.2:8080".parse().unwrap(),
@@ -410,6 +413,55 @@ fn render_frame_accounting() {
             assert_eq!(came, accounted, "queue {queue}, {origin}");
             assert!(came > 0);
         }
+    }
+}
+
+#[test]
+fn render_hand_off_and_queue_sessions() {
+    let mut snap = snapshot();
+    // Queue 0 handed 5 of its 20 received frames to queue 1, which sent
+    // them.
+    let mut l0 = ledger();
+    l0.handed_out(Origin::Received);
+    l0.handed_out(Origin::Received);
+    l0.handed_out(Origin::Received);
+    l0.handed_out(Origin::Received);
+    l0.handed_out(Origin::Received);
+    l0.sent(Origin::Received, 0);
+    l0.received += 5;
+    let mut l1 = ledger();
+    l1.handed_in = 5;
+    l1.sent(Origin::Received, 4);
+    l1.dropped(Origin::Received, Dropped::Lbd(Loss::HandoffFull));
+    snap.rings[0].frames = l0;
+    snap.rings[1].frames = l1;
+    let text = render(&snap);
+    let types = check_exposition(&text);
+    assert_eq!(types["lbd_frames_handed_out_total"], "counter");
+    assert_eq!(types["lbd_frames_handed_in_total"], "counter");
+    assert_eq!(types["lbd_queue_sessions"], "gauge");
+    let lines: Vec<&str> = text.lines().collect();
+    let has = |l: &str| assert!(lines.contains(&l), "missing line {l:?} in\n{text}");
+    has(r#"lbd_frames_handed_out_total{queue="0"} 5"#);
+    has(r#"lbd_frames_handed_in_total{queue="1"} 5"#);
+    has(r#"lbd_frames_handed_out_total{queue="1"} 0"#);
+    has(r#"lbd_frames_dropped_total{queue="1",origin="received",reason="handoff_full"} 1"#);
+    has(r#"lbd_queue_sessions{queue="1"} 2"#);
+    has("lbd_sessions_not_restored_total 7");
+    has(r#"lbd_steering_info{mode="hand-off"} 1"#);
+    for q in ["0", "1"] {
+        let q = format!("queue=\"{q}\"");
+        let o = "origin=\"received\"";
+        let total = |family: &str, labels: &[&str]| -> u64 {
+            samples(&text, family, labels).iter().map(|(_, v)| v).sum()
+        };
+        let came =
+            total("lbd_frames_received_total", &[&q]) + total("lbd_frames_handed_in_total", &[&q]);
+        let accounted = total("lbd_frames_sent_total", &[&q, o])
+            + total("lbd_frames_dropped_total", &[&q, o])
+            + total("lbd_frames_held", &[&q, o])
+            + total("lbd_frames_handed_out_total", &[&q]);
+        assert_eq!(came, accounted, "{q}");
     }
 }
 

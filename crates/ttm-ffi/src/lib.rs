@@ -1044,6 +1044,7 @@ pub unsafe extern "C" fn ttm_engine_new(
             sweep_tick: ms(c.sweep_tick_ms),
             quarantine: ms(c.quarantine_ms),
             quarantine_capacity: c.quarantine_capacity,
+            port_share: lb_engine::PortShare::ALL,
         })
         .map_err(config_error)?;
         let handle = Box::into_raw(Box::new(ttm_engine { engine }));

@@ -36,6 +36,7 @@ pub(crate) fn build(big: bool) -> (Engine, Vec<ListenerId>) {
         sweep_tick: Duration::from_millis(100),
         quarantine: Duration::from_secs(2),
         quarantine_capacity: QUARANTINE_CAPACITY,
+        port_share: lb_engine::PortShare::ALL,
     })
     .unwrap();
     let pool = |addresses: &[IpAddr]| {

@@ -223,7 +223,8 @@ impl Engine {
             return Err(ConfigError::LocalIsVip(config.vip));
         }
         let mut scheduler = Scheduler::new(&config.scheduler)?;
-        let allocator = PortAllocator::new(&config.local, self.config.hash_seed)?;
+        let allocator = PortAllocator::new(&config.local, self.config.hash_seed)?
+            .with_share(self.config.port_share);
         let backends: Vec<Backend> = config
             .backends
             .iter()
