@@ -228,14 +228,13 @@ impl Engine {
 }
 
 /// Verify the TCP or UDP checksum of the packet whose network header is
-/// `net` (see [`checksum::transport_ok`]): `BadL4Checksum` if it is wrong.
+/// `net` (see [`checksum::transport4_ok`], [`checksum::transport_ok`]): `BadL4Checksum` if it is wrong.
 pub(super) fn transport_checksum(bytes: &[u8], net: &Net) -> Result<(), DropReason> {
     let ok = match net {
         Net::V4(ip) => {
             let (off, len) = (ip.l4_off(), ip.l4_len());
             let seg = bytes.get(off..off + len).ok_or(DropReason::Truncated)?;
-            let pseudo = checksum::pseudo4(ip.src, ip.dst, ip.proto, len);
-            checksum::transport_ok(pseudo, ip.proto, seg, false)
+            checksum::transport4_ok(ip.src, ip.dst, ip.proto, seg)
         }
         Net::V6(ip6) => {
             let seg = bytes
