@@ -101,7 +101,7 @@ impl Engine {
                             _ => self.counters.sessions_rescheduled += 1,
                         }
                     }
-                    self.new_session(now, lid, h, proto, client, l4)?
+                    self.new_session(now, lid, h, proto, client, sport)?
                 }
             },
             Some(id) => id,
@@ -110,7 +110,7 @@ impl Engine {
                 if policy == ChecksumPolicy::New {
                     transport_checksum(frame.bytes(), &p.net)?;
                 }
-                self.new_session(now, lid, h, proto, client, l4)?
+                self.new_session(now, lid, h, proto, client, sport)?
             }
         };
         let listener = self
@@ -162,7 +162,10 @@ impl Engine {
                     strip_timestamps,
                     insert: wants.then(|| TtmOption::new(ttm.kind, client)),
                 };
-                edited = Some(tcp_edit::edit_options(frame, at, l4, &edit)?);
+                // A copy lent, so that the packet's own fields need not
+                // live in memory on the paths with no edit.
+                let l4 = *l4;
+                edited = Some(tcp_edit::edit_options(frame, at, &l4, &edit)?);
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));
