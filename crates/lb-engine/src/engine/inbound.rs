@@ -157,7 +157,9 @@ impl Engine {
         let mut edited = None;
         if proto == wire::PROTO_TCP {
             let ttm = &listener.config.ttm;
-            let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
+            // `wants_ttm` is false for a SYN: said first, so that a SYN
+            // skips its tests.
+            let wants = listener.ttm_on && !is_syn && s.wants_ttm(l4.flags, l4.ack);
             if s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len()) {
                 self.half_open.remove(id);
             }
