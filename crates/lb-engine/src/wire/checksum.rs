@@ -297,12 +297,13 @@ impl Delta {
         self
     }
 
-    /// The change folded to 16 bits, to be stored and applied later.
+    /// The change folded to 16 bits, to be stored and applied later: two
+    /// folds, as in [`finish`] (no loop, no branch), since a fold leaves
+    /// a sum at most 0xffff unchanged.
+    #[inline]
     pub(crate) fn folded(self) -> u16 {
-        let mut acc = self.0;
-        while acc > 0xffff {
-            acc = (acc & 0xffff) + (acc >> 16);
-        }
+        let acc = (self.0 & 0xffff) + (self.0 >> 16);
+        let acc = (acc & 0xffff) + (acc >> 16);
         acc as u16
     }
 
@@ -669,6 +670,29 @@ mod test {
                 .apply(field);
             data[10..12].copy_from_slice(&updated.to_be_bytes());
             assert_eq!(of(&data), 0, "incremental update disagrees");
+        }
+    }
+
+    /// Two folds give what folding until the change fits gives, for any
+    /// accumulated change.
+    #[test]
+    fn folded_folds_any_change() {
+        let looped = |mut acc: u32| {
+            while acc > 0xffff {
+                acc = (acc & 0xffff) + (acc >> 16);
+            }
+            acc as u16
+        };
+        let mut x = 0x2545_f491u32;
+        let edges = [0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0x1_ffff, u32::MAX - 1];
+        for acc in edges.into_iter().chain([u32::MAX]) {
+            assert_eq!(Delta(acc).folded(), looped(acc), "{acc:#x}");
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            assert_eq!(Delta(x).folded(), looped(x), "{x:#x}");
         }
     }
 
