@@ -144,6 +144,12 @@ impl Session {
         let f = self.flags;
         let both_fins = flag::CLIENT_FIN | flag::SERVER_FIN;
         let both_acked = flag::CLIENT_FIN_ACKED | flag::SERVER_FIN_ACKED;
+        // The common case of a new session first: with none of these
+        // flags, every test below fails.
+        let closing_or_open = flag::RST | both_acked | both_fins | flag::ESTABLISHED;
+        if f & closing_or_open == 0 {
+            return TcpState::SynRecv;
+        }
         if f & flag::RST != 0 {
             TcpState::Close
         } else if f & both_acked == both_acked {
@@ -295,6 +301,37 @@ impl Session {
 mod test {
     use super::*;
     use crate::wire::tcp_flags::{ACK, FIN, RST, SYN};
+
+    /// `tcp_state` follows the table in the module's documentation, in
+    /// its order, for every set of flags.
+    #[test]
+    fn tcp_state_of_every_flag_set() {
+        let table = |f: u8| {
+            let has = |bits: u8| f & bits == bits;
+            if has(flag::RST) {
+                TcpState::Close
+            } else if has(flag::CLIENT_FIN_ACKED | flag::SERVER_FIN_ACKED) {
+                TcpState::TimeWait
+            } else if has(flag::CLIENT_FIN | flag::SERVER_FIN) {
+                TcpState::LastAck
+            } else if has(flag::CLIENT_FIN) {
+                TcpState::FinWait
+            } else if has(flag::SERVER_FIN) {
+                TcpState::CloseWait
+            } else if has(flag::ESTABLISHED) {
+                TcpState::Established
+            } else {
+                TcpState::SynRecv
+            }
+        };
+        for flags in 0..=u8::MAX {
+            let s = Session {
+                flags,
+                ..Session::default()
+            };
+            assert_eq!(s.tcp_state(), table(flags), "{flags:#010b}");
+        }
+    }
 
     #[test]
     fn handshake_data_and_close() {

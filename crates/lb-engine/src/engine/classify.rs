@@ -228,14 +228,19 @@ impl Engine {
 }
 
 /// Verify the TCP or UDP checksum of the packet whose network header is
-/// `net` (see [`checksum::transport_ok`]): `BadL4Checksum` if it is wrong.
+/// `net` (see [`checksum::transport4_ok`] and [`checksum::transport_ok`]):
+/// `BadL4Checksum` if it is wrong. Inlined, so that where the family is
+/// known (a new session's SYN in [`Engine::fast_decline`]) the other
+/// branch goes.
+///
+/// [`Engine::fast_decline`]: super::Engine::fast_decline
+#[inline(always)]
 pub(super) fn transport_checksum(bytes: &[u8], net: &Net) -> Result<(), DropReason> {
     let ok = match net {
         Net::V4(ip) => {
             let (off, len) = (ip.l4_off(), ip.l4_len());
             let seg = bytes.get(off..off + len).ok_or(DropReason::Truncated)?;
-            let pseudo = checksum::pseudo4(ip.src, ip.dst, ip.proto, len);
-            checksum::transport_ok(pseudo, ip.proto, seg, false)
+            checksum::transport4_ok(ip.src, ip.dst, ip.proto, seg)
         }
         Net::V6(ip6) => {
             let seg = bytes

@@ -13,7 +13,7 @@ use crate::frame::Frame;
 use crate::sched::is_eligible;
 use crate::session::{Path, TcpState, flag};
 use crate::table::Dir;
-use crate::tcp_edit::{self, Insertion, OptionEdit};
+use crate::tcp_edit::{self, Headers, Insertion, OptionEdit};
 use crate::time::Instant;
 use crate::verdict::{DropReason, Verdict};
 use crate::wire::checksum::Delta;
@@ -33,6 +33,16 @@ enum ServerSide {
     SixToFour(Ipv4),
     /// IPv6 to IPv6: the header, the local and the server's addresses.
     SixToSix(Ipv6, [u8; 16], [u8; 16]),
+}
+
+impl ServerSide {
+    /// Where the TCP header is in the packet the server will see.
+    fn headers(&self) -> Headers {
+        match self {
+            ServerSide::Four(ip, _) | ServerSide::SixToFour(ip) => ip.headers(),
+            ServerSide::SixToSix(ip6, _, _) => ip6.headers(),
+        }
+    }
 }
 
 /// What a client's SYN does to the session it finds
@@ -56,7 +66,12 @@ impl Engine {
     /// written on the packet the server will see. `found`, when the
     /// caller has looked the session up already (the fast path), is what
     /// that lookup gave.
-    #[inline]
+    ///
+    /// Inlined into both its callers: [`Engine::finish`], and
+    /// [`Engine::fast_decline`] for an IPv4 TCP segment (a SYN above all),
+    /// where the family and the protocol are then known and every branch
+    /// for the others goes (some 140 instructions a SYN).
+    #[inline(always)]
     pub(super) fn inbound(
         &mut self,
         now: Instant,
@@ -96,7 +111,7 @@ impl Engine {
                             _ => self.counters.sessions_rescheduled += 1,
                         }
                     }
-                    self.new_session(now, lid, h, proto, client, l4)?
+                    self.new_session(now, lid, h, proto, client, sport)?
                 }
             },
             Some(id) => id,
@@ -105,7 +120,7 @@ impl Engine {
                 if policy == ChecksumPolicy::New {
                     transport_checksum(frame.bytes(), &p.net)?;
                 }
-                self.new_session(now, lid, h, proto, client, l4)?
+                self.new_session(now, lid, h, proto, client, sport)?
             }
         };
         let listener = self
@@ -124,26 +139,27 @@ impl Engine {
         // 4to4 and 6to4 reach the server as IPv4 (6to4 translated here
         // first); 6to6 stays IPv6. The packet's family is the listener's,
         // so the client side of the session's path.
-        let (at, side) = match (&p.net, s.path) {
+        let side = match (&p.net, s.path) {
             (Net::V4(ip), _) => {
                 let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
-                (ip.headers(), ServerSide::Four(*ip, lip))
+                ServerSide::Four(*ip, lip)
             }
             (Net::V6(ip6), Path::SixToSix) => {
                 let rip6 = b.addr6.ok_or(DropReason::NoSession)?;
                 let lip6 = listener.lip6(s.lip).ok_or(DropReason::NoSession)?;
-                (ip6.headers(), ServerSide::SixToSix(*ip6, lip6, rip6))
+                ServerSide::SixToSix(*ip6, lip6, rip6)
             }
             (Net::V6(ip6), _) => {
                 let lip = listener.lip4(s.lip).ok_or(DropReason::NoSession)?;
-                let ip = xlat::v6_to_v4(frame, ip6, lip, rip)?;
-                (ip.headers(), ServerSide::SixToFour(ip))
+                ServerSide::SixToFour(xlat::v6_to_v4(frame, ip6, lip, rip)?)
             }
         };
         let mut edited = None;
         if proto == wire::PROTO_TCP {
             let ttm = &listener.config.ttm;
-            let wants = listener.ttm_on && s.wants_ttm(l4.flags, l4.ack);
+            // `wants_ttm` is false for a SYN: said first, so that a SYN
+            // skips its tests.
+            let wants = listener.ttm_on && !is_syn && s.wants_ttm(l4.flags, l4.ack);
             if s.track_client(l4.flags, l4.seq, l4.ack, l4.seq_len()) {
                 self.half_open.remove(id);
             }
@@ -157,7 +173,10 @@ impl Engine {
                     strip_timestamps,
                     insert: wants.then(|| TtmOption::new(ttm.kind, client)),
                 };
-                edited = Some(tcp_edit::edit_options(frame, at, l4, &edit)?);
+                // A copy lent, so that the packet's own fields need not
+                // live in memory on the paths with no edit.
+                let l4 = *l4;
+                edited = Some(tcp_edit::edit_options(frame, side.headers(), &l4, &edit)?);
             }
         }
         s.expires = tick(now).wrapping_add(listener.timeouts_ms.for_session(s));

@@ -10,11 +10,11 @@ use crate::sched::is_eligible;
 use crate::session::Session;
 use crate::time::Instant;
 use crate::verdict::DropReason;
-use crate::wire::{self, L4};
+use crate::wire;
 
 impl Engine {
     /// Start a session for a client (IPv4 in the first 4 bytes of
-    /// `client`, or IPv6 for a 6to4 listener).
+    /// `client`, or IPv6 for a 6to4 listener) from port `cport`.
     ///
     /// A full table refuses a UDP datagram; a TCP SYN takes the place of
     /// the oldest half-open session (evicted: see [`Engine::end_session`]
@@ -29,9 +29,9 @@ impl Engine {
         h: u64,
         proto: u8,
         client: [u8; 16],
-        l4: &L4,
+        cport: u16,
     ) -> Result<u32, DropReason> {
-        let (session, out_hash) = self.plan_session(now, lid, h, proto, client, l4)?;
+        let (session, out_hash) = self.plan_session(now, lid, h, proto, client, cport)?;
         if self.table.is_full() {
             let oldest = self.half_open.oldest().ok_or(DropReason::TableFull)?;
             if !self.end_session(oldest, now, End::Evicted) {
@@ -54,7 +54,7 @@ impl Engine {
         h: u64,
         proto: u8,
         client: [u8; 16],
-        l4: &L4,
+        cport: u16,
     ) -> Result<(Session, u64), DropReason> {
         let seed = self.config.hash_seed;
         let Engine {
@@ -120,7 +120,7 @@ impl Engine {
             })?;
         let mut session = Session {
             client,
-            cport: l4.sport,
+            cport,
             lport,
             listener: lid,
             lip,
