@@ -264,7 +264,7 @@ pub struct EngineConfig {
     pub quarantine_capacity: u32,
     /// The local ports this engine allocates, when one engine runs per
     /// receive queue: only those of its share of every pool's range (see
-    /// [`crate::owner`]). [`PortShare::ALL`] (every port) by default.
+    /// [`PortShare`]). [`PortShare::ALL`] (every port) by default.
     pub port_share: PortShare,
 }
 
