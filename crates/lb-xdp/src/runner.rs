@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use lb_engine::rss::{RssConfig, RssSteering};
 use lb_engine::{Engine, EngineConfig, PortShare};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::datapath::{LoopCounters, Shared, Worker, engine_time, lock};
+use crate::ethtool;
 use crate::handoff;
 use crate::health::{self, Checker, Target};
 use crate::install::{self, Installed};
@@ -56,6 +58,8 @@ struct Runner {
     path: PathBuf,
     config: Config,
     queues: Vec<Queue>,
+    /// Whether the interface runs in RSS-aware mode.
+    rss: bool,
     program: XdpProgram,
     stop: Arc<AtomicBool>,
     checker: Option<Checker>,
@@ -97,25 +101,68 @@ fn local_addresses(config: &Config) -> Vec<IpAddr> {
 }
 
 /// Engine `index` of `engines`'s configuration: its share of the local
-/// ports, and its part of the session table and of the quarantine (the
-/// configured figures are for the whole of `lbd`, split evenly, rounded
-/// up).
-fn engine_share(base: &EngineConfig, index: u16, engines: u16) -> EngineConfig {
+/// ports (all of them in RSS-aware mode, with the NIC's configuration
+/// `rss` and its queue instead), and its part of the session table and of
+/// the quarantine (the configured figures are for the whole of `lbd`,
+/// split evenly, rounded up).
+fn engine_share(
+    base: &EngineConfig,
+    index: u16,
+    engines: u16,
+    rss: Option<&'static RssConfig>,
+) -> EngineConfig {
     let mut c = *base;
     let n = u32::from(engines.max(1));
     c.capacity = base.capacity.div_ceil(n).max(1);
     c.quarantine_capacity = base.quarantine_capacity.div_ceil(n).max(1);
-    c.port_share = PortShare::new(index, engines).unwrap_or(PortShare::ALL);
+    match rss {
+        Some(config) => {
+            c.port_share = PortShare::ALL;
+            c.rss = Some(RssSteering {
+                config,
+                queue: index,
+            });
+        }
+        None => c.port_share = PortShare::new(index, engines).unwrap_or(PortShare::ALL),
+    }
     c
 }
 
 /// How frames reach the engine that owns them on `queues` queues:
-/// `single` (one engine owns everything) or `hand-off` (a frame that
-/// arrives on another queue than its owner's is handed to it). The
-/// RSS-aware mode, where the NIC's own hash steers every frame home, is
-/// not built yet.
-fn steering(queues: u32) -> &'static str {
-    if queues > 1 { "hand-off" } else { "single" }
+/// `single` (one engine owns everything), `rss` (the engines choose local
+/// ports that the NIC's own RSS hash steers home: nothing but ICMP errors
+/// is handed off) or `hand-off` (a frame that arrives on another queue
+/// than its owner's is handed to it).
+fn steering(queues: u32, rss: bool) -> &'static str {
+    match (queues > 1, rss) {
+        (false, _) => "single",
+        (true, true) => "rss",
+        (true, false) => "hand-off",
+    }
+}
+
+/// The RSS configuration of interface `name` with `queues` queues, if
+/// `lbd` can follow it (read once, kept for the process: every engine of
+/// the interface refers to it); `None`, with the reason logged, otherwise.
+fn read_rss(name: &str, queues: u16) -> Option<&'static RssConfig> {
+    if queues <= 1 {
+        return None;
+    }
+    match ethtool::read(name, queues) {
+        Ok(config) => {
+            info!(
+                interface = name,
+                indirection = config.indirection().len(),
+                fields = ?config.fields(),
+                "RSS is Toeplitz and readable: ports are chosen so that it steers every reply home"
+            );
+            Some(Box::leak(Box::new(config)))
+        }
+        Err(e) => {
+            info!(interface = name, reason = %e, "RSS not followed: frames are handed to their owners");
+            None
+        }
+    }
 }
 
 /// Load `path`, attach, and serve until SIGINT or SIGTERM.
@@ -222,13 +269,14 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     {
         base.hash_seed = seed;
     }
-    let owners = Owners::new(engines, base.hash_seed, local_addresses(&config));
+    let rss = read_rss(&interface.name, engines);
+    let owners = Owners::new(engines, base.hash_seed, local_addresses(&config)).with_rss(rss);
     let xsks = xsk::bind_all(ifindex, queue_count)
         .map_err(|e| setup(&format!("AF_XDP sockets on {queue_count} queue(s)"), &e))?;
     let links = handoff::mesh(queue_count as usize).map_err(|e| setup("eventfd", &e))?;
     for (((queue, xsk), links), share) in (0u32..).zip(xsks).zip(links).zip(0u16..) {
         let saved = saved_all.get_mut(queue as usize).and_then(Option::take);
-        let engine_config = engine_share(&base, share, engines);
+        let engine_config = engine_share(&base, share, engines, rss);
         let mut engine = Engine::new(engine_config).map_err(|e| setup("engine", &e))?;
         let installed =
             Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
@@ -285,7 +333,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     info!(
         interface = %interface.name,
         queues = queue_count,
-        steering = steering(queue_count),
+        steering = steering(queue_count, rss.is_some()),
         listeners = config.listeners.len(),
         xdp = ?attached,
         "lbd is up"
@@ -306,6 +354,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         checker: None,
         config,
         queues,
+        rss: rss.is_some(),
         program,
         stop,
         events,
@@ -534,7 +583,10 @@ impl Runner {
         snap.config_reloads_ok = self.reloads_ok;
         snap.config_reloads_failed = self.reloads_failed;
         snap.sessions_not_restored = self.sessions_not_restored;
-        snap.steering = steering(u32::try_from(self.queues.len()).unwrap_or(u32::MAX));
+        snap.steering = steering(
+            u32::try_from(self.queues.len()).unwrap_or(u32::MAX),
+            self.rss,
+        );
         if let Some(checker) = &self.checker {
             snap.health = checker
                 .status()
