@@ -94,12 +94,38 @@ pub enum NotRss {
     Config(String),
 }
 
+/// A NIC's RSS configuration as the engines follow it.
+#[derive(Debug)]
+pub struct Nic {
+    /// The configuration.
+    pub config: RssConfig,
+    /// A hash of the key, the indirection table and the fields hashed
+    /// (FNV-1a, 64 bits): sessions saved under one configuration are
+    /// restored only under the same (see [`crate::state`]).
+    pub fingerprint: u64,
+}
+
+/// FNV-1a (64 bits) of `rxfh`'s key and table and of `fields`: stable
+/// across builds, unlike the standard library's hasher.
+pub fn fingerprint(rxfh: &Rxfh, fields: FlowFields) -> u64 {
+    let field = |f: HashFields| u8::from(f == HashFields::AddressesAndPorts);
+    let bytes = rxfh
+        .key
+        .iter()
+        .copied()
+        .chain(rxfh.indirection.iter().flat_map(|q| q.to_le_bytes()))
+        .chain([fields.tcp4, fields.udp4, fields.tcp6, fields.udp6].map(field));
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// The RSS configuration of interface `name`, whose queues `0..queues`
 /// are served, or why it cannot be followed.
 ///
 /// # Errors
 /// See [`NotRss`].
-pub fn read(name: &str, queues: u16) -> Result<RssConfig, NotRss> {
+pub fn read(name: &str, queues: u16) -> Result<Nic, NotRss> {
     let socket = Socket::new(name).map_err(|error| NotRss::Unreadable {
         what: "socket",
         error,
@@ -121,16 +147,16 @@ pub fn read(name: &str, queues: u16) -> Result<RssConfig, NotRss> {
         *slot = hash_fields(data).ok_or(NotRss::Fields { flow: name, data })?;
     }
     let [tcp4, udp4, tcp6, udp6] = fields;
-    rss_config(
-        &rxfh,
-        FlowFields {
-            tcp4,
-            udp4,
-            tcp6,
-            udp6,
-        },
-        queues,
-    )
+    let fields = FlowFields {
+        tcp4,
+        udp4,
+        tcp6,
+        udp6,
+    };
+    Ok(Nic {
+        config: rss_config(&rxfh, fields, queues)?,
+        fingerprint: fingerprint(&rxfh, fields),
+    })
 }
 
 /// The engine's configuration of a NIC that returned `rxfh` and hashes
@@ -404,6 +430,33 @@ mod test {
             rss_config(&r, FlowFields::ALL_PORTS, 2),
             Err(NotRss::Config(_))
         ));
+    }
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn fingerprint_follows_key_table_and_fields() {
+        let r = parse_rxfh(&result(1, 0)).unwrap();
+        let f = FlowFields::ALL_PORTS;
+        let base = fingerprint(&r, f);
+        // FNV-1a of these exact bytes (checked by an independent
+        // computation): the same in every build.
+        assert_eq!(base, fingerprint(&r, f));
+        assert_eq!(base, 0x7017_c306_751f_38d1, "{base:#x}");
+        let mut key = r.clone();
+        key.key[0] ^= 1;
+        let mut table = r.clone();
+        table.indirection.swap(0, 1);
+        let udp = FlowFields {
+            udp4: HashFields::Addresses,
+            ..f
+        };
+        for other in [
+            fingerprint(&key, f),
+            fingerprint(&table, f),
+            fingerprint(&r, udp),
+        ] {
+            assert_ne!(other, base);
+        }
     }
 
     #[test]

@@ -60,6 +60,8 @@ struct Runner {
     queues: Vec<Queue>,
     /// Whether the interface runs in RSS-aware mode.
     rss: bool,
+    /// The steering its sessions are saved under (see [`saved_steering`]).
+    saved_steering: String,
     program: XdpProgram,
     stop: Arc<AtomicBool>,
     checker: Option<Checker>,
@@ -141,22 +143,35 @@ fn steering(queues: u32, rss: bool) -> &'static str {
     }
 }
 
+/// The steering that sessions are saved under and restored only under
+/// (see [`crate::state`]): [`steering`]'s name, and for RSS-aware mode the
+/// NIC configuration's fingerprint.
+fn saved_steering(queues: u32, rss: Option<u64>) -> String {
+    match rss {
+        Some(fingerprint) if queues > 1 => format!("rss:{fingerprint:016x}"),
+        _ => steering(queues, false).to_owned(),
+    }
+}
+
 /// The RSS configuration of interface `name` with `queues` queues, if
 /// `lbd` can follow it (read once, kept for the process: every engine of
 /// the interface refers to it); `None`, with the reason logged, otherwise.
-fn read_rss(name: &str, queues: u16) -> Option<&'static RssConfig> {
+fn read_rss(name: &str, queues: u16) -> Option<(&'static RssConfig, u64)> {
     if queues <= 1 {
         return None;
     }
     match ethtool::read(name, queues) {
-        Ok(config) => {
+        Ok(ethtool::Nic {
+            config,
+            fingerprint,
+        }) => {
             info!(
                 interface = name,
                 indirection = config.indirection().len(),
                 fields = ?config.fields(),
                 "RSS is Toeplitz and readable: ports are chosen so that it steers every reply home"
             );
-            Some(Box::leak(Box::new(config)))
+            Some((Box::leak(Box::new(config)), fingerprint))
         }
         Err(e) => {
             info!(interface = name, reason = %e, "RSS not followed: frames are handed to their owners");
@@ -234,8 +249,14 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     // two would point at different engines.
     let mut saved_all = Vec::new();
     let mut sessions_not_restored = 0u64;
+    let rss_nic = read_rss(&interface.name, engines);
+    let rss = rss_nic.map(|(config, _)| config);
+    let steering_now = saved_steering(queue_count, rss_nic.map(|(_, f)| f));
     if let Some(dir) = &config.restart.state_dir {
         let saved_count = state::saved_queues(dir).unwrap_or(1);
+        // Older files name no steering: theirs was hand-off (or single).
+        let saved_steering =
+            state::saved_steering(dir).unwrap_or_else(|| saved_steering(saved_count, None));
         for queue in 0..saved_count.max(queue_count) {
             let saved = state::read(dir, queue).unwrap_or_else(|e| {
                 warn!(queue, error = %e, "sessions of the last run not read");
@@ -243,16 +264,29 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             });
             saved_all.push(saved);
         }
-        if saved_count != queue_count && saved_all.iter().any(Option::is_some) {
+        let other_count = saved_count != queue_count;
+        if (other_count || saved_steering != steering_now) && saved_all.iter().any(Option::is_some)
+        {
             let lost = state::count_sessions(&saved_all, &config, epoch);
             sessions_not_restored = lost;
-            error!(
-                saved_queues = saved_count,
-                queues = queue_count,
-                sessions = lost,
-                "sessions of the last run not restored: it served another number of queues, \
-                 and a session's client and its server's replies would reach different engines"
-            );
+            if other_count {
+                error!(
+                    saved_queues = saved_count,
+                    queues = queue_count,
+                    sessions = lost,
+                    "sessions of the last run not restored: it served another number of queues, \
+                     and a session's client and its server's replies would reach different engines"
+                );
+            } else {
+                error!(
+                    saved_steering = %saved_steering,
+                    steering = %steering_now,
+                    sessions = lost,
+                    "sessions of the last run not restored: it steered frames otherwise (another \
+                     mode or another RSS configuration), and its local ports would not bring the \
+                     servers' replies to the engines that hold them"
+                );
+            }
             for queue in 0..u32::try_from(saved_all.len()).unwrap_or(0) {
                 if let Err(e) = state::discard(dir, queue) {
                     warn!(queue, error = %e, "refused sessions' file not removed");
@@ -269,7 +303,6 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     {
         base.hash_seed = seed;
     }
-    let rss = read_rss(&interface.name, engines);
     let owners = Owners::new(engines, base.hash_seed, local_addresses(&config)).with_rss(rss);
     let xsks = xsk::bind_all(ifindex, queue_count)
         .map_err(|e| setup(&format!("AF_XDP sockets on {queue_count} queue(s)"), &e))?;
@@ -355,6 +388,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         config,
         queues,
         rss: rss.is_some(),
+        saved_steering: steering_now,
         program,
         stop,
         events,
@@ -618,7 +652,7 @@ impl Runner {
         if let Some(dir) = &self.config.restart.state_dir {
             let now = engine_time(self.epoch, Instant::now());
             let count = u32::try_from(self.queues.len()).unwrap_or(u32::MAX);
-            if let Err(e) = state::save_queues(dir, count) {
+            if let Err(e) = state::save_queues(dir, count, &self.saved_steering) {
                 error!(error = %e, "the number of queues not saved: the next start restores no session");
             }
             for (queue, q) in (0u32..).zip(&self.queues) {
