@@ -4,9 +4,10 @@
 //! (`ETHTOOL_GRSSH`), and the fields hashed for TCP and UDP over IPv4 and
 //! IPv6 (`ETHTOOL_GRXFH`). [`read`] turns them into the engine's
 //! [`RssConfig`] when the NIC hashes as the engine can follow (Toeplitz,
-//! no symmetric transform, addresses or addresses and ports), and says
-//! why not otherwise (veth and most virtio drivers answer neither
-//! request): the interface then runs in hand-off mode.
+//! no symmetric transform, addresses and ports of every flow type), and
+//! says why not otherwise (veth answers neither request; virtio_net
+//! reports no hashed fields; many NICs hash UDP by its addresses only):
+//! the interface then runs in hand-off mode.
 //!
 //! The requests' results are native-endian C structures; their parsing
 //! ([`parse_rxfh`], [`hash_fields`]) is separate from the system calls, so
@@ -88,6 +89,13 @@ pub enum NotRss {
         /// `RXH_*` bits.
         data: u64,
     },
+    /// A flow type's ports are not hashed: its replies reach one queue
+    /// per pair of addresses, whatever the local port, so the engines of
+    /// the other queues could not make sessions towards that server.
+    #[error(
+        "{0} hashes the addresses only (`ethtool -N IF rx-flow-hash {0} sdfn` would hash the ports too)"
+    )]
+    PortsNotHashed(&'static str),
     /// A queue number does not fit, or the engine refused the
     /// configuration.
     #[error("{0}")]
@@ -163,13 +171,24 @@ pub fn read(name: &str, queues: u16) -> Result<Nic, NotRss> {
 /// `fields`, for queues `0..queues`.
 ///
 /// # Errors
-/// A hash other than plain Toeplitz, or a table or key the engine refuses.
+/// A hash other than plain Toeplitz, a flow type whose ports are not
+/// hashed, or a table or key the engine refuses.
 pub fn rss_config(rxfh: &Rxfh, fields: FlowFields, queues: u16) -> Result<RssConfig, NotRss> {
     if rxfh.hfunc != HASH_TOEPLITZ || rxfh.input_xfrm != 0 {
         return Err(NotRss::NotToeplitz {
             hfunc: rxfh.hfunc,
             input_xfrm: rxfh.input_xfrm,
         });
+    }
+    for (hashed, flow) in [
+        (fields.tcp4, "tcp4"),
+        (fields.udp4, "udp4"),
+        (fields.tcp6, "tcp6"),
+        (fields.udp6, "udp6"),
+    ] {
+        if hashed != HashFields::AddressesAndPorts {
+            return Err(NotRss::PortsNotHashed(flow));
+        }
     }
     let table = rxfh
         .indirection
@@ -415,6 +434,16 @@ mod test {
                 "{hfunc} {xfrm}"
             );
         }
+        // UDP over IPv4 hashed by its addresses only (many NICs' default).
+        let udp_sd = FlowFields {
+            udp4: HashFields::Addresses,
+            ..FlowFields::ALL_PORTS
+        };
+        let r = parse_rxfh(&result(1, 0)).unwrap();
+        assert!(matches!(
+            rss_config(&r, udp_sd, 2),
+            Err(NotRss::PortsNotHashed("udp4"))
+        ));
         // A table naming a queue not served.
         let r = parse_rxfh(&result(1, 0)).unwrap();
         assert!(matches!(
