@@ -10,6 +10,7 @@ use core::time::Duration;
 
 use crate::lport::{LocalPool, LportError};
 use crate::owner::PortShare;
+use crate::rss::RssSteering;
 use crate::sched::{Affinity, SchedError, SchedulerKind};
 
 /// Transport protocol of a listener.
@@ -266,6 +267,13 @@ pub struct EngineConfig {
     /// receive queue: only those of its share of every pool's range (see
     /// [`PortShare`]). [`PortShare::ALL`] (every port) by default.
     pub port_share: PortShare,
+    /// RSS-aware mode: when set, the engine takes only local ports whose
+    /// reply the NIC's RSS hash delivers on the queue it names (see
+    /// [`crate::rss`]); `port_share` must then be [`PortShare::ALL`] (a
+    /// port's reply lands on one queue per tuple, so the engines of an
+    /// interface never hand out the same tuple). `None` (the default):
+    /// every port of the share.
+    pub rss: Option<RssSteering>,
 }
 
 impl Default for EngineConfig {
@@ -279,6 +287,7 @@ impl Default for EngineConfig {
             quarantine: Duration::from_secs(120),
             quarantine_capacity: 1 << 21,
             port_share: PortShare::ALL,
+            rss: None,
         }
     }
 }
@@ -358,6 +367,21 @@ pub enum ConfigError {
     /// The local address pool's settings are wrong.
     #[error("local address pool: {0}")]
     LocalPool(#[from] LportError),
+    /// RSS-aware mode with a port share other than every port, or a
+    /// queue the RSS configuration does not serve.
+    #[error(
+        "RSS steering to queue {queue} of {queues} with port share {share} of {shares}: the queue must be served and the share all ports"
+    )]
+    BadRssSteering {
+        /// The queue named.
+        queue: u16,
+        /// Queues the RSS configuration serves.
+        queues: u16,
+        /// The port share's index.
+        share: u16,
+        /// The port share's count.
+        shares: u16,
+    },
 }
 
 impl EngineConfig {
@@ -373,6 +397,16 @@ impl EngineConfig {
         }
         if !self.quarantine.is_zero() && self.quarantine_capacity == 0 {
             return Err(ConfigError::ZeroCapacity);
+        }
+        if let Some(rss) = self.rss
+            && (rss.queue >= rss.config.queues() || self.port_share != PortShare::ALL)
+        {
+            return Err(ConfigError::BadRssSteering {
+                queue: rss.queue,
+                queues: rss.config.queues(),
+                share: self.port_share.index(),
+                shares: self.port_share.count(),
+            });
         }
         Ok(())
     }

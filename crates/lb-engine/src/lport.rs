@@ -62,6 +62,18 @@
 //!
 //! Exhaustion drops the SYN; the engine counts it.
 //!
+//! # RSS-aware mode
+//!
+//! With an [`RssSteering`] ([`PortAllocator::with_rss`]), the candidates
+//! of a LIP are not its ports but the ports whose reply `rip:rport ->
+//! lip:lport` the NIC's RSS hash delivers on the engine's queue
+//! ([`crate::rss::RssConfig::reply_ports`]: one Toeplitz hash per LIP
+//! tried, then a few table lookups per candidate), and the search above
+//! runs over them: the walk along one LIP's candidates from the
+//! destination's cursor, then positions drawn from `seed`, within the same
+//! budget. Every port maps to exactly one queue for a given tuple, so the
+//! engines of one NIC never hand out the same tuple, without a share.
+//!
 //! # Trade-offs
 //!
 //! The cursor table has [`CURSORS`] entries: destinations whose hashes
@@ -80,6 +92,7 @@ use core::ops::RangeInclusive;
 
 use crate::owner::PortShare;
 use crate::quarantine::{Quarantine, address_bits, mix64};
+use crate::rss::{ReplyPorts, RssSteering};
 use crate::time::Instant;
 
 /// Candidates looked at per allocation, at most.
@@ -248,7 +261,8 @@ pub(crate) struct PortAllocator {
     v6: Vec<u16>,
     /// The first port of the range (of the engine's share of it).
     first_port: u16,
-    /// Ports in the range, 1..=65535 (in the share, 0..=65535).
+    /// Ports in the range, 1..=65535 (in the share, 0..=65535; 0 in
+    /// RSS-aware mode, whose ports are chosen in `range`).
     port_count: u32,
     /// From one port of the share to the next: 1, or the number of engines
     /// that share the range (see [`PortAllocator::with_share`]).
@@ -257,6 +271,10 @@ pub(crate) struct PortAllocator {
     cursors: Vec<u64>,
     /// The destination hash's starting value, from its key.
     key_mix: u64,
+    /// The pool's whole port range (RSS-aware mode chooses in it).
+    range: RangeInclusive<u16>,
+    /// RSS-aware mode (see [`PortAllocator::with_rss`]).
+    rss: Option<RssSteering>,
 }
 
 /// A destination of the allocator: what [`destination_hash`] hashes.
@@ -296,14 +314,30 @@ impl PortAllocator {
             port_step: 1,
             cursors: vec![0; CURSORS],
             key_mix: destination_key_mix(key),
+            range: pool.ports.clone(),
+            rss: None,
         })
+    }
+
+    /// The same allocator in RSS-aware mode when `rss` is set: it hands
+    /// out only ports of the pool's range whose reply `rip:rport ->
+    /// lip:lport` the NIC's RSS hash delivers on the steering's queue,
+    /// whatever share it was given (the engine's configuration allows only
+    /// [`PortShare::ALL`] with it). See the module documentation.
+    pub(crate) fn with_rss(mut self, rss: Option<RssSteering>) -> PortAllocator {
+        if rss.is_some() {
+            // Sends `allocate_to` to `allocate_rss` (see there).
+            self.port_count = 0;
+        }
+        self.rss = rss;
+        self
     }
 
     /// The same allocator, handing out only the ports of `share` (every
     /// port for [`PortShare::ALL`]). A share with no port in the range
     /// leaves nothing to allocate: every allocation is exhaustion.
     pub(crate) fn with_share(mut self, share: PortShare) -> PortAllocator {
-        if share.count() > 1 && self.port_step == 1 {
+        if share.count() > 1 && self.port_step == 1 && self.rss.is_none() {
             // `port_count` is 1..=65535 here: the range's.
             let last = self
                 .first_port
@@ -395,7 +429,20 @@ impl PortAllocator {
         };
         let space = lips * u64::from(self.port_count);
         if space == 0 {
-            // A share with no port in the range.
+            // RSS-aware mode (which leaves `port_count` at 0 so that this
+            // mode's path pays nothing for it), or a share with no port in
+            // the range.
+            if let Some(rss) = self.rss {
+                return self.allocate_rss(
+                    rss,
+                    now,
+                    (proto, rip, rport),
+                    destination,
+                    seed,
+                    quarantine,
+                    in_use,
+                );
+            }
             return Err(AllocateError::Exhausted);
         }
         let addresses = &self.addresses;
@@ -445,6 +492,117 @@ impl PortAllocator {
             found = (0..jump).find_map(|i| {
                 probe(mix64(seed ^ destination ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) % space)
             });
+        }
+        if let Some(cursor) = self.cursors.get_mut(slot) {
+            *cursor = cursor.wrapping_add(advance);
+        }
+        found.ok_or(AllocateError::Exhausted)
+    }
+
+    /// [`PortAllocator::allocate_to`] in RSS-aware mode: the candidates
+    /// of a LIP are the ports whose reply the NIC delivers on `rss.queue`
+    /// ([`crate::rss::RssConfig::reply_ports`], numbered from 0), and the
+    /// search is the one of the module documentation over them: half the
+    /// budget walks one LIP's candidates from the destination's cursor
+    /// (LIP `start % L`, candidate `start / L`), the other half probes
+    /// positions drawn from `seed`. A candidate that names no port of the
+    /// range counts against the budget like a taken one, so a pool whose
+    /// range is much smaller than the NIC's port blocks may report
+    /// exhaustion with free ports left (the default range, whole blocks,
+    /// has no such candidate for keys of full rank).
+    #[allow(clippy::too_many_arguments)] // the engine's state, passed in
+    #[inline(never)] // kept out of the other mode's path
+    fn allocate_rss(
+        &mut self,
+        rss: RssSteering,
+        now: Instant,
+        (proto, rip, rport): (u8, IpAddr, u16),
+        destination: u64,
+        seed: u64,
+        quarantine: &Quarantine,
+        mut in_use: impl FnMut(&LocalTuple) -> bool,
+    ) -> Result<(u16, u16), AllocateError> {
+        let family: &[u16] = match rip {
+            IpAddr::V4(_) => &self.v4,
+            IpAddr::V6(_) => &self.v6,
+        };
+        let lips = family.len() as u64;
+        if lips == 0 {
+            return Err(AllocateError::NoAddressOfFamily);
+        }
+        let (addresses, range, config) = (&self.addresses, &self.range, rss.config);
+        // The LIP at `slot` of the family and its candidates: one Toeplitz
+        // hash of the reply without its port.
+        let lip_ports = |slot: u64| -> Option<(u16, ReplyPorts<'static>)> {
+            let index = *family.get(usize::try_from(slot % lips).ok()?)?;
+            let lip = *addresses.get(usize::from(index))?;
+            let key = config.reply_key(proto, rip, rport, lip)?;
+            Some((index, config.reply_ports(&key, rss.queue, range.clone())))
+        };
+        let held = quarantine.at(now);
+        let mut tuple = LocalTuple {
+            proto,
+            lip: rip,
+            lport: 0,
+            rip,
+            rport,
+        };
+        let mut free = |index: u16, lport: u16| -> Option<(u16, u16)> {
+            tuple.lip = *addresses.get(usize::from(index))?;
+            tuple.lport = lport;
+            (!in_use(&tuple) && !held.is_some_and(|q| q.contains(&tuple))).then_some((index, lport))
+        };
+
+        let slot = (destination >> 56) as usize % CURSORS;
+        let cursor = self.cursors.get(slot).copied().unwrap_or(0);
+        let start = destination.wrapping_add(cursor);
+        let walk = (PROBE_BUDGET / 2) as u32;
+        let mut advance = u64::from(walk);
+        let mut found = None;
+        let mut looked = 0u32;
+        let current = lip_ports(start);
+        if let Some((index, ports)) = &current
+            && !ports.is_empty()
+        {
+            let n = u64::from(ports.len());
+            // Below `len()`, a `u32`.
+            let mut j = ((start / lips) % n) as u32;
+            while looked < walk {
+                let Some((at, lport)) = ports.pick(j, walk - looked) else {
+                    break;
+                };
+                // The candidates from `j` to `at`, wrapping.
+                looked += ((u64::from(at) + n - u64::from(j)) % n) as u32 + 1;
+                if let Some(hit) = free(*index, lport) {
+                    found = Some(hit);
+                    advance = u64::from(looked);
+                    break;
+                }
+                j = if at + 1 == ports.len() { 0 } else { at + 1 };
+            }
+        }
+        if found.is_none() {
+            // Independent positions, each a LIP and a candidate of it (a
+            // LIP's candidates are found again only when it changes).
+            let mut current = current.map(|(index, ports)| (start % lips, index, ports));
+            for i in 0..PROBE_BUDGET / 2 {
+                let r = mix64(seed ^ destination ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let at = r % lips;
+                if current.as_ref().is_none_or(|c| c.0 != at) {
+                    current = lip_ports(at).map(|(index, ports)| (at, index, ports));
+                }
+                let Some((_, index, ports)) = &current else {
+                    continue;
+                };
+                let Some(j) = (r / lips).checked_rem(u64::from(ports.len())) else {
+                    continue;
+                };
+                let lport = u32::try_from(j).ok().and_then(|j| ports.candidate(j));
+                if let Some(hit) = lport.and_then(|lport| free(*index, lport)) {
+                    found = Some(hit);
+                    break;
+                }
+            }
         }
         if let Some(cursor) = self.cursors.get_mut(slot) {
             *cursor = cursor.wrapping_add(advance);
@@ -891,6 +1049,83 @@ mod test {
             }
         }
         assert!(handed_out > 150, "{handed_out}");
+    }
+
+    /// An RSS steering to `queue` of a random NIC with `queues` queues.
+    fn steering(rng: &mut Rng, queues: u16, queue: u16) -> RssSteering {
+        use crate::rss::{FlowFields, RssConfig};
+        let key: Vec<u8> = (0..40).map(|_| rng.next() as u8).collect();
+        let table: Vec<u16> = (0..128).map(|i| i % queues).collect();
+        let config = RssConfig::new(&key, &table, FlowFields::ALL_PORTS, queues).unwrap();
+        RssSteering {
+            config: alloc::boxed::Box::leak(alloc::boxed::Box::new(config)),
+            queue,
+        }
+    }
+
+    #[test]
+    fn rss_mode_hands_out_only_ports_that_steer_home() {
+        // Random opens and closes across RSes of both families and two LIPs
+        // each: every tuple handed out is free, and its reply reaches the
+        // engine's queue.
+        let mut rng = Rng(77);
+        let rss = steering(&mut rng, 4, 3);
+        let p = pool(
+            &["10.0.0.1", "2001:db8::1", "10.0.0.2", "2001:db8::2"],
+            1024..=65535,
+        );
+        let mut a = PortAllocator::new(&p, 5).unwrap().with_rss(Some(rss));
+        let mut q = quarantine_for(&p);
+        let mut s = Sessions::new();
+        let servers = [
+            (ip("192.0.2.10"), 80),
+            (ip("192.0.2.11"), 443),
+            (ip("2001:db8:1::10"), 443),
+        ];
+        let mut lips = BTreeSet::new();
+        let mut now = Instant::from_secs(1);
+        for _ in 0..3000 {
+            now = now + Duration::from_millis(rng.next() % 20);
+            if rng.below(3) < 2 || s.live.is_empty() {
+                let (rip, rport) = servers[rng.below(servers.len())];
+                let proto = if rng.below(2) == 0 { TCP } else { UDP };
+                let t = s
+                    .open(&mut a, &q, now, proto, rip, rport, rng.next())
+                    .unwrap();
+                let key = rss.config.reply_key(proto, rip, rport, t.lip).unwrap();
+                assert_eq!(rss.config.reply_queue(&key, t.lport), 3, "{t:?}");
+                lips.insert(t.lip);
+            } else {
+                let t = *s.live.iter().nth(rng.below(s.live.len())).unwrap();
+                s.close(&mut q, now, &t);
+            }
+        }
+        assert_eq!(lips.len(), 4, "every LIP is used");
+        // No LIP of the family: its own error.
+        let v4_only = pool(&["10.0.0.1"], 2000..=2999);
+        let mut a = PortAllocator::new(&v4_only, 0).unwrap().with_rss(Some(rss));
+        let r = a.allocate(Instant::ZERO, TCP, ip("2001:db8:1::10"), 80, 0, &q, |_| {
+            false
+        });
+        assert_eq!(r, Err(AllocateError::NoAddressOfFamily));
+    }
+
+    #[test]
+    fn rss_mode_probes_are_bounded() {
+        let mut rng = Rng(78);
+        let rss = steering(&mut rng, 2, 0);
+        let q = Quarantine::with_capacity(16, Duration::from_secs(120));
+        let p = pool(&["10.0.0.1", "10.0.0.2", "10.0.0.3"], 1024..=65535);
+        let mut a = PortAllocator::new(&p, 0).unwrap().with_rss(Some(rss));
+        let mut probes = 0;
+        let r = a.allocate(Instant::ZERO, TCP, ip("192.0.2.10"), 80, 5, &q, |t| {
+            let key = rss.config.reply_key(TCP, t.rip, t.rport, t.lip).unwrap();
+            assert_eq!(rss.config.reply_queue(&key, t.lport), 0);
+            probes += 1;
+            true
+        });
+        assert_eq!(r, Err(AllocateError::Exhausted));
+        assert!((32..=PROBE_BUDGET).contains(&probes), "{probes}");
     }
 
     #[test]

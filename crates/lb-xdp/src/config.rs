@@ -833,6 +833,7 @@ fn engine(r: &mut Report<'_>, doc: Option<&Spanned<EngineDoc>>) -> EngineConfig 
         quarantine_capacity,
         // Set per engine by `lbd run` (one engine per queue).
         port_share: lb_engine::PortShare::ALL,
+        rss: None,
     };
     // The engine's own check, in case it knows more than the above.
     if r.errors.len() == before

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod datapath;
+pub mod ethtool;
 pub mod handoff;
 pub mod health;
 pub mod install;

@@ -23,7 +23,7 @@
 //! | `lbd_passed_total`, `lbd_sessions_created_total`, ... (every [`Counters`] field) | counter | |
 //! | `lbd_sessions`, `lbd_quarantined`, `lbd_engines` | gauge | |
 //! | `lbd_queue_sessions` | gauge | `queue` |
-//! | `lbd_steering_info` (always 1) | gauge | `mode` (`single`, `hand-off`) |
+//! | `lbd_steering_info` (always 1) | gauge | `mode` (`single`, `hand-off`, `rss`) |
 //! | `lbd_sessions_not_restored_total` | counter | |
 //! | `lbd_listener_info` (always 1) | gauge | `listener`, `vip`, `port`, `protocol` |
 //! | `lbd_listener_{packets,bytes}_{in,out}_total`, `lbd_listener_new_sessions_total` | counter | `listener` |
@@ -243,8 +243,8 @@ pub struct Snapshot {
     /// Sessions of the last run not restored at start: it served another
     /// number of queues (see [`crate::state`]).
     pub sessions_not_restored: u64,
-    /// How frames reach their engine: `single`, `hand-off` (empty before
-    /// the first snapshot).
+    /// How frames reach their engine: `single`, `hand-off`, `rss` (empty
+    /// before the first snapshot).
     pub steering: &'static str,
     /// Sessions alive now, per queue's engine: `(queue, sessions)`.
     pub queue_sessions: Vec<(u32, u64)>,
@@ -733,7 +733,7 @@ pub fn render(s: &Snapshot) -> String {
     o.family(
         "lbd_steering_info",
         g,
-        "How frames reach the engine that owns them (value always 1): single (one engine), hand-off (between queues, through rings).",
+        "How frames reach the engine that owns them (value always 1): single (one engine), hand-off (between queues, through rings), rss (the NIC's RSS steers each reply home).",
     );
     if !s.steering.is_empty() {
         o.sample("lbd_steering_info", &[("mode", s.steering)], 1);

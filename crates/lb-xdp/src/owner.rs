@@ -25,6 +25,14 @@
 //! 6to4 the client's side is IPv6 (hashed as IPv6) and the reply's side
 //! IPv4 (owned by its port).
 //!
+//! In RSS-aware mode ([`Owners::with_rss`]) the owner of a TCP or UDP
+//! packet is the queue the NIC's own RSS hash delivers it on: the engines
+//! choose local ports whose replies it delivers home, so every such
+//! packet arrives at its owner and nothing is handed off. An ICMP error,
+//! which the NIC hashes by its addresses only, is owned by the queue on
+//! which the packets of the flow it quotes arrive (the quoted packet's
+//! tuple, the other way round): that one is handed off.
+//!
 //! [`client_hash`] is a seeded hash of `(proto, client address, client
 //! port, VIP, VIP port)`, seeded with the engines' hash seed, which a
 //! restart keeps with the sessions: so a restored session's client packets
@@ -33,6 +41,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use lb_engine::rss::{RssConfig, RssTuple};
 use lb_engine::{PortShare, client_owner};
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -52,6 +61,8 @@ pub struct Owners {
     engines: u16,
     seed: u64,
     local: HashSet<IpAddr>,
+    /// RSS-aware mode: the NIC's configuration.
+    rss: Option<&'static RssConfig>,
 }
 
 /// The parts of an IP packet that ownership reads.
@@ -72,7 +83,15 @@ impl Owners {
             engines: engines.max(1),
             seed,
             local: local.into_iter().collect(),
+            rss: None,
         }
+    }
+
+    /// The same owners in RSS-aware mode when `rss` (the NIC's RSS
+    /// configuration, whose engines choose their ports with it) is set.
+    pub fn with_rss(mut self, rss: Option<&'static RssConfig>) -> Owners {
+        self.rss = rss;
+        self
     }
 
     /// The number of engines.
@@ -94,6 +113,26 @@ impl Owners {
         }
         let ip = parse_ip(frame.get(ETHERNET_LEN..)?, ethertype(frame)?)?;
         let payload = ip.payload?;
+        if let Some(nic) = self.rss {
+            return match ip.proto {
+                TCP | UDP => {
+                    let (sport, dport) = (port(payload, 0)?, port(payload, 2)?);
+                    rss_queue(nic, ip.proto, ip.src, sport, ip.dst, dport)
+                }
+                ICMPV4 | ICMPV6 if is_error(ip.proto, payload) => {
+                    // The flow the quoted packet belongs to arrives the
+                    // other way round.
+                    let q = self.quoted(ip.proto, payload)?;
+                    let qp = q.payload?;
+                    let (sport, dport) = (port(qp, 0)?, port(qp, 2)?);
+                    if q.proto != TCP && q.proto != UDP {
+                        return None;
+                    }
+                    rss_queue(nic, q.proto, q.dst, dport, q.src, sport)
+                }
+                _ => None,
+            };
+        }
         if self.local.contains(&ip.dst) {
             match ip.proto {
                 TCP | UDP => Some(self.port_owner(port(payload, 2)?)),
@@ -174,6 +213,18 @@ pub fn client_hash(
     .fold(fmix64(seed ^ 0x5bd1_e995_9e37_79b9), |h, w| {
         fmix64(h ^ w).wrapping_add(w)
     })
+}
+
+/// The queue on which `nic` delivers `src:sport -> dst:dport` of `proto`.
+fn rss_queue(
+    nic: &RssConfig,
+    proto: u8,
+    src: IpAddr,
+    sport: u16,
+    dst: IpAddr,
+    dport: u16,
+) -> Option<u16> {
+    Some(nic.queue_of(proto, &RssTuple::new(src, sport, dst, dport)?))
 }
 
 /// MurmurHash3's 64-bit finaliser: every input bit moves every output bit.
@@ -361,6 +412,45 @@ mod test {
         let mut f = Vec::new();
         b.write(&mut f, &[]).unwrap();
         assert_eq!(o.of(&f), None);
+    }
+
+    #[test]
+    fn rss_mode_owner_is_the_nics_queue() {
+        use lb_engine::rss::FlowFields;
+        let key: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+        let table: Vec<u16> = (0..128).map(|i| i % 3).collect();
+        let nic = RssConfig::new(&key, &table, FlowFields::ALL_PORTS, 3).unwrap();
+        let nic: &'static RssConfig = Box::leak(Box::new(nic));
+        let o = owners(3).with_rss(Some(nic));
+        let queue = |src: &str, sport, dst: &str, dport| {
+            let t = RssTuple::new(ip(src), sport, ip(dst), dport).unwrap();
+            Some(nic.queue_of(TCP, &t))
+        };
+        let mut seen = [false; 3];
+        for p in 30000..30100u16 {
+            // Clients and replies alike, wherever the address.
+            let f = tcp4("10.77.1.2", p, "10.77.0.1", 80);
+            assert_eq!(o.of(&f), queue("10.77.1.2", p, "10.77.0.1", 80));
+            let f = tcp4("10.77.3.1", 80, "10.77.2.1", p);
+            assert_eq!(o.of(&f), queue("10.77.3.1", 80, "10.77.2.1", p));
+            seen[usize::from(o.of(&f).unwrap())] = true;
+            let f = udp6("fd77::3:1", 53, "fd77::2:1", p);
+            let t = RssTuple::new(ip("fd77::3:1"), 53, ip("fd77::2:1"), p).unwrap();
+            assert_eq!(o.of(&f), Some(nic.queue_of(UDP, &t)));
+        }
+        assert_eq!(seen, [true; 3]);
+        // An ICMP error about LIP:5003 -> RIP:80: the queue of RIP:80 ->
+        // LIP:5003.
+        let quoted = tcp4("10.77.2.1", 5003, "10.77.3.1", 80);
+        let mut payload = vec![3, 4, 0, 0, 0, 0, 5, 0xdc];
+        payload.extend_from_slice(&quoted[ETHERNET_LEN..]);
+        let b = PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4([10, 77, 3, 1], [10, 77, 2, 1], 64);
+        let mut f = Vec::new();
+        b.write(&mut f, etherparse::IpNumber(ICMPV4), &payload)
+            .unwrap();
+        assert_eq!(o.of(&f), queue("10.77.3.1", 80, "10.77.2.1", 5003));
+        // One engine: no owner, as without RSS.
+        assert_eq!(owners(1).with_rss(Some(nic)).of(&f), None);
     }
 
     #[test]

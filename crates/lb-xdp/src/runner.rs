@@ -13,11 +13,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use lb_engine::rss::{RssConfig, RssSteering};
 use lb_engine::{Engine, EngineConfig, PortShare};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::datapath::{LoopCounters, Shared, Worker, engine_time, lock};
+use crate::ethtool;
 use crate::handoff;
 use crate::health::{self, Checker, Target};
 use crate::install::{self, Installed};
@@ -56,6 +58,10 @@ struct Runner {
     path: PathBuf,
     config: Config,
     queues: Vec<Queue>,
+    /// Whether the interface runs in RSS-aware mode.
+    rss: bool,
+    /// The steering its sessions are saved under (see [`saved_steering`]).
+    saved_steering: String,
     program: XdpProgram,
     stop: Arc<AtomicBool>,
     checker: Option<Checker>,
@@ -97,25 +103,81 @@ fn local_addresses(config: &Config) -> Vec<IpAddr> {
 }
 
 /// Engine `index` of `engines`'s configuration: its share of the local
-/// ports, and its part of the session table and of the quarantine (the
-/// configured figures are for the whole of `lbd`, split evenly, rounded
-/// up).
-fn engine_share(base: &EngineConfig, index: u16, engines: u16) -> EngineConfig {
+/// ports (all of them in RSS-aware mode, with the NIC's configuration
+/// `rss` and its queue instead), and its part of the session table and of
+/// the quarantine (the configured figures are for the whole of `lbd`,
+/// split evenly, rounded up).
+fn engine_share(
+    base: &EngineConfig,
+    index: u16,
+    engines: u16,
+    rss: Option<&'static RssConfig>,
+) -> EngineConfig {
     let mut c = *base;
     let n = u32::from(engines.max(1));
     c.capacity = base.capacity.div_ceil(n).max(1);
     c.quarantine_capacity = base.quarantine_capacity.div_ceil(n).max(1);
-    c.port_share = PortShare::new(index, engines).unwrap_or(PortShare::ALL);
+    match rss {
+        Some(config) => {
+            c.port_share = PortShare::ALL;
+            c.rss = Some(RssSteering {
+                config,
+                queue: index,
+            });
+        }
+        None => c.port_share = PortShare::new(index, engines).unwrap_or(PortShare::ALL),
+    }
     c
 }
 
 /// How frames reach the engine that owns them on `queues` queues:
-/// `single` (one engine owns everything) or `hand-off` (a frame that
-/// arrives on another queue than its owner's is handed to it). The
-/// RSS-aware mode, where the NIC's own hash steers every frame home, is
-/// not built yet.
-fn steering(queues: u32) -> &'static str {
-    if queues > 1 { "hand-off" } else { "single" }
+/// `single` (one engine owns everything), `rss` (the engines choose local
+/// ports that the NIC's own RSS hash steers home: nothing but ICMP errors
+/// is handed off) or `hand-off` (a frame that arrives on another queue
+/// than its owner's is handed to it).
+fn steering(queues: u32, rss: bool) -> &'static str {
+    match (queues > 1, rss) {
+        (false, _) => "single",
+        (true, true) => "rss",
+        (true, false) => "hand-off",
+    }
+}
+
+/// The steering that sessions are saved under and restored only under
+/// (see [`crate::state`]): [`steering`]'s name, and for RSS-aware mode the
+/// NIC configuration's fingerprint.
+fn saved_steering(queues: u32, rss: Option<u64>) -> String {
+    match rss {
+        Some(fingerprint) if queues > 1 => format!("rss:{fingerprint:016x}"),
+        _ => steering(queues, false).to_owned(),
+    }
+}
+
+/// The RSS configuration of interface `name` with `queues` queues, if
+/// `lbd` can follow it (read once, kept for the process: every engine of
+/// the interface refers to it); `None`, with the reason logged, otherwise.
+fn read_rss(name: &str, queues: u16) -> Option<(&'static RssConfig, u64)> {
+    if queues <= 1 {
+        return None;
+    }
+    match ethtool::read(name, queues) {
+        Ok(ethtool::Nic {
+            config,
+            fingerprint,
+        }) => {
+            info!(
+                interface = name,
+                indirection = config.indirection().len(),
+                fields = ?config.fields(),
+                "RSS is Toeplitz and readable: ports are chosen so that it steers every reply home"
+            );
+            Some((Box::leak(Box::new(config)), fingerprint))
+        }
+        Err(e) => {
+            info!(interface = name, reason = %e, "RSS not followed: frames are handed to their owners");
+            None
+        }
+    }
 }
 
 /// Load `path`, attach, and serve until SIGINT or SIGTERM.
@@ -187,8 +249,14 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     // two would point at different engines.
     let mut saved_all = Vec::new();
     let mut sessions_not_restored = 0u64;
+    let rss_nic = read_rss(&interface.name, engines);
+    let rss = rss_nic.map(|(config, _)| config);
+    let steering_now = saved_steering(queue_count, rss_nic.map(|(_, f)| f));
     if let Some(dir) = &config.restart.state_dir {
         let saved_count = state::saved_queues(dir).unwrap_or(1);
+        // Older files name no steering: theirs was hand-off (or single).
+        let saved_steering =
+            state::saved_steering(dir).unwrap_or_else(|| saved_steering(saved_count, None));
         for queue in 0..saved_count.max(queue_count) {
             let saved = state::read(dir, queue).unwrap_or_else(|e| {
                 warn!(queue, error = %e, "sessions of the last run not read");
@@ -196,16 +264,29 @@ pub fn run(path: &Path) -> Result<(), RunError> {
             });
             saved_all.push(saved);
         }
-        if saved_count != queue_count && saved_all.iter().any(Option::is_some) {
+        let other_count = saved_count != queue_count;
+        if (other_count || saved_steering != steering_now) && saved_all.iter().any(Option::is_some)
+        {
             let lost = state::count_sessions(&saved_all, &config, epoch);
             sessions_not_restored = lost;
-            error!(
-                saved_queues = saved_count,
-                queues = queue_count,
-                sessions = lost,
-                "sessions of the last run not restored: it served another number of queues, \
-                 and a session's client and its server's replies would reach different engines"
-            );
+            if other_count {
+                error!(
+                    saved_queues = saved_count,
+                    queues = queue_count,
+                    sessions = lost,
+                    "sessions of the last run not restored: it served another number of queues, \
+                     and a session's client and its server's replies would reach different engines"
+                );
+            } else {
+                error!(
+                    saved_steering = %saved_steering,
+                    steering = %steering_now,
+                    sessions = lost,
+                    "sessions of the last run not restored: it steered frames otherwise (another \
+                     mode or another RSS configuration), and its local ports would not bring the \
+                     servers' replies to the engines that hold them"
+                );
+            }
             for queue in 0..u32::try_from(saved_all.len()).unwrap_or(0) {
                 if let Err(e) = state::discard(dir, queue) {
                     warn!(queue, error = %e, "refused sessions' file not removed");
@@ -222,13 +303,13 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     {
         base.hash_seed = seed;
     }
-    let owners = Owners::new(engines, base.hash_seed, local_addresses(&config));
+    let owners = Owners::new(engines, base.hash_seed, local_addresses(&config)).with_rss(rss);
     let xsks = xsk::bind_all(ifindex, queue_count)
         .map_err(|e| setup(&format!("AF_XDP sockets on {queue_count} queue(s)"), &e))?;
     let links = handoff::mesh(queue_count as usize).map_err(|e| setup("eventfd", &e))?;
     for (((queue, xsk), links), share) in (0u32..).zip(xsks).zip(links).zip(0u16..) {
         let saved = saved_all.get_mut(queue as usize).and_then(Option::take);
-        let engine_config = engine_share(&base, share, engines);
+        let engine_config = engine_share(&base, share, engines, rss);
         let mut engine = Engine::new(engine_config).map_err(|e| setup("engine", &e))?;
         let installed =
             Installed::install(&mut engine, &config).map_err(|e| setup("listener", &e))?;
@@ -285,7 +366,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
     info!(
         interface = %interface.name,
         queues = queue_count,
-        steering = steering(queue_count),
+        steering = steering(queue_count, rss.is_some()),
         listeners = config.listeners.len(),
         xdp = ?attached,
         "lbd is up"
@@ -306,6 +387,8 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         checker: None,
         config,
         queues,
+        rss: rss.is_some(),
+        saved_steering: steering_now,
         program,
         stop,
         events,
@@ -534,7 +617,10 @@ impl Runner {
         snap.config_reloads_ok = self.reloads_ok;
         snap.config_reloads_failed = self.reloads_failed;
         snap.sessions_not_restored = self.sessions_not_restored;
-        snap.steering = steering(u32::try_from(self.queues.len()).unwrap_or(u32::MAX));
+        snap.steering = steering(
+            u32::try_from(self.queues.len()).unwrap_or(u32::MAX),
+            self.rss,
+        );
         if let Some(checker) = &self.checker {
             snap.health = checker
                 .status()
@@ -566,7 +652,7 @@ impl Runner {
         if let Some(dir) = &self.config.restart.state_dir {
             let now = engine_time(self.epoch, Instant::now());
             let count = u32::try_from(self.queues.len()).unwrap_or(u32::MAX);
-            if let Err(e) = state::save_queues(dir, count) {
+            if let Err(e) = state::save_queues(dir, count, &self.saved_steering) {
                 error!(error = %e, "the number of queues not saved: the next start restores no session");
             }
             for (queue, q) in (0u32..).zip(&self.queues) {

@@ -12,6 +12,12 @@
 //! and its server's replies would be owned by different engines, see
 //! [`crate::owner`]): it logs and counts the sessions lost, and removes
 //! the files. A directory without `queues` is a single queue's.
+//! `STATE_DIR/steering` names the steering the sessions were made under
+//! (`single`, `hand-off`, or `rss:` and a fingerprint of the NIC's RSS
+//! configuration, see [`crate::ethtool::Nic::fingerprint`]); a start under
+//! another restores nothing either (each engine chose its local ports for
+//! that steering). A directory without it was written in hand-off (or
+//! single) mode.
 //!
 //! A snapshot carries each session's remaining lifetime; the time the file
 //! spent on disk is taken off it at import (from the file's modification
@@ -38,14 +44,29 @@ pub fn saved_queues(dir: &Path) -> Option<u32> {
         .ok()
 }
 
+/// The file that names the steering the sessions in `dir` were made
+/// under.
+fn steering_path(dir: &Path) -> PathBuf {
+    dir.join("steering")
+}
+
+/// The steering the saved sessions were made under: `None` if `dir` does
+/// not say.
+pub fn saved_steering(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(steering_path(dir)).ok()?;
+    let line = text.trim();
+    (!line.is_empty()).then(|| line.to_owned())
+}
+
 /// Record that `queues` queues save their sessions in `dir` (made if
-/// missing).
+/// missing), made under `steering`.
 ///
 /// # Errors
-/// The directory or the file cannot be written.
-pub fn save_queues(dir: &Path, queues: u32) -> io::Result<()> {
+/// The directory or a file cannot be written.
+pub fn save_queues(dir: &Path, queues: u32, steering: &str) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(queues_path(dir), format!("{queues}\n"))
+    std::fs::write(queues_path(dir), format!("{queues}\n"))?;
+    std::fs::write(steering_path(dir), format!("{steering}\n"))
 }
 
 /// The sessions the snapshots in `saved` hold (read into a scratch engine
@@ -162,4 +183,28 @@ pub fn save(dir: &Path, queue: u32, engine: &Engine, now: Instant) -> io::Result
     }
     std::fs::rename(&tmp, &path)?;
     Ok(bytes.len())
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn the_queues_file_names_the_count_and_the_steering() {
+        let dir = std::env::temp_dir().join(format!("lbd-state-test-{}", std::process::id()));
+        assert_eq!(saved_queues(&dir), None);
+        assert_eq!(saved_steering(&dir), None);
+        save_queues(&dir, 4, "rss:00112233deadbeef").unwrap();
+        assert_eq!(saved_queues(&dir), Some(4));
+        assert_eq!(
+            saved_steering(&dir).as_deref(),
+            Some("rss:00112233deadbeef")
+        );
+        assert_eq!(std::fs::read_to_string(queues_path(&dir)).unwrap(), "4\n");
+        // As an older lbd left it: the count only.
+        std::fs::remove_file(steering_path(&dir)).unwrap();
+        assert_eq!(saved_queues(&dir), Some(4));
+        assert_eq!(saved_steering(&dir), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1045,6 +1045,7 @@ pub unsafe extern "C" fn ttm_engine_new(
             quarantine: ms(c.quarantine_ms),
             quarantine_capacity: c.quarantine_capacity,
             port_share: lb_engine::PortShare::ALL,
+            rss: None,
         })
         .map_err(config_error)?;
         let handle = Box::into_raw(Box::new(ttm_engine { engine }));

@@ -37,6 +37,7 @@ pub(crate) fn build(big: bool) -> (Engine, Vec<ListenerId>) {
         quarantine: Duration::from_secs(2),
         quarantine_capacity: QUARANTINE_CAPACITY,
         port_share: lb_engine::PortShare::ALL,
+        rss: None,
     })
     .unwrap();
     let pool = |addresses: &[IpAddr]| {

@@ -224,7 +224,8 @@ impl Engine {
         }
         let mut scheduler = Scheduler::new(&config.scheduler)?;
         let allocator = PortAllocator::new(&config.local, self.config.hash_seed)?
-            .with_share(self.config.port_share);
+            .with_share(self.config.port_share)
+            .with_rss(self.config.rss);
         let backends: Vec<Backend> = config
             .backends
             .iter()

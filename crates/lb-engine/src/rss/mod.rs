@@ -3,17 +3,20 @@
 //! delivers a packet on ([`RssConfig`], [`RssConfig::queue_of`]), and the
 //! RSS-aware choice of local ports ([`RssConfig::reply_ports`]): ports
 //! whose reply `rip:rport -> lip:lport` the NIC delivers on the queue of
-//! the engine that holds the session, so that no reply is handed off.
+//! the engine that holds the session, so that no reply is handed off;
+//! an engine's setting of that mode ([`RssSteering`]).
 //!
 //! Pure functions of their arguments: no I/O, no clock, no allocation
 //! after [`RssConfig::new`].
 
 mod config;
 mod steer;
+mod steering;
 mod toeplitz;
 
 pub use config::{FlowFields, HashFields, RssConfig, RssError, RssTuple};
 pub use steer::{ReplyKey, ReplyPorts};
+pub use steering::RssSteering;
 pub use toeplitz::{MAX_INPUT, Toeplitz, toeplitz};
 
 #[cfg(test)]
