@@ -231,18 +231,27 @@ impl Links {
         self.next_in = (self.next_in + 1) % n.max(1);
     }
 
-    /// Whether a peer has handed this queue frames not yet taken.
+    /// Whether a peer has handed this queue frames, or sent back chunks of
+    /// its share, not yet taken: a queue whose chunks are all away has
+    /// nothing in its fill ring, so receives nothing, and must not sleep
+    /// while they wait to come home.
     pub fn pending(&self) -> bool {
         self.frames_in.iter().flatten().any(|c| !c.is_empty())
+            || self.chunks_in.iter().flatten().any(|c| !c.is_empty())
     }
 
-    /// Send a chunk of `home`'s share back to it; it comes back if that
+    /// Send a chunk of `home`'s share back to it (and wake it at the next
+    /// [`Links::wake_peers`] if it sleeps); the chunk comes back if that
     /// cannot be done (never, with rings as large as a share).
     pub fn give_back(&mut self, home: usize, chunk: u64) -> Result<(), u64> {
         let Some(p) = self.chunks_out.get_mut(home).and_then(Option::as_mut) else {
             return Err(chunk);
         };
-        p.push(chunk).map_err(|rtrb::PushError::Full(c)| c)
+        p.push(chunk).map_err(|rtrb::PushError::Full(c)| c)?;
+        if let Some(b) = self.pushed.get_mut(home) {
+            *b = true;
+        }
+        Ok(())
     }
 
     /// Take back every chunk of this queue's share that peers freed.
@@ -314,10 +323,22 @@ mod test {
         q1.waker().reset();
         // SAFETY: one valid pollfd.
         assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 0);
-        // Chunks go home.
+        // Chunks go home, and wake their home if it sleeps: with its
+        // chunks away it could receive nothing to wake it.
+        assert!(q0.may_sleep());
         q1.give_back(0, 8192).unwrap();
+        assert!(!q0.may_sleep(), "a chunk waits to come home");
+        q1.wake_peers();
+        let mut pfd = libc::pollfd {
+            fd: q0.waker().raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 0) }, 1, "q0 slept");
         let mut back = Vec::new();
         q0.take_back(|c| back.push(c));
         assert_eq!(back, [8192]);
+        assert!(q0.may_sleep());
     }
 }

@@ -555,14 +555,37 @@ impl Runner {
                 }
             }
         }
+        if failed {
+            // `install::check` passed, so no configuration reaches this;
+            // should an engine still refuse a step, the engines would
+            // disagree (those before it changed, it half-changed). Put
+            // every engine back on the running configuration, which each
+            // took before, so that they agree again and the reload changes
+            // none; the XDP map and the health checks stay as they are.
+            for (i, q) in self.queues.iter().enumerate() {
+                let mut s = lock(&q.shared);
+                let Shared {
+                    engine,
+                    installed,
+                    owners,
+                    ..
+                } = &mut *s;
+                owners.set_local(local_addresses(&self.config));
+                if let Err(e) = installed.reload(engine, &self.config) {
+                    error!(queue = i, error = %e, "engine not back on the running configuration");
+                }
+            }
+            if let Err(e) = self.program.set_addresses(&self.config.addresses()) {
+                warn!(error = %e, "XDP address map: running addresses not restored");
+            }
+            self.reloads_failed += 1;
+            error!("reload failed in an engine: every engine is back on the running configuration");
+            return;
+        }
         if let Err(e) = self.program.set_addresses(&new_addresses) {
             warn!(error = %e, "XDP address map: new addresses not added");
         }
-        if failed {
-            self.reloads_failed += 1;
-        } else {
-            self.reloads_ok += 1;
-        }
+        self.reloads_ok += 1;
         self.config = new;
         self.start_checks();
     }

@@ -260,7 +260,8 @@ impl Book {
     }
 }
 
-/// An AF_XDP socket bound to one queue of an interface, with its own UMEM.
+/// An AF_XDP socket bound to one queue of an interface, with its share of
+/// a UMEM that every queue's socket may share.
 pub struct Xsk {
     // Field order is drop order: rings and sockets before the UMEM, the
     // UMEM before its memory.
@@ -544,8 +545,9 @@ impl Xsk {
         let base = self.area.ptr;
         Some(frames.iter().map(move |h| {
             // SAFETY: every chunk was checked above to be a chunk of the
-            // area (aligned, its index below FRAMES, so its FRAME_SIZE
-            // bytes lie inside the mapping), to be held by `lbd` (so the
+            // area (aligned, its index below the book's length, which is
+            // the area's chunk count, so its FRAME_SIZE bytes lie inside
+            // the mapping), to be held by `lbd` (so the
             // kernel neither reads nor writes it), and to appear once in
             // `frames` (so the slices do not overlap). The slices borrow
             // `self` mutably for 'a: no other slice of the area, and no
