@@ -534,27 +534,14 @@ impl Runner {
             return;
         }
         let mut failed = false;
-        for (i, q) in self.queues.iter().enumerate() {
-            let mut s = lock(&q.shared);
-            let Shared {
-                engine,
-                installed,
-                owners,
-                ..
-            } = &mut *s;
-            owners.set_local(local_addresses(&new));
-            match installed.reload(engine, &new) {
-                Ok(report) => {
-                    if i == 0 {
-                        info!("reloaded: {report}");
-                    }
-                }
-                Err(e) => {
-                    failed = true;
-                    error!(queue = i, error = %e, "reload failed in the engine");
-                }
+        self.reload_engines(&new, |i, result| match result {
+            Ok(report) if i == 0 => info!("reloaded: {report}"),
+            Ok(_) => {}
+            Err(e) => {
+                failed = true;
+                error!(queue = i, error = %e, "reload failed in the engine");
             }
-        }
+        });
         if failed {
             // `install::check` passed, so no configuration reaches this;
             // should an engine still refuse a step, the engines would
@@ -562,19 +549,11 @@ impl Runner {
             // every engine back on the running configuration, which each
             // took before, so that they agree again and the reload changes
             // none; the XDP map and the health checks stay as they are.
-            for (i, q) in self.queues.iter().enumerate() {
-                let mut s = lock(&q.shared);
-                let Shared {
-                    engine,
-                    installed,
-                    owners,
-                    ..
-                } = &mut *s;
-                owners.set_local(local_addresses(&self.config));
-                if let Err(e) = installed.reload(engine, &self.config) {
+            self.reload_engines(&self.config, |i, result| {
+                if let Err(e) = result {
                     error!(queue = i, error = %e, "engine not back on the running configuration");
                 }
-            }
+            });
             if let Err(e) = self.program.set_addresses(&self.config.addresses()) {
                 warn!(error = %e, "XDP address map: running addresses not restored");
             }
@@ -588,6 +567,26 @@ impl Runner {
         self.reloads_ok += 1;
         self.config = new;
         self.start_checks();
+    }
+
+    /// Make every queue's engine and owner function follow `config`, one
+    /// queue after the other, telling `each` how each engine's reload went.
+    fn reload_engines(
+        &self,
+        config: &Config,
+        mut each: impl FnMut(usize, Result<install::ReloadReport, install::InstallError>),
+    ) {
+        for (i, q) in self.queues.iter().enumerate() {
+            let mut s = lock(&q.shared);
+            let Shared {
+                engine,
+                installed,
+                owners,
+                ..
+            } = &mut *s;
+            owners.set_local(local_addresses(config));
+            each(i, installed.reload(engine, config));
+        }
     }
 
     /// Fill the metrics snapshot from every queue.
