@@ -50,7 +50,7 @@ pub(crate) fn address_words(addr: &[u8; 16]) -> (u64, u64) {
 /// A stable identity for the backend at `addr`:`port`, usable as
 /// [`Candidate::id`](super::Candidate): the same on every node and in every
 /// run (the seed is fixed on purpose), so that Maglev tables agree.
-pub(crate) fn backend_id(addr: &[u8; 16], port: u16) -> u64 {
+pub fn backend_id(addr: &[u8; 16], port: u16) -> u64 {
     let (lo, hi) = address_words(addr);
     hash_words(0x6c62_2d62_6163_6b65, &[lo, hi, u64::from(port)])
 }

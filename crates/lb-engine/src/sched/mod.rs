@@ -35,7 +35,7 @@ mod wrr;
 
 pub use affinity::Affinity;
 pub(crate) use affinity::AffinityTable;
-pub(crate) use hash::backend_id;
+pub use hash::backend_id;
 
 /// The Maglev table size used by [`SchedulerKind::maglev`]: 65537, the prime
 /// the Maglev paper and Katran use (good balance up to ~650 backends).
@@ -120,24 +120,27 @@ pub enum SchedError {
 }
 
 /// A backend as the schedulers see it, at its slot in the pool.
+///
+/// Public so that other front ends (the L7 listeners of `lbd`) choose
+/// backends with the same code as the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Candidate {
+pub struct Candidate {
     /// A stable identity, the same on every node and across restarts (e.g.
     /// [`backend_id`] of its address and port): Maglev derives the backend's
     /// permutation from it, so removing one backend does not move the
     /// others' entries.
-    pub(crate) id: u64,
+    pub id: u64,
     /// 0..=65535; 0 drains.
-    pub(crate) weight: u16,
+    pub weight: u16,
     /// False when health checks say it is down.
-    pub(crate) up: bool,
+    pub up: bool,
     /// Live sessions, for least connections.
-    pub(crate) active: u32,
+    pub active: u32,
 }
 
 impl Candidate {
     /// Whether the backend may get new sessions: up, with a weight above 0.
-    pub(crate) fn eligible(&self) -> bool {
+    pub fn eligible(&self) -> bool {
         self.up && self.weight > 0
     }
 }
@@ -153,7 +156,7 @@ pub(crate) fn is_eligible(backends: &[Candidate], slot: u32) -> bool {
 
 /// A listener's scheduler and its state.
 #[derive(Debug, Clone)]
-pub(crate) struct Scheduler {
+pub struct Scheduler {
     state: State,
 }
 
@@ -169,7 +172,7 @@ enum State {
 
 impl Scheduler {
     /// A scheduler of `kind`, with no backends until [`rebuild`](Self::rebuild).
-    pub(crate) fn new(kind: &SchedulerKind) -> Result<Scheduler, SchedError> {
+    pub fn new(kind: &SchedulerKind) -> Result<Scheduler, SchedError> {
         let state = match *kind {
             SchedulerKind::RoundRobin => State::RoundRobin(wrr::SmoothWrr::default()),
             SchedulerKind::LeastConnections => State::LeastConnections,
@@ -182,7 +185,7 @@ impl Scheduler {
     }
 
     /// Takes a changed pool into account (control plane; may allocate).
-    pub(crate) fn rebuild(&mut self, backends: &[Candidate]) {
+    pub fn rebuild(&mut self, backends: &[Candidate]) {
         match &mut self.state {
             State::RoundRobin(wrr) => wrr.rebuild(backends),
             State::LeastConnections => {}
@@ -193,7 +196,7 @@ impl Scheduler {
     /// Whether [`Scheduler::pick`] reads its `source_hash` (Maglev keyed
     /// by the client's address): when not, the caller may pass anything
     /// and skip computing it.
-    pub(crate) fn uses_source_hash(&self) -> bool {
+    pub fn uses_source_hash(&self) -> bool {
         matches!(
             self.state,
             State::Maglev {
@@ -207,7 +210,7 @@ impl Scheduler {
     /// is eligible. `flow_hash` is a hash of the 5-tuple, `source_hash` of
     /// the client address; only Maglev and the fallbacks use them. Data
     /// path: no allocation, no panic.
-    pub(crate) fn pick(
+    pub fn pick(
         &mut self,
         backends: &[Candidate],
         flow_hash: u64,
