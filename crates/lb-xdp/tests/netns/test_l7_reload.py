@@ -1,0 +1,63 @@
+"""A reload (SIGHUP) that changes an HTTPS listener's certificate and the
+backends' weights, during a wrk run on kept-alive connections and a loop
+of curl making a new handshake per request: no request is lost, new
+handshakes get the new certificate, and the new weights split requests
+1:3."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from l7 import HTTP, L7Net, VIP, config, l7_binary, listener, net, resolve, subject  # noqa: F401 (fixtures)
+from support import wrk
+
+LOOP = 150  # curl requests, one connection each
+
+
+def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
+    c = net.certs
+    net.backends("rs1", "rs2")
+
+    def text(cert: Any, weights: tuple[int, int]) -> str:
+        backends = (("rs1", HTTP, weights[0]), ("rs2", HTTP, weights[1]))
+        return config(listener("tls", 443, "https", backends=backends, certificates=[cert]))
+
+    d = net.lbd(text(c.a, (1, 1)))
+    renewed = c.server("a-renewed", "a.test")  # the same name, another certificate
+    old_subject, new_subject = subject(c.a[0]), subject(renewed[0])
+    assert old_subject != new_subject
+    ca = ["-CAfile", str(c.ca.cert)]
+    rc, pem, out = net.server_cert(443, "a.test", *ca)
+    assert rc == 0 and subject(pem) == old_subject, out
+
+    # Load: wrk on 8 kept-alive connections for 5 s, and curl in a loop.
+    result: dict[str, Any] = {}
+    load = threading.Thread(target=lambda: result.update(wrk(net, f"https://{VIP}/", 5, connections=8, threads=1)))
+    load.start()
+    loop = net.topo.popen(
+        "cli", "sh", "-c",
+        'for i in $(seq "$0"); do curl -sS -o /dev/null --max-time 5 -w "%{http_code}\\n" "$@"; done',
+        str(LOOP), "--resolve", resolve("a.test", 443), "--cacert", str(c.ca.cert), "https://a.test/",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    line = d.reload(text(renewed, (1, 3)))
+    still_loading = load.is_alive() and loop.poll() is None
+    load.join(60)
+    out, err = loop.communicate(timeout=120)
+
+    assert still_loading, "the load ended before the reload was done: make it longer"
+    codes = Counter(out.split())
+    assert codes == {"200": LOOP}, f"curl loop: {codes}; {err.strip()}"
+    assert result, "wrk did not finish"
+    assert result["requests"] > 0 and result["errors"] == 0, f"after reload ({line}):\n{result['output']}"
+
+    # New handshakes get the new certificate; the new weights apply.
+    rc, pem, out = net.server_cert(443, "a.test", *ca)
+    assert rc == 0 and subject(pem) == new_subject, f"after the reload: {subject(pem) if pem else out}"
+    answers = net.curl_many("https://a.test/", 400, "--resolve", resolve("a.test", 443), "--cacert", c.ca.cert)
+    assert Counter(a["backend"] for a in answers) == {"rs1": 100, "rs2": 300}
+    assert d.running()
