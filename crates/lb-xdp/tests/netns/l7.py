@@ -142,9 +142,11 @@ class Ca:
                 "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-out", cert, cwd=d)
         return cls(cert, key)
 
-    def issue(self, d: Path, name: str, cn: str, client: bool = False) -> tuple[Path, Path]:
+    def issue(self, d: Path, name: str, cn: str, client: bool = False,
+              expired: bool = False) -> tuple[Path, Path]:
         """A leaf certificate for ``cn`` (also its DNS name) signed by this
-        CA, for a server (or a client): (cert, key) files."""
+        CA, for a server (or a client), valid for two days from now (or,
+        ``expired``, only during 2020): (cert, key) files."""
         key = new_key(d / f"{name}.key")
         csr = d / f"{name}.csr"
         ext = d / f"{name}.ext"
@@ -155,8 +157,24 @@ class Ca:
                        + ("" if client else f"subjectAltName=DNS:{cn}\n"))
         openssl("req", "-new", "-key", key, "-subj", f"/CN={cn}/O={name}", "-out", csr, cwd=d)
         cert = d / f"{name}.pem"
-        openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-CAcreateserial",
-                "-days", "2", "-extfile", ext, "-out", cert, cwd=d)
+        if not expired:
+            openssl("x509", "-req", "-in", csr, "-CA", self.cert, "-CAkey", self.key, "-CAcreateserial",
+                    "-days", "2", "-extfile", ext, "-out", cert, cwd=d)
+            return cert, key
+        # `openssl x509` cannot date a certificate in the past; `openssl ca`
+        # can, with a database of its own.
+        db = d / f"{name}.ca"
+        db.mkdir()
+        (db / "index.txt").write_text("")
+        (db / "serial").write_text("01\n")
+        (db / "ca.cnf").write_text(
+            "[ca]\ndefault_ca = test\n"
+            f"[test]\ndatabase = {db}/index.txt\nnew_certs_dir = {db}\nserial = {db}/serial\n"
+            "default_md = sha256\npolicy = any\n"
+            "[any]\ncommonName = supplied\norganizationName = optional\n")
+        openssl("ca", "-batch", "-config", db / "ca.cnf", "-cert", self.cert, "-keyfile", self.key,
+                "-in", csr, "-out", cert, "-notext", "-startdate", "20200101000000Z",
+                "-enddate", "20200102000000Z", "-extfile", ext, cwd=d)
         return cert, key
 
 

@@ -1,8 +1,9 @@
 """HTTPS listeners with openssl s_client and curl: the certificate chosen
 by SNI (two names, two certificates, the first the default), TLS 1.2 and
 1.3 only, client certificates required where ``client_ca`` is set; and
-``lbd check`` refusing a key protected by a passphrase and a key that does
-not match its certificate, at the key's line and column."""
+``lbd check`` refusing a key protected by a passphrase, a key that does
+not match its certificate and an expired certificate, at the file's line
+and column."""
 
 from __future__ import annotations
 
@@ -67,30 +68,40 @@ LOCATION = re.compile(r":(\d+):(\d+): ")
 
 
 def test_check_refuses_passphrase_and_mismatched_keys(l7_binary: Path, tmp_path: Path) -> None:
-    """``lbd check`` needs no namespace: it only reads files."""
+    """``lbd check`` (no namespace needed: it only reads files) refuses a
+    key protected by a passphrase and a key of another certificate, each
+    at the key's line and column, and an expired certificate at its
+    own; it accepts the same file with a good pair."""
     c = Certs(tmp_path / "certs")
     a_cert, a_key = c.a
-    encrypted = new_key(tmp_path / "certs" / "encrypted.key", passphrase="a passphrase")
+    encrypted = new_key(c.dir / "encrypted.key", passphrase="a passphrase")
     assert "ENCRYPTED" in encrypted.read_text()
-    stranger_key = new_key(tmp_path / "certs" / "other.key")
+    stranger_key = new_key(c.dir / "other.key")
+    expired = c.ca.issue(c.dir, "expired", "a.test", expired=True)
 
-    def check(key: Path) -> tuple[int, str, str]:
-        text = config(listener("tls", 443, "https", certificates=[c.b, (a_cert, key)], health=None))
+    def check(cert: Path, key: Path) -> tuple[int, str, str]:
+        # The pair under test is the second certificate of the listener.
+        text = config(listener("tls", 443, "https", certificates=[c.b, (cert, key)], health=None))
         path = tmp_path / "lbd.toml"
         path.write_text(text)
         r = subprocess.run([str(l7_binary), "check", str(path)], capture_output=True, text=True, timeout=30)
         return r.returncode, r.stdout + r.stderr, text
 
-    rc, out, _ = check(a_key)
+    rc, out, _ = check(a_cert, a_key)
     assert rc == 0, f"lbd check refused a good configuration:\n{out}"
-    for what, key in (("a key protected by a passphrase", encrypted), ("a key of another certificate", stranger_key)):
-        rc, out, text = check(key)
+    for what, (cert, key), blamed in (
+            ("a key protected by a passphrase", (a_cert, encrypted), "key"),
+            ("a key of another certificate", (a_cert, stranger_key), "key"),
+            ("an expired certificate", expired, "cert")):
+        rc, out, text = check(cert, key)
         assert rc != 0, f"lbd check accepted {what}:\n{out}"
-        # The error is at the second certificate's key: its line, and a
-        # column from `key` to the end of the path.
-        line, col = position(text, f'key = "{key}"')
-        end = col + len(f'key = "{key}"')
+        # The error is at the blamed file of the second certificate: its
+        # line, and a column from the key's name to the end of its value.
+        file = key if blamed == "key" else cert
+        entry = f'{blamed} = "{file}"'
+        line, col = position(text, entry)
+        end = col + len(entry)
         found = [(int(m.group(1)), int(m.group(2))) for m in LOCATION.finditer(out)]
         assert any(ln == line and col <= cl <= end for ln, cl in found), (
             f"{what}: no error at line {line}, columns {col}..{end}:\n{out}\n{text}")
-        assert key.name in out, f"{what}: the message does not name the file:\n{out}"
+        assert file.name in out, f"{what}: the message does not name {file.name}:\n{out}"
