@@ -41,7 +41,10 @@ def attributes(set_cookie: str) -> dict[str, str]:
 
 def jar_request(net: L7Net, jar: Path, url: str = f"http://{VIP}/", write: bool = True) -> Reply:
     """One request with curl's cookie jar (read, and written unless told)."""
-    return net.curl(url, "-b", jar, *(["-c", jar] if write else []))
+    args: list[str | Path] = ["-b", jar]
+    if write:
+        args += ["-c", jar]
+    return net.curl(url, *args)
 
 
 def test_cookie_jar_sticks_and_backend_never_sees_it(net: L7Net) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 from l7 import HTTP, L7Net, VIP, config, l7_binary, listener, net, resolve, subject  # noqa: F401 (fixtures)
 from support import wrk
@@ -36,7 +36,8 @@ def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
 
     # Load: wrk on 8 kept-alive connections for 5 s, and curl in a loop.
     result: dict[str, Any] = {}
-    load = threading.Thread(target=lambda: result.update(wrk(net, f"https://{VIP}/", 5, connections=8, threads=1)))
+    load = threading.Thread(target=lambda: result.update(
+        wrk(cast(Any, net), f"https://{VIP}/", 5, connections=8, threads=1)))
     load.start()
     loop = net.topo.popen(
         "cli", "sh", "-c",
