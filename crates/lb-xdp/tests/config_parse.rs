@@ -106,7 +106,26 @@ fn the_example_parses() {
     .iter()
     .map(|a| a.parse().unwrap())
     .collect();
+    // The HTTP listener shares `web`'s VIP: the address set is the same.
     assert_eq!(c.addresses(), addresses);
+
+    assert_eq!(c.l7_threads, 1);
+    let log = c.access_log.as_ref().unwrap();
+    assert_eq!(log.dir, Path::new("/var/log/lbd"));
+    assert!(log.upload.is_none());
+    let names: Vec<&str> = c.l7.iter().map(|l| l.listener.name.as_str()).collect();
+    assert_eq!(names, ["site"]);
+    let site = &c.l7[0].listener;
+    assert_eq!(site.addr, "192.0.2.1:8080".parse().unwrap());
+    assert_eq!(site.scheme(), "http");
+    assert!(site.access_log);
+    assert_eq!(site.backends[1].weight, 3);
+    assert_eq!(site.forwarded, lb_l7::config::Forwarded::default());
+    assert_eq!(site.timeouts, lb_l7::config::HttpTimeouts::default());
+    let cookie = site.cookie.as_ref().unwrap();
+    assert_eq!(cookie.name, "LBD_SERVER");
+    assert_eq!(cookie.max_age, Duration::from_secs(3600));
+    assert!(c.l7[0].health.is_some());
 }
 
 #[test]
