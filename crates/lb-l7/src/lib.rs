@@ -9,3 +9,5 @@
 //! (the inserted cookie), and the access log.
 
 pub mod config;
+pub mod cookie;
+pub mod forwarded;
