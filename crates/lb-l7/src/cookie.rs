@@ -683,6 +683,35 @@ mod test {
         assert_eq!(strip_all(&h, "LBD_SERVER"), Some(Vec::new()));
     }
 
+    /// How the proxy uses it: the request's `Cookie` lines through
+    /// Pingora's request header, which gives no `&mut HeaderMap`.
+    #[test]
+    fn strip_on_a_pingora_request() {
+        use http::header::COOKIE;
+        use pingora::http::RequestHeader;
+        let c = codec();
+        let b = backend("10.77.1.2:8080");
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("Cookie", "a=1").unwrap();
+        req.append_header("Cookie", format!("LBD_SERVER={}; b=2", c.issue(b, NOW)))
+            .unwrap();
+        let value = find(req.headers.get_all(COOKIE), "LBD_SERVER").unwrap();
+        assert_eq!(c.decode(value, NOW), Ok(c.token(b)));
+        if let Some(lines) = strip_all(req.headers.get_all(COOKIE), "LBD_SERVER") {
+            req.remove_header(&COOKIE);
+            for line in lines {
+                req.append_header(COOKIE, line).unwrap();
+            }
+        }
+        let sent: Vec<&[u8]> = req
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        assert_eq!(sent, [b"a=1" as &[u8], b"b=2"]);
+    }
+
     #[test]
     fn set_cookie_attributes() {
         let mut cfg = config(b"0123456789abcdef");

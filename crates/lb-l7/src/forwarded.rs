@@ -413,6 +413,38 @@ mod test {
         assert_eq!(Scheme::of(&listener).as_str(), listener.scheme());
     }
 
+    /// How the proxy uses it: Pingora's request header gives no
+    /// `&mut HeaderMap`, so the edits go through its own methods.
+    #[test]
+    fn edits_on_a_pingora_request() {
+        use pingora::http::RequestHeader;
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Forwarded-For", "203.0.113.1").unwrap();
+        req.append_header("X-Real-IP", "6.6.6.6").unwrap();
+        let rewrite = rewrite(
+            &req.headers,
+            V4,
+            Scheme::Https,
+            443,
+            &config(XffMode::Append, true),
+        );
+        for edit in rewrite.edits {
+            match edit {
+                Edit::Set(name, value) => req.insert_header(name, value).unwrap(),
+                Edit::Remove(name) => {
+                    req.remove_header(&name);
+                }
+            }
+        }
+        assert_eq!(
+            all(&req.headers, "x-forwarded-for"),
+            [b"203.0.113.1, 192.0.2.7" as &[u8]]
+        );
+        assert_eq!(all(&req.headers, "x-real-ip"), [b"192.0.2.7"]);
+        assert_eq!(all(&req.headers, "x-forwarded-proto"), [b"https"]);
+        assert_eq!(all(&req.headers, "x-forwarded-port"), [b"443"]);
+    }
+
     fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
         // Any bytes a header value may hold: tab, and all but controls.
         proptest::collection::vec(
