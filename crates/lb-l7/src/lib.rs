@@ -9,3 +9,4 @@
 //! (the inserted cookie), and the access log.
 
 pub mod config;
+pub mod tls;
