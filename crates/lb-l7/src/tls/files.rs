@@ -109,19 +109,21 @@ pub(crate) fn read_client_ca(
         .map_err(|e| TlsError::new(path, TlsErrorKind::BadCa(e.to_string())))
 }
 
-/// The file's bytes and its PEM sections (those of kinds PEM knows).
-fn read_pem(path: &Path) -> Result<(Vec<u8>, Vec<(SectionKind, Vec<u8>)>), TlsError> {
-    let raw = fs::read(path).map_err(|e| TlsError::new(path, TlsErrorKind::Read(e)))?;
-    let sections = <(SectionKind, Vec<u8>)>::pem_slice_iter(&raw)
+/// The file's bytes.
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|e| TlsError::new(path, TlsErrorKind::Read(e)))
+}
+
+/// The PEM sections of `raw` (those of kinds PEM knows).
+fn sections(path: &Path, raw: &[u8]) -> Result<Vec<(SectionKind, Vec<u8>)>, TlsError> {
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(raw)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::new(path, TlsErrorKind::Pem(e.to_string())))?;
-    Ok((raw, sections))
+        .map_err(|e| TlsError::new(path, TlsErrorKind::Pem(e.to_string())))
 }
 
 /// The `CERTIFICATE` blocks of a file, in order; at least one.
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let (_, sections) = read_pem(path)?;
-    let certs: Vec<_> = sections
+    let certs: Vec<_> = sections(path, &read_file(path)?)?
         .into_iter()
         .filter(|(kind, _)| *kind == SectionKind::Certificate)
         .map(|(_, der)| CertificateDer::from(der))
@@ -134,7 +136,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErr
 
 /// The one unencrypted private key of a file (PKCS#8, PKCS#1 or SEC1).
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let (raw, sections) = read_pem(path)?;
+    let raw = read_file(path)?;
     // PKCS#8 `ENCRYPTED PRIVATE KEY` blocks, and OpenSSL's legacy
     // encrypted PEM (a `Proc-Type: 4,ENCRYPTED` header in the block).
     if contains(&raw, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
@@ -142,7 +144,7 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     {
         return Err(TlsError::new(path, TlsErrorKind::Encrypted));
     }
-    let mut keys = sections
+    let mut keys = sections(path, &raw)?
         .into_iter()
         .filter_map(|(kind, der)| PrivateKeyDer::from_pem(kind, der));
     match (keys.next(), keys.next()) {
