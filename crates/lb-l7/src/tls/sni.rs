@@ -84,11 +84,14 @@ impl ResolvesServerCert for SniResolver {
         self.counters.client_hellos.fetch_add(1, Relaxed);
         let material = self.material.load();
         let set = &material.certs;
+        // The client's signature schemes that its cipher suites allow: none
+        // when no suite is in common, which rustls refuses next with the
+        // reason (`NoCipherSuitesInCommon`); no key is judged by them then.
         let schemes = hello.signature_schemes();
         let usable = |i: &usize| {
             set.certs
                 .get(*i)
-                .is_some_and(|c| c.key.choose_scheme(schemes).is_some())
+                .is_some_and(|c| schemes.is_empty() || c.key.choose_scheme(schemes).is_some())
         };
         if let Some(name) = hello.server_name() {
             let mut covering = set.covering(name).peekable();
