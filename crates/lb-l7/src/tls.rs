@@ -44,6 +44,26 @@
 //! stored beside the key, so the FAQ's answer holds: decrypt it first.
 //! Every certificate of a chain must be valid now; the leaf must match
 //! its key.
+//!
+//! # SNI
+//!
+//! A certificate covers the DNS names of its leaf's subjectAltName (its
+//! subject's CN only when it has no subjectAltName); `*.example.com`
+//! covers one label (`a.example.com`). A ClientHello gets, among the
+//! certificates covering its name (exact names before wildcards, each in
+//! configuration order), the first whose key it can verify (so an RSA and
+//! an ECDSA certificate for one name serve each client the one it
+//! accepts); else the first certificate, the default.
+//!
+//! # Reload
+//!
+//! [`Tls::reload`] swaps certificates and CA for the next handshakes;
+//! open connections keep theirs. A client resuming a TLS session from
+//! before the reload (Pingora's listener keeps rustls's in-memory session
+//! cache, 256 sessions) resumes it as it was: without a new certificate
+//! and without client certificate verification, since rustls does not
+//! redo either on resumption and Pingora's `TlsSettings` cannot change
+//! the cache.
 
 mod client_auth;
 mod error;
@@ -72,7 +92,11 @@ use client_auth::ClientAuth;
 use sni::{CertSet, SniResolver};
 
 /// Checks an HTTPS listener's files as [`Tls::load`] would, with the
-/// certificates' validity judged at `now`.
+/// certificates' validity judged at `now`: at least one certificate;
+/// every file readable PEM; every certificate parsed and valid at `now`;
+/// every key one unencrypted private key that rustls can sign with, and
+/// the key of its certificate; a CA file with at least one certificate
+/// that can verify client certificates.
 pub fn check(config: &TlsConfig, now: SystemTime) -> Result<(), TlsError> {
     read(config, now, &provider()).map(drop)
 }

@@ -165,6 +165,7 @@ async fn the_certificate_is_chosen_by_sni() {
         (Some("a.test"), &a),
         (Some("b.test"), &b),
         (Some("x.b.test"), &b),
+        (Some("X.B.Test"), &b),
         (Some("late.test"), &late),
         (None, &default),
     ] {
@@ -181,8 +182,8 @@ async fn the_certificate_is_chosen_by_sni() {
     }
 
     let counters = tls.counters();
-    assert_eq!(counters.client_hellos.load(Relaxed), 8);
-    assert_eq!(counters.handshakes.load(Relaxed), 5);
+    assert_eq!(counters.client_hellos.load(Relaxed), 9);
+    assert_eq!(counters.handshakes.load(Relaxed), 6);
     assert_eq!(counters.unknown_name.load(Relaxed), 3);
     assert_eq!(counters.no_certificate.load(Relaxed), 0);
 }

@@ -96,7 +96,7 @@ impl fmt::Display for TlsError {
             Pem(e) => write!(f, "not a valid PEM file: {e}"),
             NoCertificate => write!(f, "holds no certificate (no PEM CERTIFICATE block)"),
             BadCertificate { index, reason } => {
-                write!(f, "certificate {index} cannot be parsed: {reason}")
+                write!(f, "{} cannot be parsed: {reason}", Nth(*index))
             }
             NoKey => write!(
                 f,
@@ -124,6 +124,18 @@ impl fmt::Display for TlsError {
                 )
             }
             BadCa(e) => write!(f, "cannot verify client certificates with it: {e}"),
+        }
+    }
+}
+
+/// A certificate's place in its file, as a message says it.
+struct Nth(usize);
+
+impl fmt::Display for Nth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            1 => write!(f, "the certificate (the first of the file)"),
+            n => write!(f, "certificate {n} of the file"),
         }
     }
 }
