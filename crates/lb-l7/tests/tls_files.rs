@@ -37,6 +37,9 @@ fn good_files_pass() {
     check(&cfg, SystemTime::now()).unwrap();
     let tls = Tls::load(&cfg).unwrap();
     assert!(tls.client_auth());
+    // Shared by Pingora's worker threads.
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    send_sync(&tls);
 }
 
 #[test]

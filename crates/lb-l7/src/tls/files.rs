@@ -246,3 +246,30 @@ fn dns_names(path: &Path, cert: &X509Certificate<'_>) -> Result<Vec<String>, Tls
 pub(crate) fn normalize(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn names_are_matched_in_lower_case_without_a_final_dot() {
+        assert_eq!(normalize("WWW.Example.COM."), "www.example.com");
+        assert_eq!(normalize("*.Example.com"), "*.example.com");
+    }
+
+    #[test]
+    fn times_before_the_epoch_are_negative() {
+        assert_eq!(unix_seconds(UNIX_EPOCH + Duration::from_secs(5)), 5);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(5)), -5);
+    }
+
+    #[test]
+    fn encrypted_markers_are_found_anywhere() {
+        assert!(contains(
+            b"a\nProc-Type: 4,ENCRYPTED\n",
+            b"Proc-Type: 4,ENCRYPTED"
+        ));
+        assert!(!contains(b"short", b"longer than that"));
+    }
+}
