@@ -11,3 +11,4 @@
 pub mod config;
 pub mod cookie;
 pub mod forwarded;
+pub mod tls;
