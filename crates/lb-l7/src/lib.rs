@@ -9,3 +9,6 @@
 //! (the inserted cookie), and the access log.
 
 pub mod config;
+pub mod cookie;
+pub mod forwarded;
+pub mod tls;
