@@ -8,4 +8,5 @@
 //! request headers (`X-Forwarded-For` and friends), the response headers
 //! (the inserted cookie), and the access log.
 
+pub mod access_log;
 pub mod config;
