@@ -81,6 +81,8 @@ pub(super) struct Writer {
     open: HashMap<SocketAddr, Open>,
     /// One line's text, reused.
     line: String,
+    /// The start of the period last seen.
+    period: u64,
 }
 
 impl Writer {
@@ -100,6 +102,7 @@ impl Writer {
             uploads,
             open: HashMap::new(),
             line: String::new(),
+            period: 0,
         }
     }
 
@@ -110,16 +113,28 @@ impl Writer {
             match queue.recv_timeout(tick) {
                 Ok(Message::Line(listener, record)) => self.write(listener, &record),
                 Ok(Message::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.now();
+                }
             }
-            let current = period_start((self.clock)(), self.period_secs);
-            self.finish_before(current);
         }
         self.finish_before(u64::MAX);
     }
 
-    fn write(&mut self, listener: SocketAddr, record: &Record) {
+    /// The current period's start; when it differs from the last one
+    /// seen, every file of an earlier period is finished first.
+    fn now(&mut self) -> u64 {
         let current = period_start((self.clock)(), self.period_secs);
+        if current != self.period {
+            self.period = current;
+            self.finish_before(current);
+        }
+        current
+    }
+
+    fn write(&mut self, listener: SocketAddr, record: &Record) {
+        let current = self.now();
+        // A clock stepped back: the listener's file is of a later period.
         if self
             .open
             .get(&listener)
