@@ -205,3 +205,35 @@ fn bad_settings_are_refused() {
     let e = AccessLog::start(&c).unwrap_err();
     assert!(e.to_string().contains("a-file"), "{e}");
 }
+
+#[test]
+fn lines_that_cannot_be_written_are_counted() {
+    let dir = TestDir::new("errors");
+    let clock = TestClock::at(T0);
+    let options = Options {
+        clock: clock.clock(),
+        ..Options::default()
+    };
+    let log = AccessLog::start_with(&config(&dir, 64), options).unwrap();
+    // A file where the day's folder should be.
+    std::fs::write(dir.0.join("20190121"), b"in the way").unwrap();
+    let a: SocketAddr = "10.77.0.10:80".parse().unwrap();
+    for n in 0..3 {
+        log.log(a, record(n, clock.now(), a));
+    }
+    let s = wait_for(&log, "three write errors", |s| s.write_errors == 3);
+    assert_eq!((s.lines_written, s.files_finished), (0, 0));
+
+    // Once the way is clear, lines land again.
+    std::fs::remove_file(dir.0.join("20190121")).unwrap();
+    log.log(a, record(9, clock.now(), a));
+    let handle = log.clone();
+    log.stop();
+    let s = handle.stats();
+    assert_eq!(
+        (s.lines_written, s.files_finished, s.write_errors),
+        (1, 1, 3)
+    );
+    let lines = read_file(&dir.0.join(relative_path(a, T0)));
+    assert_eq!(lines, vec![record(9, clock.now(), a)]);
+}

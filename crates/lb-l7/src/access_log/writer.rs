@@ -149,8 +149,7 @@ impl Writer {
                     self.open.insert(listener, file);
                 }
                 Err(e) => {
-                    self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("access log: cannot open the file for {listener}: {e}");
+                    self.error(format_args!("cannot open the file for {listener}: {e}"));
                     return;
                 }
             }
@@ -165,8 +164,8 @@ impl Writer {
                 self.counters.lines_written.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("access log: cannot write {}: {e}", file.path.display());
+                let path = file.path.display().to_string();
+                self.error(format_args!("cannot write {path}: {e}"));
                 // Closed as it is; the next line appends a new gzip member.
                 self.open.remove(&listener);
             }
@@ -189,6 +188,15 @@ impl Writer {
             relative,
             gz: GzEncoder::new(BufWriter::new(file), Compression::default()),
         })
+    }
+
+    /// Counts a write error; logs the 1st, 2nd, 4th, 8th... (a full disk
+    /// must not flood the log with one warning per request).
+    fn error(&self, what: std::fmt::Arguments<'_>) {
+        let n = self.counters.write_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!("access log: {what} ({n} write errors so far)");
+        }
     }
 
     /// Finishes every file of a period that started before `current`.
@@ -216,8 +224,7 @@ impl Writer {
             .and_then(|w| w.into_inner().map_err(io::IntoInnerError::into_error))
             .and_then(|f| f.sync_all());
         if let Err(e) = closed {
-            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("access log: cannot finish {}: {e}", path.display());
+            self.error(format_args!("cannot finish {}: {e}", path.display()));
             return;
         }
         self.counters.files_finished.fetch_add(1, Ordering::Relaxed);
