@@ -237,3 +237,10 @@ fn lines_that_cannot_be_written_are_counted() {
     let lines = read_file(&dir.0.join(relative_path(a, T0)));
     assert_eq!(lines, vec![record(9, clock.now(), a)]);
 }
+
+/// The handle goes into Pingora's service, shared by every worker thread.
+#[test]
+fn the_handle_is_send_and_sync() {
+    fn shared<T: Send + Sync + Clone + 'static>() {}
+    shared::<AccessLog>();
+}
