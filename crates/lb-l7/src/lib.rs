@@ -9,3 +9,7 @@
 //! (the inserted cookie), and the access log.
 
 pub mod config;
+mod metrics;
+mod pool;
+mod proxy;
+pub mod server;
