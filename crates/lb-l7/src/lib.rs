@@ -9,6 +9,8 @@
 //! (the inserted cookie), and the access log.
 
 pub mod config;
+pub mod cookie;
+pub mod forwarded;
 mod metrics;
 mod pool;
 mod proxy;

@@ -28,6 +28,9 @@
 //!   that is down or gone (invalid); only on listeners with a cookie.
 //! - `lbd_l7_no_backend_total`: requests answered 503 because no backend
 //!   was eligible.
+//! - `lbd_l7_xff_malformed_total`: requests whose `X-Forwarded-For` was
+//!   not visible ASCII and could not be extended: the backend got the
+//!   client's address alone.
 //! - `lbd_l7_backend_up{listener,backend}`: 1 when the backend may get
 //!   requests by health, else 0.
 //! - `lbd_l7_backend_requests_total` / `lbd_l7_backend_active`: requests
@@ -56,6 +59,7 @@ pub(crate) struct ListenerMetrics {
     pub(crate) cookie_misses: AtomicU64,
     pub(crate) cookie_invalid: AtomicU64,
     pub(crate) no_backend: AtomicU64,
+    pub(crate) xff_malformed: AtomicU64,
 }
 
 impl ListenerMetrics {
@@ -252,6 +256,13 @@ pub(crate) fn render(out: &mut String, views: &[ListenerView<'_>]) {
         "counter",
         "Requests answered 503 because no backend was eligible.",
         |m| load(&m.no_backend).into(),
+    );
+    l(
+        out,
+        "lbd_l7_xff_malformed_total",
+        "counter",
+        "Requests whose X-Forwarded-For was not visible ASCII: replaced by the client's address.",
+        |m| load(&m.xff_malformed).into(),
     );
     let b = |out: &mut String, name, kind, help, f: fn(&BackendMetrics) -> i128| {
         backend_family(out, views, name, kind, help, f)

@@ -184,6 +184,17 @@ impl Pool {
         Some(self.lease(backend))
     }
 
+    /// The backend at `addr` if it may get new requests (up, weight above
+    /// 0), leased: for a request whose persistence cookie names it.
+    pub(crate) fn pick_addr(&self, addr: SocketAddr) -> Option<Lease> {
+        let inner = self.lock();
+        let slot = self.backends.iter().position(|b| b.addr == addr)?;
+        if !inner.candidates.get(slot).is_some_and(Candidate::eligible) {
+            return None;
+        }
+        self.backends.get(slot).map(|b| self.lease(b))
+    }
+
     fn lease(&self, backend: &Arc<BackendState>) -> Lease {
         backend.metrics.active.fetch_add(1, Ordering::Relaxed);
         backend.metrics.requests.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +230,9 @@ mod test {
         for _ in 0..10 {
             assert_eq!(pool.pick(None).unwrap().backend().addr, be(1, 1).addr);
         }
+        assert!(pool.pick_addr(be(2, 3).addr).is_none());
+        assert!(pool.pick_addr(be(1, 1).addr).is_some());
+        assert!(pool.pick_addr(be(9, 1).addr).is_none());
         assert!(pool.set_up(be(1, 1).addr, false));
         assert!(pool.pick(None).is_none());
     }

@@ -3,13 +3,17 @@
 //! - `request_filter`: the client connection's keep-alive idle timeout;
 //!   for a WebSocket upgrade, no client-side read timeout (the backend's
 //!   silence is what closes it).
-//! - `upstream_peer`: the backend (persistence cookie first, when the
-//!   listener has one, else the engine's scheduler over the pool); none
-//!   eligible: 503. Connect timeout, and read timeout (the WebSocket idle
-//!   timeout for an upgrade).
+//! - `upstream_peer`: the backend. With a persistence cookie configured, a
+//!   valid cookie naming an eligible backend (up, weight above 0) picks
+//!   it; a missing one, a bad, expired or foreign one, or one naming a
+//!   backend down or gone falls back to the engine's scheduler over the
+//!   pool. None eligible: 503. Connect timeout, and read timeout (the
+//!   WebSocket idle timeout for an upgrade).
 //! - `upstream_request_filter`: the forwarded headers; the balancer's
 //!   cookie taken out of `Cookie`. `Host` is kept as the client sent it.
-//! - `response_filter`: the persistence cookie set or refreshed.
+//! - `response_filter`: the persistence cookie set or refreshed on every
+//!   response from a backend (`Secure` on HTTPS); not on the balancer's
+//!   own error responses.
 //! - `fail_to_connect`, `fail_to_proxy`: a failed connect is 502, a
 //!   backend that does not answer within the read timeout 504; no retry
 //!   on another backend (health checks take a dead backend out).
@@ -18,27 +22,52 @@
 //! The listener's settings are read once per request (one `ArcSwap` load),
 //! so a reload never mixes two versions within a request.
 
-use std::net::{IpAddr, SocketAddr};
+mod headers;
+mod persist;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
-use crate::config::{Forwarded, L7Listener, XffMode};
+use lb_engine::SchedError;
+
+use crate::config::L7Listener;
 use crate::metrics::ListenerMetrics;
 use crate::pool::{Lease, Pool};
+use persist::{Lookup, Persistence};
 
 /// One version of a listener's configuration, with its pool.
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) cfg: L7Listener,
     pub(crate) pool: Pool,
+    /// `Some` when the listener inserts a persistence cookie.
+    persistence: Option<Persistence>,
+}
+
+impl Settings {
+    /// The settings of `cfg`; backends at an address of `previous` keep
+    /// their state.
+    pub(crate) fn new(cfg: L7Listener, previous: Option<&Pool>) -> Result<Settings, SchedError> {
+        let pool = Pool::new(&cfg.scheduler, &cfg.backends, previous)?;
+        let persistence = cfg
+            .cookie
+            .as_ref()
+            .map(|c| Persistence::new(c, &cfg.backends));
+        Ok(Settings {
+            cfg,
+            pool,
+            persistence,
+        })
+    }
 }
 
 /// What a listener's requests share for the listener's whole life.
@@ -89,52 +118,6 @@ fn client_addr(session: &Session) -> Option<SocketAddr> {
     session.client_addr().and_then(|a| a.as_inet()).copied()
 }
 
-/// Sets `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto` and
-/// `X-Forwarded-Port` as `cfg` says.
-// Interim: replaced by `crate::forwarded` once it lands.
-fn apply_forwarded(
-    req: &mut RequestHeader,
-    cfg: &Forwarded,
-    client: Option<IpAddr>,
-    https: bool,
-    port: u16,
-) -> Result<()> {
-    let client = client.map(|c| c.to_string());
-    match (cfg.xff, &client) {
-        (XffMode::Append, Some(c)) => {
-            let prior: Vec<&str> = req
-                .headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            let value = if prior.is_empty() {
-                c.clone()
-            } else {
-                format!("{}, {c}", prior.join(", "))
-            };
-            req.insert_header("x-forwarded-for", value)?;
-        }
-        (XffMode::Replace, Some(c)) => req.insert_header("x-forwarded-for", c.as_str())?,
-        (XffMode::Append | XffMode::Replace, None) => {}
-        (XffMode::Remove, _) => {
-            req.remove_header("x-forwarded-for");
-        }
-    }
-    if cfg.real_ip
-        && let Some(c) = &client
-    {
-        req.insert_header("x-real-ip", c.as_str())?;
-    }
-    if cfg.proto {
-        req.insert_header("x-forwarded-proto", if https { "https" } else { "http" })?;
-    }
-    if cfg.port {
-        req.insert_header("x-forwarded-port", port.to_string())?;
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
@@ -161,7 +144,23 @@ impl ProxyHttp for Proxy {
         // A retry gives back the previous choice first.
         ctx.lease = None;
         let client = client_addr(session);
-        let Some(lease) = ctx.settings.pool.pick(client) else {
+        let m = &self.shared.metrics;
+        let settings = &ctx.settings;
+        let by_cookie = settings.persistence.as_ref().and_then(|p| {
+            let (counter, lease) = match p.lookup(session.req_header()) {
+                Lookup::Missing => (&m.cookie_misses, None),
+                Lookup::Invalid => (&m.cookie_invalid, None),
+                Lookup::Backend(addr) => match settings.pool.pick_addr(addr) {
+                    Some(lease) => (&m.cookie_hits, Some(lease)),
+                    // Down, drained, or no longer eligible: a new backend
+                    // and a new cookie.
+                    None => (&m.cookie_invalid, None),
+                },
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            lease
+        });
+        let Some(lease) = by_cookie.or_else(|| settings.pool.pick(client)) else {
             self.shared
                 .metrics
                 .no_backend
@@ -189,14 +188,36 @@ impl ProxyHttp for Proxy {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let cfg = &ctx.settings.cfg;
-        apply_forwarded(
-            upstream_request,
-            &cfg.forwarded,
-            client_addr(session).map(|c| c.ip()),
-            cfg.tls.is_some(),
-            cfg.addr.port(),
-        )
+        let settings = &ctx.settings;
+        if let Some(client) = client_addr(session)
+            && headers::forward(upstream_request, client.ip(), &settings.cfg)?
+        {
+            self.shared
+                .metrics
+                .xff_malformed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(p) = &settings.persistence {
+            headers::strip_cookie(upstream_request, &p.config.name)?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Given (or refreshed) on every response from a backend.
+        if let (Some(p), Some(lease)) = (&ctx.settings.persistence, &ctx.lease) {
+            let secure = ctx.settings.cfg.tls.is_some();
+            headers::set_cookie(
+                upstream_response,
+                p.set_cookie(lease.backend().addr, secure),
+            )?;
+        }
+        Ok(())
     }
 
     fn fail_to_connect(

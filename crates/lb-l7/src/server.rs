@@ -33,7 +33,6 @@ use tokio::sync::watch;
 
 use crate::config::{AccessLogConfig, L7Listener};
 use crate::metrics::{self, ListenerView};
-use crate::pool::Pool;
 use crate::proxy::{Proxy, Settings, Shared};
 use app::App;
 use bound::Bound;
@@ -136,15 +135,11 @@ fn build_settings(
             });
         }
         let prev = previous.get(i).and_then(Option::as_ref).map(|s| &s.pool);
-        let pool =
-            Pool::new(&l.scheduler, &l.backends, prev).map_err(|source| L7Error::Scheduler {
-                listener: l.name.clone(),
-                source,
-            })?;
-        out.push(Settings {
-            cfg: l.clone(),
-            pool,
-        });
+        let settings = Settings::new(l.clone(), prev).map_err(|source| L7Error::Scheduler {
+            listener: l.name.clone(),
+            source,
+        })?;
+        out.push(settings);
     }
     Ok(out)
 }
