@@ -196,6 +196,7 @@ impl L7 {
             let app = App {
                 proxy: Arc::new(proxy),
                 shared: Arc::clone(&sh),
+                tls: None,
             };
             let mut service = Service::new(format!("lbd L7 {name}"), app);
             service.add_tcp(&key);

@@ -314,6 +314,36 @@ fn start_reports_an_address_in_use_and_stop_closes() {
 }
 
 #[test]
+fn stop_returns_with_connections_open_and_closes_them() {
+    let silent = TestBackend::start("s", Mode::Silent);
+    let echo = TestBackend::start("e", Mode::Echo);
+    let waiting = listener("waiting", vec![silent.backend(1)]);
+    let idle = listener("idle", vec![echo.backend(1)]);
+    let l7 = start(&[waiting.clone(), idle.clone()]);
+    // A keep-alive connection between requests, and a request waiting for
+    // a backend that never answers (read timeout 60 s).
+    let mut kept = Client::connect(idle.addr);
+    assert_eq!(kept.get("").unwrap().status, 200);
+    let mut stuck = Client::connect(waiting.addr);
+    stuck.send("").unwrap();
+    while silent.requests.load(Ordering::Relaxed) == 0 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    l7.stop();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    kept.wait_closed().unwrap();
+    // The waiting client gets no answer: its connection is closed (a 5xx
+    // written by the proxy as it stops would do too).
+    match stuck.read() {
+        Err(_) => {}
+        Ok(r) => assert!(r.status >= 500, "{r:?}"),
+    }
+    assert!(TcpStream::connect(waiting.addr).is_err());
+    assert!(TcpStream::connect(idle.addr).is_err());
+}
+
+#[test]
 fn a_websocket_passes_through_and_closes_after_backend_silence() {
     use std::io::{Read, Write};
     let ws = TestBackend::start("ws", Mode::WebSocket);

@@ -1,5 +1,11 @@
-//! One client connection, from accept to close: counted, then served by
-//! Pingora's HTTP/1.1 proxy with the listener's keep-alive idle timeout.
+//! One client connection, from accept to close: for HTTPS the TLS
+//! handshake, then Pingora's HTTP/1.1 proxy with the listener's keep-alive
+//! idle timeout; counted all along.
+//!
+//! Pingora's listener would do the TLS handshake itself, but it only logs
+//! a failure; here it is done (with Pingora's acceptor, from
+//! `Tls::settings` of `crate::tls`) where failures can be counted. A client
+//! has the listener's idle timeout to complete it.
 //!
 //! Pingora's own connection loop gives a new connection 60 s to send its
 //! first request; here the listener's idle timeout applies from the start,
@@ -10,9 +16,11 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::listeners::tls::Acceptor;
 use pingora::protocols::ALPN;
 use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
@@ -22,6 +30,8 @@ use crate::proxy::{Proxy, Shared};
 pub(crate) struct App {
     pub(crate) proxy: Arc<HttpProxy<Proxy>>,
     pub(crate) shared: Arc<Shared>,
+    /// `Some` on an HTTPS listener.
+    pub(crate) tls: Option<Acceptor>,
 }
 
 /// Holds a connection in the active gauge until dropped (also when the
@@ -38,6 +48,28 @@ impl Drop for Active<'_> {
 }
 
 impl App {
+    /// The TLS handshake of a new HTTPS connection, counted; `None` if it
+    /// failed or timed out.
+    async fn handshake(&self, acceptor: &Acceptor, stream: Stream) -> Option<Stream> {
+        let m = &self.shared.metrics;
+        // Pingora's listener hands over its TCP stream type, boxed.
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            m.tls_failures.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        let idle = self.shared.settings.load().cfg.timeouts.idle;
+        match tokio::time::timeout(idle, acceptor.tls_handshake(*l4)).await {
+            Ok(Ok(tls)) => {
+                m.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+                Some(Box::new(tls))
+            }
+            Ok(Err(_)) | Err(_) => {
+                m.tls_failures.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
     async fn serve_http1(&self, stream: Stream, shutdown: &ShutdownWatch) {
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {
@@ -64,6 +96,10 @@ impl ServerApp for App {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let stream = match &self.tls {
+            Some(acceptor) => self.handshake(acceptor, stream).await?,
+            None => stream,
+        };
         let m = &self.shared.metrics;
         m.connections.fetch_add(1, Ordering::Relaxed);
         m.connections_active.fetch_add(1, Ordering::Relaxed);
