@@ -12,9 +12,10 @@
 //!   upgrade counts once, as `1xx`). Requests whose client went away
 //!   before any status was sent are not counted.
 //! - `lbd_l7_client_received_bytes_total` / `lbd_l7_client_sent_bytes_total`:
-//!   HTTP body bytes read from clients and written to them (for a
-//!   WebSocket, every byte after the upgrade); header bytes are not
-//!   counted.
+//!   HTTP bytes read from clients and written to them, counted when the
+//!   request ends: the request head as received and the body; the
+//!   response head (as HTTP/1.1) and the body; for a WebSocket, every byte
+//!   after the upgrade too. TLS records' overhead is not counted.
 //! - `lbd_l7_connections_total` / `lbd_l7_connections_active`: client
 //!   connections handed to HTTP (for HTTPS: after a successful TLS
 //!   handshake), and those still open.
@@ -191,14 +192,14 @@ pub(crate) fn render(out: &mut String, views: &[ListenerView<'_>]) {
         out,
         "lbd_l7_client_received_bytes_total",
         "counter",
-        "HTTP body bytes received from clients (after a WebSocket upgrade: every byte).",
+        "HTTP bytes received from clients (request heads and bodies; WebSocket bytes).",
         |m| load(&m.received_bytes).into(),
     );
     l(
         out,
         "lbd_l7_client_sent_bytes_total",
         "counter",
-        "HTTP body bytes sent to clients (after a WebSocket upgrade: every byte).",
+        "HTTP bytes sent to clients (response heads and bodies; WebSocket bytes).",
         |m| load(&m.sent_bytes).into(),
     );
     l(

@@ -113,6 +113,24 @@ fn status_for(e: &Error) -> u16 {
     }
 }
 
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The length of a response head in HTTP/1.1: status line, header lines,
+/// blank line.
+fn head_len(resp: &ResponseHeader) -> usize {
+    let reason = resp
+        .get_reason_phrase()
+        .or(resp.status.canonical_reason())
+        .unwrap_or("");
+    // "HTTP/1.1 200 " + reason + CRLF, and the final CRLF.
+    let fixed = 13 + reason.len() + 2 + 2;
+    resp.headers.iter().fold(fixed, |n, (name, value)| {
+        n + name.as_str().len() + value.len() + 4
+    })
+}
+
 /// The client's address as a standard socket address.
 fn client_addr(session: &Session) -> Option<SocketAddr> {
     session.client_addr().and_then(|a| a.as_inet()).copied()
@@ -252,8 +270,12 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let m = &self.shared.metrics;
-        let read = u64::try_from(session.body_bytes_read()).unwrap_or(u64::MAX);
-        let sent = u64::try_from(session.body_bytes_sent()).unwrap_or(u64::MAX);
+        let head_in = session
+            .as_http1()
+            .map_or(0, |h| h.get_headers_raw_bytes().len());
+        let head_out = session.response_written().map_or(0, head_len);
+        let read = to_u64(head_in.saturating_add(session.body_bytes_read()));
+        let sent = to_u64(head_out.saturating_add(session.body_bytes_sent()));
         m.received_bytes.fetch_add(read, Ordering::Relaxed);
         m.sent_bytes.fetch_add(sent, Ordering::Relaxed);
         // Last, so that a reader who sees the request counted sees its bytes.
@@ -284,6 +306,17 @@ mod test {
         assert_eq!(keepalive_secs(Duration::ZERO), 1);
         assert_eq!(keepalive_secs(Duration::from_millis(1500)), 2);
         assert_eq!(keepalive_secs(Duration::from_secs(300)), 300);
+    }
+
+    #[test]
+    fn response_head_length() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        resp.insert_header("Content-Length", "5").unwrap();
+        resp.insert_header("X-A", "b").unwrap();
+        let mut wire = b"HTTP/1.1 200 OK\r\n".to_vec();
+        resp.header_to_h1_wire(&mut wire);
+        wire.extend_from_slice(b"\r\n");
+        assert_eq!(head_len(&resp), wire.len());
     }
 
     #[test]

@@ -93,6 +93,43 @@ fn weights_1_to_3_give_the_smooth_wrr_sequence() {
 }
 
 #[test]
+fn bytes_each_way_are_the_http_bytes() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let l = listener("web", vec![a.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    for i in 0..3 {
+        let r = c
+            .get(&format!("X-Pad: {}\r\n", "x".repeat(i * 100)))
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        c.sent > 300 && c.received > c.sent,
+        "{} {}",
+        c.sent,
+        c.received
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"2xx\"}",
+        3,
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_client_received_bytes_total{listener=\"web\"}",
+        c.sent as i64,
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_client_sent_bytes_total{listener=\"web\"}",
+        c.received as i64,
+    );
+    l7.stop();
+}
+
+#[test]
 fn a_backend_marked_down_gets_nothing_until_up() {
     let a = TestBackend::start("a", Mode::Echo);
     let b = TestBackend::start("b", Mode::Echo);

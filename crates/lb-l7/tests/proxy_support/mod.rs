@@ -185,6 +185,10 @@ impl Response {
 pub struct Client {
     pub reader: BufReader<TcpStream>,
     pub writer: TcpStream,
+    /// Bytes of requests written by [`Client::send`].
+    pub sent: usize,
+    /// Bytes of responses read by [`Client::read`].
+    pub received: usize,
 }
 
 impl Client {
@@ -194,11 +198,14 @@ impl Client {
         Client {
             writer: s.try_clone().unwrap(),
             reader: BufReader::new(s),
+            sent: 0,
+            received: 0,
         }
     }
 
     pub fn send(&mut self, extra_headers: &str) -> std::io::Result<()> {
         let req = format!("GET /path?q=1 HTTP/1.1\r\nHost: test.example\r\n{extra_headers}\r\n");
+        self.sent += req.len();
         self.writer.write_all(req.as_bytes())
     }
 
@@ -208,6 +215,7 @@ impl Client {
         if self.reader.read_line(&mut status_line)? == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
+        self.received += status_line.len();
         let status = status_line
             .split_whitespace()
             .nth(1)
@@ -219,6 +227,7 @@ impl Client {
             if self.reader.read_line(&mut line)? == 0 {
                 return Err(std::io::ErrorKind::UnexpectedEof.into());
             }
+            self.received += line.len();
             if line == "\r\n" {
                 break;
             }
@@ -238,6 +247,7 @@ impl Client {
                 .unwrap_or(0);
             let mut body = vec![0; len];
             self.reader.read_exact(&mut body)?;
+            self.received += len;
             resp.body = String::from_utf8_lossy(&body).into_owned();
         }
         Ok(resp)
