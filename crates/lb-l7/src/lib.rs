@@ -15,3 +15,4 @@ mod metrics;
 mod pool;
 mod proxy;
 pub mod server;
+pub mod tls;
