@@ -23,6 +23,9 @@
 //!   TLS handshakes completed, and those that failed or timed out (a bad
 //!   client certificate, no shared version or cipher suite, garbage, or a
 //!   client that closed during the handshake).
+//! - `lbd_l7_tls_unknown_sni_total`, `lbd_l7_tls_no_certificate_total`,
+//!   `lbd_l7_tls_client_certs_refused_total` (HTTPS listeners only): the
+//!   certificate counters of [`crate::tls::TlsCounters`].
 //! - `lbd_l7_cookie_{hits,misses,invalid}_total`: requests whose
 //!   persistence cookie named an eligible backend (hit), carried none
 //!   (miss), or carried one that was forged, expired, or named a backend
@@ -44,6 +47,8 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use crate::tls::TlsCounters;
 
 /// A listener's counters.
 #[derive(Debug, Default)]
@@ -103,6 +108,8 @@ impl Default for BackendMetrics {
 pub(crate) struct ListenerView<'a> {
     pub(crate) name: &'a str,
     pub(crate) metrics: &'a ListenerMetrics,
+    /// The certificate counters of an HTTPS listener.
+    pub(crate) tls: Option<&'a TlsCounters>,
     pub(crate) backends: Vec<(SocketAddr, &'a BackendMetrics)>,
 }
 
@@ -265,6 +272,35 @@ pub(crate) fn render(out: &mut String, views: &[ListenerView<'_>]) {
         "Requests whose X-Forwarded-For was not visible ASCII: replaced by the client's address.",
         |m| load(&m.xff_malformed).into(),
     );
+    let t = |out: &mut String, name, help, f: fn(&TlsCounters) -> &AtomicU64| {
+        header(out, name, "counter", help);
+        for v in views {
+            if let Some(c) = v.tls {
+                out.push_str(name);
+                out.push_str("{listener=\"");
+                label(out, v.name);
+                let _ = writeln!(out, "\"}} {}", load(f(c)));
+            }
+        }
+    };
+    t(
+        out,
+        "lbd_l7_tls_unknown_sni_total",
+        "ClientHellos whose SNI name no certificate covers (given the default certificate).",
+        |c| &c.unknown_name,
+    );
+    t(
+        out,
+        "lbd_l7_tls_no_certificate_total",
+        "ClientHellos no certificate could answer (no signature scheme in common).",
+        |c| &c.no_certificate,
+    );
+    t(
+        out,
+        "lbd_l7_tls_client_certs_refused_total",
+        "Client certificates refused (not chaining to the CA, expired, or a bad proof of key).",
+        |c| &c.client_certs_refused,
+    );
     let b = |out: &mut String, name, kind, help, f: fn(&BackendMetrics) -> i128| {
         backend_family(out, views, name, kind, help, f)
     };
@@ -320,17 +356,21 @@ mod test {
         a.connections_active.fetch_add(2, Ordering::Relaxed);
         let b = ListenerMetrics::default();
         let be = BackendMetrics::default();
+        let tls = TlsCounters::default();
+        tls.client_certs_refused.fetch_add(3, Ordering::Relaxed);
         be.requests.fetch_add(7, Ordering::Relaxed);
         be.up.store(false, Ordering::Relaxed);
         let views = [
             ListenerView {
                 name: "web",
                 metrics: &a,
+                tls: None,
                 backends: vec![("10.77.1.2:8080".parse().unwrap(), &be)],
             },
             ListenerView {
                 name: "a\"b\\c",
                 metrics: &b,
+                tls: Some(&tls),
                 backends: vec![],
             },
         ];

@@ -42,6 +42,7 @@ use lb_engine::SchedError;
 use crate::config::L7Listener;
 use crate::metrics::ListenerMetrics;
 use crate::pool::{Lease, Pool};
+use crate::tls::Tls;
 use persist::{Lookup, Persistence};
 
 /// One version of a listener's configuration, with its pool.
@@ -76,6 +77,8 @@ pub(crate) struct Shared {
     /// Swapped whole by a reload.
     pub(crate) settings: ArcSwap<Settings>,
     pub(crate) metrics: ListenerMetrics,
+    /// The certificates of an HTTPS listener (reloaded in place).
+    pub(crate) tls: Option<Tls>,
 }
 
 /// The [`ProxyHttp`] of one listener.

@@ -8,9 +8,14 @@
 //! when [`L7::stop`] (or dropping the [`L7`]) says so, within about a
 //! second (no grace period; open requests are cut).
 //!
+//! An HTTPS listener's certificates are read by [`crate::tls`] at start;
+//! the TLS handshake is done by the listener's connection app (`app.rs`).
+//!
 //! A listener's settings (backends, weights, scheduler, headers, cookie,
 //! timeouts) are swapped whole by [`L7::reload`]; requests in flight finish
-//! with the settings they started with. The set of listening sockets is
+//! with the settings they started with. Certificates are re-read in place
+//! ([`Tls::reload`]): the next handshakes get them, open connections keep
+//! theirs. The set of listening sockets is
 //! fixed for the server's life: a reload that changes it is refused with
 //! [`L7Error::RestartNeeded`].
 
@@ -34,6 +39,7 @@ use tokio::sync::watch;
 use crate::config::{AccessLogConfig, L7Listener};
 use crate::metrics::{self, ListenerView};
 use crate::proxy::{Proxy, Settings, Shared};
+use crate::tls::{self, Tls, TlsError};
 use app::App;
 use bound::Bound;
 
@@ -74,6 +80,15 @@ pub enum L7Error {
     /// is HTTP or HTTPS: the L7 listeners must be restarted for it.
     #[error("a restart is needed: {0}")]
     RestartNeeded(String),
+    /// An HTTPS listener's certificate, key or CA file is refused.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// The listener's name.
+        listener: String,
+        /// Which file, and why.
+        #[source]
+        source: TlsError,
+    },
     /// The thread that runs the server could not be started.
     #[error("cannot start the L7 server thread: {0}")]
     Thread(#[source] io::Error),
@@ -155,6 +170,14 @@ impl L7 {
     ) -> Result<L7, L7Error> {
         let _ = access_log;
         let settings = build_settings(listeners, &[])?;
+        let mut certificates = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            let loaded = l.tls.as_ref().map(Tls::load).transpose();
+            certificates.push(loaded.map_err(|source| L7Error::Tls {
+                listener: l.name.clone(),
+                source,
+            })?);
+        }
         let mut sockets = Vec::with_capacity(listeners.len());
         for l in listeners {
             // std sets SO_REUSEADDR on Unix, as Pingora does.
@@ -180,12 +203,16 @@ impl L7 {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         let conf = Arc::clone(&server.configuration);
         let mut shared = Vec::with_capacity(listeners.len());
-        for (s, socket) in settings.into_iter().zip(sockets) {
+        for ((s, socket), tls) in settings.into_iter().zip(sockets).zip(certificates) {
             let name = s.cfg.name.clone();
             let key = s.cfg.addr.to_string();
+            // HTTPS is served on a plain TCP listener: the handshake is
+            // done by our app (see app.rs), with Pingora's acceptor.
+            let acceptor = tls.as_ref().map(|t| t.settings().build());
             let sh = Arc::new(Shared {
                 settings: ArcSwap::from_pointee(s),
                 metrics: Default::default(),
+                tls,
             });
             let proxy = pingora::proxy::http_proxy(
                 &conf,
@@ -196,7 +223,7 @@ impl L7 {
             let app = App {
                 proxy: Arc::new(proxy),
                 shared: Arc::clone(&sh),
-                tls: None,
+                tls: acceptor,
             };
             let mut service = Service::new(format!("lbd L7 {name}"), app);
             service.add_tcp(&key);
@@ -269,10 +296,58 @@ impl L7 {
         let previous: Vec<Option<Arc<Settings>>> =
             slots.iter().map(|&i| current.get(i).cloned()).collect();
         let built = build_settings(listeners, &previous)?;
+        self.reload_certificates(listeners, &slots, &current)?;
         for (settings, slot) in built.into_iter().zip(slots) {
             if let Some(l) = self.listeners.get(slot) {
                 l.settings.store(Arc::new(settings));
             }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the certificates of every HTTPS listener: all are checked
+    /// first, then swapped in; if a file changes between the two and a
+    /// swap fails, those already swapped are put back.
+    fn reload_certificates(
+        &self,
+        listeners: &[L7Listener],
+        slots: &[usize],
+        current: &[Arc<Settings>],
+    ) -> Result<(), L7Error> {
+        let refused = |l: &L7Listener| {
+            let name = l.name.clone();
+            move |source| L7Error::Tls {
+                listener: name,
+                source,
+            }
+        };
+        let now = std::time::SystemTime::now();
+        for l in listeners {
+            if let Some(cfg) = &l.tls {
+                tls::check(cfg, now).map_err(refused(l))?;
+            }
+        }
+        let mut done: Vec<usize> = Vec::new();
+        for (l, &slot) in listeners.iter().zip(slots) {
+            let (Some(cfg), Some(running)) = (
+                &l.tls,
+                self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
+            ) else {
+                continue;
+            };
+            if let Err(e) = running.reload(cfg) {
+                for &slot in &done {
+                    if let (Some(t), Some(Some(old))) = (
+                        self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
+                        current.get(slot).map(|s| s.cfg.tls.as_ref()),
+                    ) {
+                        // Best effort: the old files were good a moment ago.
+                        let _ = t.reload(old);
+                    }
+                }
+                return Err(refused(l)(e));
+            }
+            done.push(slot);
         }
         Ok(())
     }
@@ -303,6 +378,7 @@ impl L7 {
             .map(|(l, s)| ListenerView {
                 name: &s.cfg.name,
                 metrics: &l.metrics,
+                tls: l.tls.as_ref().map(Tls::counters),
                 backends: s
                     .pool
                     .backends()

@@ -382,7 +382,7 @@ fn stop_returns_with_connections_open_and_closes_them() {
 
 #[test]
 fn a_websocket_passes_through_and_closes_after_backend_silence() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let ws = TestBackend::start("ws", Mode::WebSocket);
     let mut l = listener("web", vec![ws.backend(1)]);
     l.timeouts.websocket_idle = Duration::from_secs(1);
@@ -404,7 +404,7 @@ fn a_websocket_passes_through_and_closes_after_backend_silence() {
     // echoed, and the backend's answers keep the connection open.
     for i in 0..5u8 {
         let msg = [0x81, 0x02, b'h', b'0' + i];
-        c.writer.write_all(&msg).unwrap();
+        c.write_all(&msg).unwrap();
         let mut back = [0u8; 4];
         c.reader.read_exact(&mut back).unwrap();
         assert_eq!(back, msg);

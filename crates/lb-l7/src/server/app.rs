@@ -4,7 +4,7 @@
 //!
 //! Pingora's listener would do the TLS handshake itself, but it only logs
 //! a failure; here it is done (with Pingora's acceptor, from
-//! `Tls::settings` of `crate::tls`) where failures can be counted. A client
+//! [`crate::tls::Tls::settings`]) where failures can be counted. A client
 //! has the listener's idle timeout to complete it.
 //!
 //! Pingora's own connection loop gives a new connection 60 s to send its

@@ -181,10 +181,13 @@ impl Response {
     }
 }
 
+/// A byte stream a client talks over: TCP, or TLS over TCP.
+pub trait Io: Read + Write + Send {}
+impl<T: Read + Write + Send> Io for T {}
+
 /// A keep-alive HTTP/1.1 client connection.
 pub struct Client {
-    pub reader: BufReader<TcpStream>,
-    pub writer: TcpStream,
+    pub reader: BufReader<Box<dyn Io>>,
     /// Bytes of requests written by [`Client::send`].
     pub sent: usize,
     /// Bytes of responses read by [`Client::read`].
@@ -193,20 +196,28 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client::over(Box::new(tcp(addr)))
+    }
+
+    /// A client over `io`.
+    pub fn over(io: Box<dyn Io>) -> Client {
         Client {
-            writer: s.try_clone().unwrap(),
-            reader: BufReader::new(s),
+            reader: BufReader::new(io),
             sent: 0,
             received: 0,
         }
     }
 
+    /// Writes raw bytes.
+    pub fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.reader.get_mut().write_all(bytes)?;
+        self.reader.get_mut().flush()
+    }
+
     pub fn send(&mut self, extra_headers: &str) -> std::io::Result<()> {
         let req = format!("GET /path?q=1 HTTP/1.1\r\nHost: test.example\r\n{extra_headers}\r\n");
         self.sent += req.len();
-        self.writer.write_all(req.as_bytes())
+        self.write_all(req.as_bytes())
     }
 
     /// Reads one response; `Err` if the connection closed first.
@@ -266,10 +277,25 @@ impl Client {
         match self.reader.read(&mut buf) {
             Ok(0) => Ok(()),
             Ok(n) => Err(format!("{n} unexpected bytes: {:?}", &buf[..n])),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(()),
+            // A reset, or a TLS connection closed without close_notify.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(format!("not closed: {e}")),
         }
     }
+}
+
+/// A TCP connection with a 20 s read timeout (no test waits that long).
+pub fn tcp(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
 }
 
 /// One request on a new connection.
