@@ -12,4 +12,8 @@ pub mod access_log;
 pub mod config;
 pub mod cookie;
 pub mod forwarded;
+mod metrics;
+mod pool;
+mod proxy;
+pub mod server;
 pub mod tls;
