@@ -42,8 +42,7 @@ use crate::state;
 use crate::xdp::{XdpProgram, XdpStats};
 use crate::xsk;
 
-// Until `lb_l7::server` lands: `use lb_l7::server::L7;` replaces this.
-use self::l7_stand_in::L7;
+use lb_l7::server::L7;
 
 /// Why `lbd run` stopped before serving.
 #[derive(Debug, thiserror::Error)]
@@ -837,45 +836,5 @@ impl Runner {
         } else {
             info!("XDP detached; bye");
         }
-    }
-}
-
-/// What `lb_l7::server::L7` will be (the API of issue 16's
-/// `notes/common16.md`), until it lands: it refuses to start, so that a
-/// configuration with HTTP or HTTPS listeners is refused by `lbd run`
-/// rather than half served.
-mod l7_stand_in {
-    use std::net::SocketAddr;
-
-    use lb_l7::config::{AccessLogConfig, L7Listener};
-
-    /// Why the L7 server did not start or reload.
-    #[derive(Debug, thiserror::Error)]
-    #[error("{0}")]
-    pub(super) struct L7Error(String);
-
-    /// The running L7 server.
-    pub(super) struct L7(());
-
-    impl L7 {
-        pub(super) fn start(
-            _listeners: &[L7Listener],
-            _access_log: Option<&AccessLogConfig>,
-            _threads: usize,
-        ) -> Result<L7, L7Error> {
-            Err(L7Error(
-                "this build of lbd has no L7 server yet (lb_l7::server)".into(),
-            ))
-        }
-
-        pub(super) fn reload(&self, _listeners: &[L7Listener]) -> Result<(), L7Error> {
-            Err(L7Error("no L7 server".into()))
-        }
-
-        pub(super) fn set_up(&self, _listener: &str, _backend: SocketAddr, _up: bool) {}
-
-        pub(super) fn render_metrics(&self, _out: &mut String) {}
-
-        pub(super) fn stop(self) {}
     }
 }
