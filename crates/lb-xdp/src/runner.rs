@@ -680,6 +680,12 @@ impl Runner {
         if let Err(e) = self.program.set_l7(&new.l7_addresses()) {
             warn!(error = %e, "XDP L7 map not rewritten");
         }
+        if self.l7.is_some() {
+            info!(
+                listeners = new.l7.len(),
+                "HTTP and HTTPS listeners reloaded (certificates read again)"
+            );
+        }
         self.reloads_ok += 1;
         self.config = new;
         let kept = l7_backends(&self.config);
