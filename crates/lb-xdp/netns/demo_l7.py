@@ -76,7 +76,7 @@ def main() -> int:
             curl = ["--resolve", l7.resolve("a.test", 443), "--cacert", str(certs.ca.cert),
                     "-H", f"X-Forwarded-For: {CLAIMED}"]
             jar = Path(tmp) / "cookies.txt"
-            head = (f"{'#':>3}  {'part':<10}{'backend':<9}{'cookie sent':<16}{'cookie set':<16}"
+            head = (f"{'#':>3}  {'part':<12}{'backend':<9}{'cookie sent':<16}{'cookie set':<16}"
                     f"{'X-Forwarded-For seen':<26}{'X-Real-IP':<12}{'Proto':<7}{'balancer cookie at backend'}")
             print("\n" + head)
             rows = []
@@ -86,7 +86,7 @@ def main() -> int:
                     r = net.curl("https://a.test/", *curl, *jar_args)
                     seen_cookie = any(COOKIE in v for v in r.seen("Cookie"))
                     rows.append((part, r))
-                    print(f"{len(rows):>3}  {part:<10}{r.backend:<9}{short(sent):<16}{short(r.cookie(COOKIE)):<16}"
+                    print(f"{len(rows):>3}  {part:<12}{r.backend:<9}{short(sent):<16}{short(r.cookie(COOKIE)):<16}"
                           f"{', '.join(r.seen('X-Forwarded-For')):<26}{', '.join(r.seen('X-Real-IP')):<12}"
                           f"{', '.join(r.seen('X-Forwarded-Proto')):<7}{'yes (wrong)' if seen_cookie else 'no'}")
                     ok &= not seen_cookie and r.status == 200
