@@ -15,9 +15,6 @@ from typing import Any, cast
 from l7 import HTTP, L7Net, VIP, config, l7_binary, listener, net, resolve, subject  # noqa: F401 (fixtures)
 from support import wrk
 
-LOOP = 150  # curl requests, one connection each
-
-
 def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
     c = net.certs
     net.backends("rs1", "rs2")
@@ -34,25 +31,30 @@ def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
     rc, pem, out = net.server_cert(443, "a.test", *ca)
     assert rc == 0 and subject(pem) == old_subject, out
 
-    # Load: wrk on 8 kept-alive connections for 5 s, and curl in a loop.
+    # Load: wrk on 8 kept-alive connections for 5 s, and curl in a loop,
+    # one new connection (handshake) per request, until wrk is done.
     result: dict[str, Any] = {}
     load = threading.Thread(target=lambda: result.update(
         wrk(cast(Any, net), f"https://{VIP}/", 5, connections=8, threads=1)))
     load.start()
+    stop = net.tmp / "stop-the-loop"
     loop = net.topo.popen(
         "cli", "sh", "-c",
-        'for i in $(seq "$0"); do curl -sS -o /dev/null --max-time 5 -w "%{http_code}\\n" "$@"; done',
-        str(LOOP), "--resolve", resolve("a.test", 443), "--cacert", str(c.ca.cert), "https://a.test/",
+        'while [ ! -e "$0" ]; do curl -sS -o /dev/null --max-time 5 -w "%{http_code}\\n" "$@"; done',
+        str(stop), "--resolve", resolve("a.test", 443), "--cacert", str(c.ca.cert), "https://a.test/",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
-    line = d.reload(text(renewed, (1, 3)))
-    still_loading = load.is_alive() and loop.poll() is None
-    load.join(60)
-    out, err = loop.communicate(timeout=120)
+    try:
+        time.sleep(1.5)
+        line = d.reload(text(renewed, (1, 3)))
+        still_loading = load.is_alive() and loop.poll() is None
+        load.join(60)
+    finally:
+        stop.touch()
+    out, err = loop.communicate(timeout=30)
 
     assert still_loading, "the load ended before the reload was done: make it longer"
     codes = Counter(out.split())
-    assert codes == {"200": LOOP}, f"curl loop: {codes}; {err.strip()}"
+    assert set(codes) == {"200"} and codes["200"] >= 10, f"curl loop: {codes}; {err.strip()}"
     assert result, "wrk did not finish"
     assert result["requests"] > 0 and result["errors"] == 0, f"after reload ({line}):\n{result['output']}"
 
