@@ -49,7 +49,7 @@ def jar_request(net: L7Net, jar: Path, url: str = f"http://{VIP}/", write: bool 
 
 def test_cookie_jar_sticks_and_backend_never_sees_it(net: L7Net) -> None:
     net.backends("rs1", "rs2")
-    net.lbd(cookie_listeners(net))
+    d = net.lbd(cookie_listeners(net))
 
     # Without a cookie: round robin, and a cookie offered each time.
     plain = [net.curl(f"http://{VIP}/") for _ in range(4)]
@@ -95,10 +95,15 @@ def test_cookie_jar_sticks_and_backend_never_sees_it(net: L7Net) -> None:
     assert "secure" in attrs and attrs.get("samesite", "").lower() == "none", lines[0]
     assert "httponly" in attrs and attrs.get("path") == "/", lines[0]
 
+    # The counters of `web`: 5 requests without a cookie (4, then the
+    # jar's first), 11 with a valid one.
+    for name, want in (("misses", 5), ("hits", 11), ("invalid", 0)):
+        d.wait_metric(f"lbd_l7_cookie_{name}_total", lambda v, w=want: v == w, timeout=3, listener="web")
+
 
 def test_forged_and_foreign_cookies_do_not_stick(net: L7Net) -> None:
     net.backends("rs1", "rs2")
-    net.lbd(cookie_listeners(net))
+    d = net.lbd(cookie_listeners(net))
     valid = net.curl(f"http://{VIP}/")
     value = valid.cookie(NAME)
     assert value, valid.headers
@@ -126,6 +131,10 @@ def test_forged_and_foreign_cookies_do_not_stick(net: L7Net) -> None:
         backend, new = got[-1]
         again = [net.curl(f"http://{VIP}/", "-H", f"Cookie: {NAME}={new}").backend for _ in range(3)]
         assert again == [backend] * 3, f"{what}: the re-issued cookie does not stick: {again}"
+    # The counters of `web`: one request without a cookie, 4 x 4 with a
+    # bad one, 4 x 3 with a re-issued one.
+    for name, want in (("misses", 1), ("invalid", 16), ("hits", 12)):
+        d.wait_metric(f"lbd_l7_cookie_{name}_total", lambda v, w=want: v == w, timeout=3, listener="web")
 
 
 def test_backend_down_moves_client_and_reissues_cookie(net: L7Net) -> None:

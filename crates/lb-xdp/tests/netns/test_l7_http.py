@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from l7 import HTTP, L7Net, VIP, config, listener, net, l7_binary, resolve  # noqa: F401 (fixtures)
-from netns import CLIENT, LB
+from netns import CLIENT, LB, RS
 
 #: An address a client claims in the X-Forwarded-For it sends (a header
 #: value only: nothing is ever sent to it).
@@ -84,11 +84,16 @@ def test_weights_one_to_three(net: L7Net) -> None:
     c = net.certs
     weighted = (("rs1", HTTP, 1), ("rs2", HTTP, 3))
     net.backends("rs1", "rs2")
-    net.lbd(config(listener("web", 80, backends=weighted),
-                   listener("tls", 443, "https", backends=weighted, certificates=[c.a])))
+    d = net.lbd(config(listener("web", 80, backends=weighted),
+                       listener("tls", 443, "https", backends=weighted, certificates=[c.a])))
     answers = net.curl_many(f"http://{VIP}/", N)
     counts = Counter(a["backend"] for a in answers)
     assert counts == {"rs1": 100, "rs2": 300}, counts
+    # One client connection for them all; the backends' counters agree.
+    d.wait_metric("lbd_l7_connections_total", lambda v: v == 1, timeout=3, listener="web")
+    for name, want in counts.items():
+        d.wait_metric("lbd_l7_backend_requests_total", lambda v, w=want: v == w, timeout=3,
+                      listener="web", backend=f"{RS[name]}:{HTTP}")
     https = [net.curl("https://a.test/", "--resolve", resolve("a.test", 443), "--cacert", c.ca.cert).backend
              for _ in range(8)]
     assert Counter(https) == {"rs1": 2, "rs2": 6}, https
@@ -132,7 +137,7 @@ print(json.dumps({"status": lines[0].split()[1], "ended": ended, "idle": time.mo
 
 def test_slow_backend_504_closed_port_502(net: L7Net) -> None:
     net.backends("rs1")
-    net.lbd(config(
+    d = net.lbd(config(
         listener("slow", 80, backends=(("rs1", HTTP, 1),), http={"read_timeout": "1s"}),
         # Nothing listens on rs1:9999: connections are refused. No health
         # check, so the backend stays up and is tried.
@@ -145,3 +150,7 @@ def test_slow_backend_504_closed_port_502(net: L7Net) -> None:
     assert r.status == 502, r
     # A quick request after the slow one still works.
     assert net.curl(f"http://{VIP}/sleep/0.2").status == 200
+    rs1 = f"{RS['rs1']}:{HTTP}"
+    d.wait_metric("lbd_l7_backend_timeouts_total", lambda v: v == 1, timeout=3, listener="slow", backend=rs1)
+    d.wait_metric("lbd_l7_backend_connect_failures_total", lambda v: v is not None and v >= 1, timeout=3,
+                  listener="closed", backend=f"{RS['rs1']}:9999")

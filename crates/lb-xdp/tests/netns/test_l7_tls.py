@@ -47,7 +47,7 @@ def test_sni_chooses_the_certificate(net: L7Net) -> None:
 def test_client_certificate_required_with_client_ca(net: L7Net) -> None:
     c = net.certs
     net.backends("rs1", "rs2")
-    net.lbd(config(
+    d = net.lbd(config(
         listener("mtls", 443, "https", certificates=[c.a], client_ca=c.client_ca.cert),
         listener("open", 8443, "https", certificates=[c.a]),
     ))
@@ -65,6 +65,9 @@ def test_client_certificate_required_with_client_ca(net: L7Net) -> None:
     cert, key = c.stranger
     rc, out, err = attempt("--cert", str(cert), "--key", str(key))
     assert rc != 0 and '"backend"' not in out, f"with a certificate of another CA: exit {rc} {out!r} {err!r}"
+    # Two handshakes refused (counted), one completed.
+    d.wait_metric("lbd_l7_tls_handshake_failures_total", lambda v: v == 2, timeout=3, listener="mtls")
+    d.wait_metric("lbd_l7_tls_handshakes_total", lambda v: v == 1, timeout=3, listener="mtls")
     # Where no client CA is set, none is asked for.
     r = net.curl("https://a.test:8443/", "--resolve", resolve("a.test", 8443), "--cacert", c.ca.cert)
     assert r.status == 200, r
