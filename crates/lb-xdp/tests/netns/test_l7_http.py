@@ -1,6 +1,7 @@
 """HTTP and HTTPS listeners with curl: the client-address headers as the
 backend sees them (X-Forwarded-For appended, replaced or removed,
-X-Real-IP, X-Forwarded-Proto, X-Forwarded-Port), weights 1:3 split
+X-Real-IP, X-Forwarded-Proto, X-Forwarded-Port; an IPv6 client on an IPv6
+VIP too), weights 1:3 split
 exactly by round robin, the keep-alive idle close, and 504 from a slow
 backend, 502 from a closed port."""
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from l7 import HTTP, L7Net, VIP, config, listener, net, l7_binary, resolve  # noqa: F401 (fixtures)
-from netns import CLIENT, LB, RS
+from netns import CLIENT, CLIENT6, LB, RS, VIP6
 
 #: An address a client claims in the X-Forwarded-For it sends (a header
 #: value only: nothing is ever sent to it).
@@ -30,6 +31,7 @@ def test_forwarded_headers(net: L7Net) -> None:
         listener("remove", 8002, http={"x_forwarded_for": "remove", "x_real_ip": False,
                                        "x_forwarded_proto": False, "x_forwarded_port": False}),
         listener("tls", 443, "https", certificates=[c.a]),
+        listener("six", 80, vip=VIP6),  # an IPv6 VIP, IPv4 backends
     ))
     claims = ["-H", f"X-Forwarded-For: {CLAIMED}", "-H", "X-Real-IP: 10.77.9.8",
               "-H", "X-Forwarded-Proto: gopher", "-H", "X-Forwarded-Port: 1"]
@@ -70,6 +72,13 @@ def test_forwarded_headers(net: L7Net) -> None:
     assert r.seen("X-Forwarded-Proto") == ["https"], r.echo["headers"]
     assert r.seen("X-Forwarded-Port") == ["443"], r.echo["headers"]
     assert r.seen("Host") == ["a.test"], r.echo["headers"]
+
+    # An IPv6 client: its address as nginx writes it (no brackets).
+    r = net.curl(f"http://[{VIP6}]/", "-g", "-H", f"X-Forwarded-For: {CLAIMED}")
+    assert r.status == 200, r
+    assert xff(r.seen("X-Forwarded-For")) == [CLAIMED, CLIENT6], r.echo["headers"]
+    assert r.seen("X-Real-IP") == [CLIENT6], r.echo["headers"]
+    assert r.seen("X-Forwarded-Port") == ["80"], r.echo["headers"]
 
 
 N = 400
