@@ -11,6 +11,14 @@
 //!   WebSocket idle timeout for an upgrade).
 //! - `upstream_request_filter`: the forwarded headers; the balancer's
 //!   cookie taken out of `Cookie`. `Host` is kept as the client sent it.
+//! - For a WebSocket, the backend's idle time is what closes it. Pingora's
+//!   read timeout on the backend (set to `websocket_idle`) fires when
+//!   neither side sends, but restarts whenever the client sends; so the
+//!   time of the backend's last bytes is kept
+//!   (`upstream_response_body_filter`) and a client message that comes
+//!   after `websocket_idle` of backend silence ends the connection
+//!   (`request_body_filter`). A silent backend is thus cut off between
+//!   `websocket_idle` and that plus the gap between client messages.
 //! - `response_filter`: the persistence cookie set or refreshed on every
 //!   response from a backend (`Secure` on HTTPS); not on the balancer's
 //!   own error responses.
@@ -28,10 +36,11 @@ mod persist;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -91,6 +100,8 @@ pub(crate) struct Ctx {
     settings: Arc<Settings>,
     lease: Option<Lease>,
     upgrade: bool,
+    /// When the backend last sent something (upgrades only).
+    backend_seen: Option<Instant>,
 }
 
 /// A duration in whole seconds for Pingora's keep-alive, rounded up, at
@@ -148,6 +159,7 @@ impl ProxyHttp for Proxy {
             settings: self.shared.settings.load_full(),
             lease: None,
             upgrade: false,
+            backend_seen: None,
         }
     }
 
@@ -220,6 +232,56 @@ impl ProxyHttp for Proxy {
         }
         if let Some(p) = &settings.persistence {
             headers::strip_cookie(upstream_request, &p.config.name)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if ctx.upgrade {
+            ctx.backend_seen = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.upgrade {
+            ctx.backend_seen = Some(Instant::now());
+        }
+        Ok(None)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Pingora's read timeout on the backend restarts whenever the
+        // client sends: a WebSocket whose backend is silent while its
+        // client talks is closed here, at the client's next message.
+        let idle = ctx.settings.cfg.timeouts.websocket_idle;
+        if ctx.upgrade
+            && session.was_upgraded()
+            && ctx.backend_seen.is_some_and(|t| t.elapsed() >= idle)
+        {
+            let mut e = Error::explain(
+                ErrorType::ReadTimedout,
+                format!("WebSocket backend idle for {idle:?}"),
+            );
+            e.as_up();
+            return Err(e);
         }
         Ok(())
     }

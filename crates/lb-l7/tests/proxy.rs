@@ -425,3 +425,65 @@ fn a_websocket_passes_through_and_closes_after_backend_silence() {
     assert!(metric(&l7, "lbd_l7_client_received_bytes_total{listener=\"web\"}") >= 20);
     l7.stop();
 }
+
+#[test]
+fn a_websocket_whose_backend_is_silent_closes_though_the_client_talks() {
+    use std::io::{Read, Write};
+    let sink = TestBackend::start("sink", Mode::WebSocketSink);
+    let mut l = listener("web", vec![sink.backend(1)]);
+    l.timeouts.websocket_idle = Duration::from_secs(1);
+    l.timeouts.read = Duration::from_secs(60);
+    l.timeouts.idle = Duration::from_secs(60);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The client sends every 300 ms; the backend never answers.
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let t = Instant::now();
+    let closed_after = loop {
+        assert!(t.elapsed() < Duration::from_secs(6), "still open");
+        if s.write_all(&[0x81, 0x01, b'x']).is_err() {
+            break t.elapsed();
+        }
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => break t.elapsed(),
+            Ok(n) => panic!("{n} bytes from a silent backend"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break t.elapsed(),
+        }
+    };
+    // Closed after the idle timeout (plus at most one client interval).
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "{closed_after:?}"
+    );
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    let label = format!(
+        "lbd_l7_backend_timeouts_total{{listener=\"web\",backend=\"{}\"}}",
+        sink.addr
+    );
+    assert_metric(&l7, &label, 1);
+    l7.stop();
+}

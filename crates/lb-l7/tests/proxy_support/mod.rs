@@ -22,6 +22,8 @@ pub enum Mode {
     Silent,
     /// Answers `Upgrade: websocket` with 101, then echoes every byte.
     WebSocket,
+    /// Answers `Upgrade: websocket` with 101, then reads and never writes.
+    WebSocketSink,
 }
 
 /// A backend on a loopback port, serving until the test ends.
@@ -123,7 +125,7 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                     return;
                 }
             }
-            Mode::WebSocket => {
+            Mode::WebSocket | Mode::WebSocketSink => {
                 let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                             Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
                 if w.write_all(resp.as_bytes()).is_err() {
@@ -134,6 +136,7 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                 loop {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => return,
+                        Ok(_) if mode == Mode::WebSocketSink => {}
                         Ok(n) => {
                             if w.write_all(&buf[..n]).is_err() {
                                 return;
