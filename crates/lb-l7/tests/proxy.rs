@@ -487,3 +487,59 @@ fn a_websocket_whose_backend_is_silent_closes_though_the_client_talks() {
     assert_metric(&l7, &label, 1);
     l7.stop();
 }
+
+#[test]
+fn maglev_by_source_and_by_flow_through_the_proxy() {
+    let backends: Vec<TestBackend> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| TestBackend::start(n, Mode::Echo))
+        .collect();
+    let mut by_source = listener("src", backends.iter().map(|b| b.backend(1)).collect());
+    by_source.scheduler = lb_engine::SchedulerKind::Maglev {
+        table_size: 65537,
+        key: lb_engine::MaglevKey::SourceAddress,
+    };
+    let mut by_flow = listener("flow", backends.iter().map(|b| b.backend(1)).collect());
+    by_flow.scheduler = lb_engine::SchedulerKind::maglev();
+    let l7 = start(&[by_source.clone(), by_flow.clone()]);
+    // One client address, many connections (ports): one backend by source,
+    // several by flow.
+    let seen = |addr| {
+        let mut s: Vec<String> = (0..24)
+            .map(|_| get(addr, "").backend().to_string())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(seen(by_source.addr).len(), 1);
+    assert!(seen(by_flow.addr).len() >= 2);
+    l7.stop();
+}
+
+#[test]
+fn least_connections_counts_requests_in_flight() {
+    let stuck = TestBackend::start("s", Mode::Silent);
+    let free = TestBackend::start("e", Mode::Echo);
+    let mut l = listener("wlc", vec![stuck.backend(1), free.backend(3)]);
+    l.scheduler = lb_engine::SchedulerKind::LeastConnections;
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    // The first request goes to the lowest slot (a tie at 0) and stays.
+    let mut waiting = Client::connect(addr);
+    waiting.send("").unwrap();
+    while stuck.requests.load(Ordering::Relaxed) == 0 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let active = format!(
+        "lbd_l7_backend_active{{listener=\"wlc\",backend=\"{}\"}}",
+        stuck.addr
+    );
+    assert_metric(&l7, &active, 1);
+    // 1 in flight per weight 1 there; at most 1 per weight 3 here.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "").backend(), "e");
+    }
+    assert_eq!(stuck.requests.load(Ordering::Relaxed), 1);
+    l7.stop();
+}
