@@ -41,12 +41,11 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
+use lb_engine::SchedError;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
-
-use lb_engine::SchedError;
 
 use crate::config::L7Listener;
 use crate::metrics::ListenerMetrics;
@@ -107,7 +106,7 @@ pub(crate) struct Ctx {
 /// A duration in whole seconds for Pingora's keep-alive, rounded up, at
 /// least 1 (Pingora reads 0 as "no timeout").
 pub(crate) fn keepalive_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -371,6 +370,7 @@ mod test {
         assert_eq!(keepalive_secs(Duration::ZERO), 1);
         assert_eq!(keepalive_secs(Duration::from_millis(1500)), 2);
         assert_eq!(keepalive_secs(Duration::from_secs(300)), 300);
+        assert_eq!(keepalive_secs(Duration::MAX), u64::MAX);
     }
 
     #[test]

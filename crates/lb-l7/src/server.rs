@@ -198,6 +198,12 @@ impl L7 {
             // wait for the runtimes.
             grace_period_seconds: Some(0),
             graceful_shutdown_timeout_seconds: Some(1),
+            // Pingora's fast timer adds a timeout to `Instant::now()`
+            // unchecked (a panic for a duration near `Duration::MAX`);
+            // above this threshold (Pingora's default, 15 min, which
+            // `Server::run` would otherwise turn off) its timeouts are
+            // tokio's, which saturate: any configured duration is safe.
+            fast_timeout_to_tokio_threshold_seconds: Some(15 * 60),
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);

@@ -543,3 +543,26 @@ fn least_connections_counts_requests_in_flight() {
     assert_eq!(stuck.requests.load(Ordering::Relaxed), 1);
     l7.stop();
 }
+
+#[test]
+fn the_longest_timeouts_are_accepted() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1)]);
+    l.timeouts = lb_l7::config::HttpTimeouts {
+        idle: Duration::MAX,
+        connect: Duration::MAX,
+        read: Duration::MAX,
+        websocket_idle: Duration::MAX,
+    };
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    for _ in 0..3 {
+        assert_eq!(c.get("").unwrap().status, 200);
+    }
+    let r = c
+        .get("Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    l7.stop();
+}
