@@ -25,11 +25,15 @@
 //! - `fail_to_connect`, `fail_to_proxy`: a failed connect is 502, a
 //!   backend that does not answer within the read timeout 504; no retry
 //!   on another backend (health checks take a dead backend out).
-//! - `logging`: the counters of [`crate::metrics`].
+//! - `logging`: the counters of [`crate::metrics`]; the access-log record
+//!   (`access.rs`) when the listener has `access_log = true`. A request
+//!   whose client left before any response is logged with status 499, as
+//!   nginx does.
 //!
 //! The listener's settings are read once per request (one `ArcSwap` load),
 //! so a reload never mixes two versions within a request.
 
+mod access;
 mod headers;
 mod persist;
 
@@ -47,10 +51,12 @@ use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::access_log::AccessLog;
 use crate::config::L7Listener;
 use crate::metrics::ListenerMetrics;
 use crate::pool::{Lease, Pool};
 use crate::tls::Tls;
+use access::{Outcome, Timing};
 use persist::{Lookup, Persistence};
 
 /// One version of a listener's configuration, with its pool.
@@ -92,6 +98,8 @@ pub(crate) struct Shared {
 /// The [`ProxyHttp`] of one listener.
 pub(crate) struct Proxy {
     pub(crate) shared: Arc<Shared>,
+    /// Where the requests of a listener with `access_log = true` go.
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// What the hooks of one request decide.
@@ -101,7 +109,15 @@ pub(crate) struct Ctx {
     upgrade: bool,
     /// When the backend last sent something (upgrades only).
     backend_seen: Option<Instant>,
+    /// For the access log.
+    timing: Timing,
+    /// The status of the balancer's own error response.
+    fail_status: Option<u16>,
 }
+
+/// The status logged for a request whose client left before any response
+/// (nginx's "client closed request").
+const CLIENT_CLOSED: u16 = 499;
 
 /// A duration in whole seconds for Pingora's keep-alive, rounded up, at
 /// least 1 (Pingora reads 0 as "no timeout").
@@ -159,6 +175,8 @@ impl ProxyHttp for Proxy {
             lease: None,
             upgrade: false,
             backend_seen: None,
+            timing: Timing::new(),
+            fail_status: None,
         }
     }
 
@@ -232,15 +250,17 @@ impl ProxyHttp for Proxy {
         if let Some(p) = &settings.persistence {
             headers::strip_cookie(upstream_request, &p.config.name)?;
         }
+        ctx.timing.upstream_sent = Some(Instant::now());
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        ctx.timing.upstream_status = Some(upstream_response.status.as_u16());
         if ctx.upgrade {
             ctx.backend_seen = Some(Instant::now());
         }
@@ -251,11 +271,15 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
+        let now = Instant::now();
         if ctx.upgrade {
-            ctx.backend_seen = Some(Instant::now());
+            ctx.backend_seen = Some(now);
+        }
+        if end_of_stream {
+            ctx.timing.upstream_done = Some(now);
         }
         Ok(None)
     }
@@ -320,11 +344,12 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = status_for(e);
         if code > 0 && session.response_written().is_none() {
             // The client may be gone already; nothing else to do then.
             let _ = session.respond_error(code).await;
+            ctx.fail_status = Some(code);
         }
         FailToProxy {
             error_code: code,
@@ -342,6 +367,26 @@ impl ProxyHttp for Proxy {
         let sent = to_u64(head_out.saturating_add(session.body_bytes_sent()));
         m.received_bytes.fetch_add(read, Ordering::Relaxed);
         m.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+        let cfg = &ctx.settings.cfg;
+        if let (true, Some(log), Some(client)) =
+            (cfg.access_log, &self.access_log, client_addr(session))
+        {
+            // The client's address is known for every TCP connection.
+            let status = session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .or(ctx.fail_status)
+                .unwrap_or(CLIENT_CLOSED);
+            let outcome = Outcome {
+                listener: cfg.addr,
+                client,
+                backend: ctx.lease.as_ref().map(|l| l.backend().addr),
+                status,
+                request_length: read,
+                body_bytes_sent: to_u64(session.body_bytes_sent()),
+            };
+            log.log(cfg.addr, access::record(session, &ctx.timing, outcome));
+        }
         // Last, so that a reader who sees the request counted sees its bytes.
         if let Some(resp) = session.response_written() {
             m.count_status(resp.status.as_u16());

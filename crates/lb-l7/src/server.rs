@@ -36,6 +36,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::config::{AccessLogConfig, L7Listener};
 use crate::metrics::{self, ListenerView};
 use crate::proxy::{Proxy, Settings, Shared};
@@ -89,6 +90,10 @@ pub enum L7Error {
         #[source]
         source: TlsError,
     },
+    /// The access log could not start (its folder cannot be written, or a
+    /// setting is out of range).
+    #[error("{0}")]
+    AccessLog(#[source] io::Error),
     /// The thread that runs the server could not be started.
     #[error("cannot start the L7 server thread: {0}")]
     Thread(#[source] io::Error),
@@ -103,6 +108,8 @@ pub struct L7 {
     control: Mutex<()>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// Stopped after the server, so that every request's line is in.
+    access_log: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for L7 {
@@ -168,7 +175,6 @@ impl L7 {
         access_log: Option<&AccessLogConfig>,
         threads: usize,
     ) -> Result<L7, L7Error> {
-        let _ = access_log;
         let settings = build_settings(listeners, &[])?;
         let mut certificates = Vec::with_capacity(listeners.len());
         for l in listeners {
@@ -191,6 +197,11 @@ impl L7 {
             socket.set_nonblocking(true).map_err(bind_error)?;
             sockets.push(socket);
         }
+
+        let access_log = access_log
+            .map(AccessLog::start)
+            .transpose()
+            .map_err(L7Error::AccessLog)?;
 
         let conf = ServerConf {
             threads: threads.max(1),
@@ -224,6 +235,7 @@ impl L7 {
                 &conf,
                 Proxy {
                     shared: Arc::clone(&sh),
+                    access_log: access_log.clone(),
                 },
             );
             let app = App {
@@ -251,6 +263,7 @@ impl L7 {
             control: Mutex::new(()),
             stop,
             thread: Some(thread),
+            access_log,
         })
     }
 
@@ -394,6 +407,9 @@ impl L7 {
             })
             .collect();
         metrics::render(out, &views);
+        if let Some(log) = &self.access_log {
+            log.render_metrics(out);
+        }
     }
 
     /// Stops serving: closes the listening sockets and every connection,
@@ -407,6 +423,10 @@ impl L7 {
         if let Some(thread) = self.thread.take() {
             // A panic in the server thread has been reported already.
             let _ = thread.join();
+        }
+        if let Some(log) = self.access_log.take() {
+            // Writes the queued lines and finishes the files.
+            log.stop();
         }
     }
 }
