@@ -11,13 +11,18 @@
 //! An HTTPS listener's certificates are read by [`crate::tls`] at start;
 //! the TLS handshake is done by the listener's connection app (`app.rs`).
 //!
+//! The access log ([`crate::access_log`]), one for all listeners, is
+//! started with the server and stopped after it, so that the last
+//! requests' lines are in the finished files.
+//!
 //! A listener's settings (backends, weights, scheduler, headers, cookie,
-//! timeouts) are swapped whole by [`L7::reload`]; requests in flight finish
-//! with the settings they started with. Certificates are re-read in place
-//! ([`Tls::reload`]): the next handshakes get them, open connections keep
-//! theirs. The set of listening sockets is
-//! fixed for the server's life: a reload that changes it is refused with
-//! [`L7Error::RestartNeeded`].
+//! timeouts, whether it is logged) are swapped whole by [`L7::reload`];
+//! requests in flight finish with the settings they started with.
+//! Certificates are re-read in place ([`Tls::reload`]): the next
+//! handshakes get them, open connections keep theirs. The set of listening
+//! sockets is fixed for the server's life: a reload that changes it is
+//! refused with [`L7Error::RestartNeeded`]; so is the access log's
+//! configuration, which `reload` does not take.
 
 mod app;
 mod bound;
