@@ -21,8 +21,8 @@
 //! Certificates are re-read in place ([`Tls::reload`]): the next
 //! handshakes get them, open connections keep theirs. The set of listening
 //! sockets is fixed for the server's life: a reload that changes it is
-//! refused with [`L7Error::RestartNeeded`]; so is the access log's
-//! configuration, which `reload` does not take.
+//! refused with [`L7Error::RestartNeeded`]. The access log's
+//! configuration is fixed as well (`reload` does not take it).
 
 mod app;
 mod bound;
