@@ -378,6 +378,10 @@ fn stop_returns_with_connections_open_and_closes_them() {
     }
     assert!(TcpStream::connect(waiting.addr).is_err());
     assert!(TcpStream::connect(idle.addr).is_err());
+    // The addresses are free again: a new server (a restart) binds them.
+    let l7 = start(&[waiting, idle.clone()]);
+    assert_eq!(get(idle.addr, "").status, 200);
+    l7.stop();
 }
 
 #[test]
