@@ -93,6 +93,26 @@ fn weights_1_to_3_give_the_smooth_wrr_sequence() {
 }
 
 #[test]
+fn request_bodies_reach_the_backend() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let l = listener("web", vec![a.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    let body = "name=value&".repeat(2000);
+    let r = c.post(&body).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with(&body), "{}", r.body.len());
+    assert_eq!(
+        r.seen("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    // The connection serves on.
+    assert_eq!(c.get("").unwrap().status, 200);
+    l7.stop();
+}
+
+#[test]
 fn bytes_each_way_are_the_http_bytes() {
     let a = TestBackend::start("a", Mode::Echo);
     let l = listener("web", vec![a.backend(1)]);
