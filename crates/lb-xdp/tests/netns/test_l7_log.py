@@ -4,8 +4,9 @@ crates/lb-l7/src/access_log/mod.rs: sixteen fields separated by one
 space, the last six quoted with ``\\xHH`` escapes or a bare ``-``), and
 with ``period = "2s"`` the files rotate: one per period, in a folder per
 day, named after the listener's address and the period's start, each a
-finished gzip stream once its period is over. (The S3 upload is tested in
-Rust, against a store on loopback.)"""
+finished gzip stream once its period is over. ``request_length`` counts a
+request's line, headers and body, checked on a request of known bytes.
+(The S3 upload is tested in Rust, against a store on loopback.)"""
 
 from __future__ import annotations
 
@@ -97,10 +98,14 @@ def test_access_log_fields_and_rotation(net: L7Net) -> None:
     def files() -> list[Path]:
         return sorted(logs.glob("*/*.gz"))
 
+    def finished_lines() -> int:
+        texts = [read_whole(f) for f in files()]
+        return -1 if None in texts else sum(len((t or "").splitlines()) for t in texts)
+
     # Each period's file is finished when its period ends, lbd still
     # running: all of them soon after the last request's period.
-    wait_until(lambda: len(files()) >= 3 and all(read_whole(f) is not None for f in files()),
-               PERIOD * 3, f"three finished files in {logs}: {[str(f) for f in files()]}")
+    wait_until(lambda: finished_lines() == len(made), PERIOD * 3,
+               f"{len(made)} lines in finished files in {logs}: {[str(f) for f in files()]}")
     assert d.running()
     found = files()
     starts = []
@@ -128,7 +133,9 @@ def test_access_log_fields_and_rotation(net: L7Net) -> None:
         assert rec["status"] == rec["upstream_status"] == "200", rec
         assert float(rec["upstream_response_time"]) <= float(rec["request_time"]), rec
         assert int(rec["body_bytes_sent"]) == req["size_download"], (rec, req)
-        assert int(rec["request_length"]) == req["size_request"] + req["size_upload"], (rec, req)
+        # (A request body's bytes: test_access_log_request_length_counts_the_body.)
+        if not req["size_upload"]:
+            assert int(rec["request_length"]) == req["size_request"], (rec, req)
         assert rec["server_protocol"] == "HTTP/1.1", rec
 
     first, slow = records[0], records[1]
@@ -140,3 +147,46 @@ def test_access_log_fields_and_rotation(net: L7Net) -> None:
     assert slow["http_referer"] is None and slow["http_user_agent"] is None, slow
     assert float(slow["request_time"]) >= 0.3 and float(slow["upstream_response_time"]) >= 0.3, slow
     assert re.fullmatch(r"\d+\.\d{3}", slow["request_time"]), slow
+
+
+def test_access_log_request_length_counts_the_body(net: L7Net) -> None:
+    """``request_length`` is the request's line, headers and body (as
+    nginx counts it), and so is the listener's received-bytes counter:
+    a request of known bytes, sent on a raw socket."""
+    logs = net.tmp / "logs"
+    logs.mkdir()
+    net.backends("rs1")
+    d = net.lbd(config(listener("web", 80, backends=(("rs1", HTTP, 1),), http={"access_log": True}),
+                       access_log={"dir": str(logs), "period": "1s"}))
+    got = net.python("cli", RAW_POST, VIP, "80")
+    assert got["status"] == "200", got
+
+    def line() -> Optional[dict[str, Any]]:
+        texts = [read_whole(f) for f in sorted(logs.glob("*/*.gz"))]
+        lines = [ln for t in texts if t for ln in t.splitlines()]
+        return parse(lines[0]) if lines else None
+
+    rec = wait_until(line, 5, f"the line of the request in {logs}")
+    assert rec["request_method"] == "POST" and rec["request_uri"] == "/upload", rec
+    assert int(rec["request_length"]) == got["sent"], f"request_length {rec['request_length']}, sent {got}"
+    assert int(rec["body_bytes_sent"]) == got["body"], f"body_bytes_sent {rec['body_bytes_sent']}, got {got}"
+    d.wait_metric("lbd_l7_client_received_bytes_total", lambda v: v == got["sent"], timeout=3, listener="web")
+
+
+#: A POST of 1000 bytes on a raw socket: {"sent": bytes sent (head and
+#: body), "status", "body": bytes of the response's body}.
+RAW_POST = r"""
+import json, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+req = (b"POST /upload HTTP/1.1\r\nHost: logs.test\r\nContent-Length: 1000\r\n"
+       b"Connection: close\r\n\r\n" + b"x" * 1000)
+s.sendall(req)
+buf = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+head, _, body = buf.partition(b"\r\n\r\n")
+print(json.dumps({"sent": len(req), "status": head.split()[1].decode(), "body": len(body)}))
+"""
