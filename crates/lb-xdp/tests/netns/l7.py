@@ -16,10 +16,8 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,10 +26,10 @@ from typing import Any, Mapping, Optional, Union
 import support  # noqa: F401 - puts crates/lb-xdp on sys.path
 import pytest
 
-from netns import CLIENT, LB, RS, VIP, Lbd, LbdError, Topology, preflight
+from netns import RS, VIP, Lbd, LbdError, Topology, preflight
 from netns import lbd as lbd_mod
 from netns.lbd import METRICS, _toml_value as toml
-from support import wait_until
+from support import wait_until  # noqa: F401 - for the test files
 
 #: The backends' HTTP and WebSocket ports.
 HTTP = 8080
@@ -331,15 +329,6 @@ class L7Net:
         d = Lbd(self.topo, text, path=self.binary, env=env)
         self._lbds.append(d)
         return d.start()
-
-    def check(self, text: str, name: str = "check.toml") -> tuple[int, str, Path]:
-        """``lbd check`` of ``text`` written to ``name``: (exit code,
-        stdout and stderr, the file)."""
-        path = self.tmp / name
-        path.write_text(text)
-        r = subprocess.run([str(self.binary), "check", str(path)], capture_output=True, text=True,
-                           timeout=30, env={**os.environ, "NO_COLOR": "1"})
-        return r.returncode, r.stdout + r.stderr, path
 
     def stop_all(self) -> None:
         errors = []
