@@ -305,14 +305,16 @@ class L7Net:
         args: list[Union[str, Path]] = [sys.executable, "-u", BACKEND, host, "--http", str(HTTP)]
         if ws:
             args += ["--ws", str(WS)]
-        p = self.topo.popen(host, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err = self.tmp / f"backend-{host}.err"  # a file: a pipe nobody reads could fill
+        with open(err, "wb") as stderr:
+            p = self.topo.popen(host, *args, stdout=subprocess.PIPE, stderr=stderr, text=True)
         self._backends[host] = p
         assert p.stdout is not None
         ready, _, _ = select.select([p.stdout], [], [], 15)
         line = p.stdout.readline() if ready else ""
         if line.strip() != "ready":
             p.kill()
-            raise AssertionError(f"the backend on {host} did not start: {line!r} {p.stderr.read() if p.stderr else ''}")
+            raise AssertionError(f"the backend on {host} did not start: {line!r} {err.read_text()}")
 
     def backends(self, *hosts: str, ws: bool = False) -> None:
         for h in hosts:
