@@ -69,7 +69,7 @@ def main() -> int:
             cookie={"secret": "demo secret: not for production", "max_age": "1h", "same_site": "lax"},
             http={"x_forwarded_for": "append"}))
         print("\nlbd configuration (the L7 part):")
-        print("\n".join("    " + line for line in text.split("[l7]", 1)[1].splitlines()[1:] if line))
+        print("\n".join("    " + line for line in ("[l7]" + text.split("[l7]", 1)[1]).splitlines() if line))
         d = net.lbd(text)
         try:
             print(f"\nlbd: {binary} run: up")
