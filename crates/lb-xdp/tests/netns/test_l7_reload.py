@@ -2,7 +2,8 @@
 backends' weights, during a wrk run on kept-alive connections and a loop
 of curl making a new handshake per request: no request is lost, new
 handshakes get the new certificate, and the new weights split requests
-1:3."""
+1:3; then a reload naming a key protected by a passphrase is refused and
+nothing changes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import time
 from collections import Counter
 from typing import Any, cast
 
-from l7 import HTTP, L7Net, VIP, config, l7_binary, listener, net, resolve, subject  # noqa: F401 (fixtures)
+from l7 import (  # noqa: F401 (fixtures)
+    HTTP, L7Net, VIP, config, l7_binary, listener, net, new_key, resolve, subject,
+)
 from support import wrk
 
 def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
@@ -63,4 +66,14 @@ def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
     assert rc == 0 and subject(pem) == new_subject, f"after the reload: {subject(pem) if pem else out}"
     answers = net.curl_many("https://a.test/", 400, "--resolve", resolve("a.test", 443), "--cacert", c.ca.cert)
     assert Counter(a["backend"] for a in answers) == {"rs1": 100, "rs2": 300}
-    assert d.running()
+
+    # A reload naming a key protected by a passphrase is refused, with
+    # the file named; the running certificate and weights stay.
+    locked = new_key(c.dir / "locked.key", passphrase="a passphrase")
+    line = d.reload(text((renewed[0], locked), (1, 1)), expect="reload refused")
+    assert d.running(), d.log()
+    assert any("locked.key" in ln for ln in d.log_lines()), f"the refusal does not name the key:\n{d.log()}"
+    rc, pem, out = net.server_cert(443, "a.test", *ca)
+    assert rc == 0 and subject(pem) == new_subject, f"after the refused reload ({line}): {out}"
+    answers = net.curl_many("https://a.test/", 8, "--resolve", resolve("a.test", 443), "--cacert", c.ca.cert)
+    assert Counter(a["backend"] for a in answers) == {"rs1": 2, "rs2": 6}
