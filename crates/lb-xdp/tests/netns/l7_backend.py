@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
-import sys
 import threading
 import time
 from http import HTTPStatus
@@ -109,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
