@@ -31,6 +31,9 @@ from netns import lbd as lbd_mod
 from netns.lbd import METRICS, _toml_value as toml
 from support import wait_until  # noqa: F401 - for the test files
 
+#: A second VIP, for listeners that must not share the first (see
+#: :meth:`L7Net.add_vip`).
+VIP2 = "10.77.0.110"
 #: The backends' HTTP and WebSocket ports.
 HTTP = 8080
 WS = 8090
@@ -325,6 +328,11 @@ class L7Net:
         p = self._backends.pop(host)
         p.kill()
         p.wait(5)
+
+    def add_vip(self, addr: str) -> None:
+        """Assign another VIP (a /32) to the balancer's eth0, so that its
+        TCP stack accepts an L7 listener's connections there."""
+        self.topo.run("lb", "ip", "addr", "add", f"{addr}/32", "dev", "eth0")
 
     # -- lbd ----------------------------------------------------------------
     def lbd(self, text: str, env: Optional[Mapping[str, str]] = None) -> Lbd:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from l7 import L7Net, Reply, VIP, config, listener, net, l7_binary, resolve, wait_until  # noqa: F401
+from l7 import VIP2, L7Net, Reply, VIP, config, listener, net, l7_binary, resolve, wait_until  # noqa: F401
 
 NAME = "LBD_SERVER"
 SECRET = "the secret of the listener web, 32+"
@@ -21,10 +21,15 @@ OTHER_SECRET = "another listener, another secret!"
 
 
 def cookie_listeners(net: L7Net) -> str:
+    """`web` (HTTP) and `tls` (HTTPS) on the VIP with one secret, and
+    `other` with another secret on a second VIP (lbd refuses cookies of
+    one name and different secrets on one VIP: a browser sends a host's
+    cookies to every port)."""
     c = net.certs
+    net.add_vip(VIP2)
     return config(
         listener("web", 80, cookie={"secret": SECRET, "max_age": "1h", "same_site": "strict"}),
-        listener("other", 8001, cookie={"secret": OTHER_SECRET}),
+        listener("other", 80, cookie={"secret": OTHER_SECRET}, vip=VIP2),
         listener("tls", 443, "https", cookie={"secret": SECRET, "same_site": "none"}, certificates=[c.a]),
     )
 
@@ -107,7 +112,7 @@ def test_forged_and_foreign_cookies_do_not_stick(net: L7Net) -> None:
     valid = net.curl(f"http://{VIP}/")
     value = valid.cookie(NAME)
     assert value, valid.headers
-    foreign = net.curl(f"http://{VIP}:8001/").cookie(NAME)
+    foreign = net.curl(f"http://{VIP2}/").cookie(NAME)
     assert foreign, "the listener `other` set no cookie"
 
     flipped = value[:-1] + ("A" if value[-1] != "A" else "B")
