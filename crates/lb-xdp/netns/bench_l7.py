@@ -66,6 +66,11 @@ MODES = ("lbd", "nginx", "haproxy")
 WORKERS = 2
 #: ``openssl s_time`` processes at once in ``https_hs_per_s``.
 HS_CLIENTS = 16
+#: What ``s_time -www`` requests: it sends ``GET {path} HTTP/1.0`` and no
+#: header, so the path brings a Host header (without one, a balancer that
+#: speaks HTTP/1.1 to its backends gets 400 and a closed connection), and
+#: a last header to take the ``HTTP/1.0`` that s_time appends.
+HS_PATH = "/ HTTP/1.0\r\nHost: bench.lbd.test\r\nX-Pad:"
 #: The figures, in the order of a round.
 FIGURES = ("http_req_per_s", "http_conn_per_s", "https_req_per_s", "https_hs_per_s")
 #: How each mode runs its workers, for the table.
@@ -149,7 +154,7 @@ class L7Bench:
             return None, lambda: None
         if mode == "lbd":
             d = Lbd(self.topo, self.lbd_config(), path=self.lbd_path, metrics=None,
-                    env={"RUST_LOG": "warn,lbd=info"}).start()
+                    env={"RUST_LOG": "warn,lb_xdp=info,lbd=info"}).start()
             assert d.proc is not None
             self.wait_listening()
             return d.proc.pid, d.cleanup
@@ -268,8 +273,7 @@ backend b
             lines = []
             for url in (f"http://{VIP}/headers", f"https://{VIP}/headers"):
                 got = self.curl(url, check=False)
-                seen = " ".join(line.split(": ", 1)[1] if ": " in line else line
-                                for line in got.stdout.splitlines())
+                seen = " ".join(line.replace(": ", "=", 1) for line in got.stdout.splitlines())
                 lines.append(f"    {url}: {got.returncode == 0 and seen or got.stderr.strip()}")
             s = self.topo.run("cli", "sh", "-c",
                               f"openssl s_client -connect {VIP}:443 -reconnect </dev/null 2>&1",
@@ -279,6 +283,12 @@ backend b
             kx = re.search(r"^(?:Server|Peer) Temp Key: (.*)", s, re.M)
             lines.append(f"    TLS: {proto and ' '.join(proto.groups())}, key exchange "
                          f"{kx and kx.group(1)}; s_client -reconnect: {new} new, {reused} resumed")
+            # The request s_time makes, and what it gets.
+            req = f"GET {HS_PATH} HTTP/1.0\r\n\r\n"
+            r = self.topo.run("cli", "sh", "-c", f"printf '%s' \"$1\" | openssl s_client -quiet "
+                              f"-connect {VIP}:443 2>/dev/null", "sh", req, check=False).stdout
+            got = r.strip().splitlines() or ["nothing"]
+            lines.append(f"    s_time's request: {got[0]} ... {got[-1]}")
             # The backends' shares over 400 requests, to see the weights.
             shares = self.topo.run("cli", "sh", "-c",
                                    f"for i in $(seq 400); do echo http://{VIP}/; done | "
@@ -332,7 +342,7 @@ backend b
         (with one request each, HTTP/1.0) for ``seconds``; the connections
         made, and the seconds over which they were made (s_time's own
         clock counts whole seconds, so each process is timed here)."""
-        cmd = ["openssl", "s_time", "-connect", f"{VIP}:443", "-new", "-www", "/",
+        cmd = ["openssl", "s_time", "-connect", f"{VIP}:443", "-new", "-www", HS_PATH,
                "-time", str(int(self.seconds))]
         t0 = time.monotonic()
         procs = [self.topo.popen("cli", *cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
