@@ -19,28 +19,36 @@ The figures, each from the client host:
 - ``http_req_per_s``: keep-alive requests/s (wrk, 2 threads, 64 connections);
 - ``http_conn_per_s``: new connections/s, one request each (wrk with
   ``Connection: close``);
-- ``https_req_per_s``: keep-alive requests/s over HTTPS (wrk);
-- ``https_hs_per_s``: new TLS connections/s, each a full handshake and one
-  request (``openssl s_time -new``, ``HS_CLIENTS`` processes at once).
-  Not wrk: wrk keeps a connection's TLS session across its reconnections
+- ``https_req_per_s``: keep-alive requests/s over HTTPS (wrk; it
+  negotiates TLS 1.2, ECDHE-RSA-AES256-GCM-SHA384);
+- ``https_hs_per_s``: new TLS connections/s, each a full TLS 1.3
+  handshake (X25519, TLS_AES_256_GCM_SHA384) and one request
+  (``openssl s_time -new``, ``HS_CLIENTS`` processes at once). Not wrk:
+  wrk keeps a connection's TLS session across its reconnections
   (``SSL_clear``) and so resumes it wherever the server allows, and
-  rustls (lbd) keeps a session cache that its configuration cannot turn
-  off. nginx and HAProxy have tickets and cache off anyway.
+  rustls under Pingora (lbd) keeps rustls's default session cache, which
+  lbd's configuration cannot turn off. nginx and HAProxy have tickets and
+  cache off anyway.
 
 ``direct`` (the client to rs1, no balancer) gives the scale of the plain
 HTTP figures.
 
 Each figure comes with the CPU the balancer took (``proc``: its processes'
 CPU time, nginx's master and workers together, as % of one core), the
-machine's softirq (``sirq``, % of one core) and the connections the real
+figure per second of that CPU (``per balancer core``), the machine's
+softirq and idle time (% of one core each) and the connections the real
 servers accepted per request (``rs conn/req``: 0 when the balancer keeps
 its upstream connections, 1 when it opens one per request). Client,
-balancer and servers share the machine's cores: a figure is the cost of
-all of them together.
+balancer and servers share the machine's cores, with whatever else runs
+there (an idle time near 0 says the machine was saturated and the
+figures were shared out by the scheduler): a figure is the cost of all
+of them together.
 
 Before the rounds, every mode is checked once: the headers a real server
 sees (``/headers``), the TLS version, cipher and key exchange negotiated,
-and whether the server resumes a TLS session (``s_client -reconnect``).
+whether the server resumes a TLS session (``s_client -reconnect``), the
+answer to s_time's request, and the backends' shares of 400 requests.
+The modes' order turns by one each round.
 """
 
 from __future__ import annotations
@@ -81,7 +89,9 @@ WORKER_NOTE = {
     "direct": "no balancer",
 }
 
-Row = tuple[float, float, float, float]  # figure, proc %, sirq %, rs conn/req
+#: One run: the figure, the balancer's CPU, the softirq and the machine's
+#: idle time (% of one core), the real servers' new connections per request.
+Row = tuple[float, float, float, float, float]
 
 
 def tree_cpu(pid: Optional[int]) -> float:
@@ -107,9 +117,10 @@ def tree_cpu(pid: Optional[int]) -> float:
     return total
 
 
-def softirq() -> float:
-    """The machine's softirq seconds so far."""
-    return int(Path("/proc/stat").read_text().split(maxsplit=8)[7]) / TICK
+def softirq_idle() -> tuple[float, float]:
+    """The machine's softirq and idle seconds so far."""
+    cpu = Path("/proc/stat").read_text().split(maxsplit=9)
+    return int(cpu[7]) / TICK, int(cpu[4]) / TICK
 
 
 class L7Bench:
@@ -313,14 +324,15 @@ backend b
         """Run ``load`` (which returns the requests or connections it
         made and the seconds it took them), with the balancer's CPU, the
         softirq and the real servers' accepted connections around it."""
-        opens, cpu, sirq = self.accepted(), tree_cpu(pid), softirq()
+        opens, cpu, (sirq, idle) = self.accepted(), tree_cpu(pid), softirq_idle()
         t0 = time.monotonic()
         count, seconds = load()
         elapsed = time.monotonic() - t0
-        cpu, sirq = tree_cpu(pid) - cpu, softirq() - sirq
+        cpu = tree_cpu(pid) - cpu
+        sirq_after, idle_after = softirq_idle()
         opens = self.accepted() - opens
-        return (count / seconds, 100 * cpu / elapsed, 100 * sirq / elapsed,
-                opens / count if count else 0.0)
+        return (count / seconds, 100 * cpu / elapsed, 100 * (sirq_after - sirq) / elapsed,
+                100 * (idle_after - idle) / elapsed, opens / count if count else 0.0)
 
     def wrk(self, url: str, close: bool) -> tuple[float, float]:
         args = ["wrk", "-t2", "-c64", f"-d{int(self.seconds)}s"]
@@ -382,23 +394,31 @@ backend b
                     row = self.measure(pid, loads[figure](host))
                 finally:
                     stop()
-                value, proc, sirq, per = row
+                value, proc, sirq, idle, per = row
                 print(f"  {name:24} {value:10,.0f}  proc {proc:5.1f}%  sirq {sirq:5.1f}%  "
-                      f"rs conn/req {per:.2f}", flush=True)
+                      f"idle {idle:5.1f}%  rs conn/req {per:.2f}", flush=True)
                 results.setdefault(name, []).append(row)
                 time.sleep(1)
 
 
 def table(results: dict[str, list[Row]]) -> str:
-    lines = ["| figure | mode (workers) | median | min-max | balancer CPU | softirq | rs conn/req |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    """Per figure and mode: the median and range of the figure, the
+    median of the figure per second of the balancer's CPU (each run's
+    figure over its CPU, the cost that contention hides least), and the
+    medians of the CPU figures."""
+    lines = ["| figure | mode (workers) | median | min-max | balancer CPU | per balancer "
+             "core | softirq | machine idle | rs conn/req |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, rows in sorted(results.items(), key=lambda kv: FIGURES.index(kv[0].split()[0])):
         figure, mode = name.split(" ", 1)
         values = [r[0] for r in rows]
         med = lambda i: statistics.median(r[i] for r in rows)  # noqa: E731
+        per_core = (f"{statistics.median(r[0] * 100 / r[1] for r in rows):,.0f}"
+                    if all(r[1] > 0 for r in rows) else "-")
         lines.append(
             f"| {figure} | {mode} ({WORKER_NOTE[mode]}) | {statistics.median(values):,.0f} | "
-            f"{min(values):,.0f}-{max(values):,.0f} | {med(1):.0f}% | {med(2):.0f}% | {med(3):.2f} |")
+            f"{min(values):,.0f}-{max(values):,.0f} | {med(1):.0f}% | {per_core} | {med(2):.0f}% | "
+            f"{med(3):.0f}% | {med(4):.2f} |")
     return "\n".join(lines)
 
 
