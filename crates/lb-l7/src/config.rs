@@ -2,7 +2,7 @@
 //!
 //! `lbd`'s configuration file is parsed (with line and column for every
 //! error) by `lb-xdp`'s `config` module, which builds these. Nothing here
-//! reads a file: certificates are loaded by the `tls` module.
+//! reads a file: certificates are loaded by [`crate::tls`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

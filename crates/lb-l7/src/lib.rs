@@ -8,6 +8,12 @@
 //! request headers (`X-Forwarded-For` and friends), the response headers
 //! (the inserted cookie), and the access log.
 
+pub mod access_log;
 pub mod config;
 pub mod cookie;
 pub mod forwarded;
+mod metrics;
+mod pool;
+mod proxy;
+pub mod server;
+pub mod tls;

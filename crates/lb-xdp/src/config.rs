@@ -13,6 +13,9 @@
 //!    a backend with no local address of its family...) are the ones
 //!    checked. Every error of this pass is reported, each where its value
 //!    is written.
+//!
+//! The HTTP and HTTPS listeners, and the sections only they use, are read
+//! by the submodule `l7` into `lb_l7`'s values.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -24,8 +27,13 @@ use lb_engine::{
     Affinity, BackendConfig, ChecksumPolicy, Engine, EngineConfig, ListenerConfig, LocalPool,
     LportError, MaglevKey, Protocol, SchedulerKind, Timeouts, TtmConfig,
 };
+use lb_l7::config::AccessLogConfig;
 use serde::Deserialize;
 use toml::Spanned;
+
+mod l7;
+
+pub use l7::L7ListenerCfg;
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -35,8 +43,14 @@ pub struct Config {
     pub interfaces: Vec<Interface>,
     /// Engine-wide settings (session capacity, quarantine...).
     pub engine: lb_engine::EngineConfig,
-    /// The listeners, in file order.
+    /// The TCP and UDP listeners (the engines'), in file order.
     pub listeners: Vec<Listener>,
+    /// The HTTP and HTTPS listeners (`lb_l7`'s), in file order.
+    pub l7: Vec<L7ListenerCfg>,
+    /// The access log of the HTTP and HTTPS listeners (`[access_log]`).
+    pub access_log: Option<AccessLogConfig>,
+    /// The threads that serve the HTTP and HTTPS listeners (`[l7]`).
+    pub l7_threads: usize,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics: Option<SocketAddr>,
     /// Packets held per unresolved next hop while its MAC address is being
@@ -186,7 +200,10 @@ pub struct ConfigError {
 
 impl Config {
     /// Every address the XDP program must hand to `lbd`: the VIPs and the
-    /// LIPs of every listener, each once.
+    /// LIPs of every TCP and UDP listener, each once. The VIP of an HTTP or
+    /// HTTPS listener is the host's (its TCP stack accepts the
+    /// connections), and is not here unless a TCP or UDP listener has it
+    /// too (see [`Config::l7_addresses`]).
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out: Vec<IpAddr> = Vec::new();
         for l in &self.listeners {
@@ -199,7 +216,21 @@ impl Config {
         out
     }
 
-    /// Read and validate `path`.
+    /// The VIP and port of every HTTP and HTTPS listener, in file order:
+    /// the XDP program hands TCP to these to the host's stack even when
+    /// the address is in [`Config::addresses`].
+    pub fn l7_addresses(&self) -> Vec<SocketAddr> {
+        self.l7.iter().map(|l| l.listener.addr).collect()
+    }
+
+    /// The HTTP and HTTPS listeners as `lb_l7` takes them.
+    pub fn l7_listeners(&self) -> Vec<lb_l7::config::L7Listener> {
+        self.l7.iter().map(|l| l.listener.clone()).collect()
+    }
+
+    /// Read and validate `path`: relative paths in it (certificates, the
+    /// access log's directory) are taken from its directory, and the
+    /// certificates are checked.
     ///
     /// # Errors
     /// Every error found, each with line and column.
@@ -211,14 +242,35 @@ impl Config {
                 message: format!("cannot read {}: {e}", path.display()),
             }]
         })?;
-        Config::parse(&text)
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        Config::parse_in(&text, dir)
     }
 
-    /// Parse and validate the text of a configuration file.
+    /// Parse and validate the text of a configuration file, reading no
+    /// other file: relative paths stay as written and certificates are not
+    /// checked (see [`Config::parse_in`]).
     ///
     /// # Errors
     /// Every error found, each with line and column, in file order.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::parse_with(text, None)
+    }
+
+    /// Parse and validate the text of a configuration file that is in
+    /// directory `dir`: relative paths are taken from `dir`, and every
+    /// HTTPS listener's certificates are checked (readable, unencrypted
+    /// keys that match, not expired), an error at the key naming the file.
+    ///
+    /// # Errors
+    /// Every error found, each with line and column, in file order.
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Config, Vec<ConfigError>> {
+        Config::parse_with(text, Some(dir))
+    }
+
+    fn parse_with(text: &str, dir: Option<&Path>) -> Result<Config, Vec<ConfigError>> {
         let doc: FileDoc = toml::from_str(text).map_err(|e| {
             // Without a span, the error is about the file as a whole.
             let (line, column) = e.span().map_or((0, 0), |s| position(text, s.start));
@@ -244,7 +296,9 @@ impl Config {
             .engine
             .as_ref()
             .is_none_or(|e| e.get_ref().hash_seed.is_none());
-        let listeners = listeners(&mut r, &doc.listener);
+        let access_log = l7::access_log(&mut r, doc.access_log.as_ref(), dir);
+        let l7_threads = l7::threads(&mut r, doc.l7.as_ref());
+        let (listeners, l7) = listeners(&mut r, &doc.listener, dir, access_log.is_some());
         if !r.errors.is_empty() {
             r.errors.sort_by_key(|e| (e.line, e.column));
             return Err(r.errors);
@@ -253,6 +307,9 @@ impl Config {
             interfaces,
             engine,
             listeners,
+            l7,
+            access_log,
+            l7_threads,
             metrics,
             neighbour_queue,
             restart,
@@ -262,8 +319,11 @@ impl Config {
 
     /// What differs between `self` and `new` that a reload cannot apply
     /// (the sections `[[interface]]`, `[engine]`, `[metrics]`,
-    /// `[neighbour]` and `[restart]`, fixed until `lbd` restarts), by section name; empty
-    /// when only listeners differ. A random `hash_seed` is not compared.
+    /// `[neighbour]`, `[restart]`, `[l7]` and `[access_log]`, fixed until
+    /// `lbd` restarts), by section name; empty when only listeners differ.
+    /// `l7` also names a change of the HTTP and HTTPS listeners' set of
+    /// addresses and ports, or of one's protocol (the sockets Pingora
+    /// listens on are made at start). A random `hash_seed` is not compared.
     pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
         let mut out = Vec::new();
         if self.interfaces != new.interfaces {
@@ -284,6 +344,20 @@ impl Config {
         }
         if self.restart != new.restart {
             out.push("restart");
+        }
+        let sockets = |c: &Config| {
+            let mut v: Vec<(SocketAddr, &'static str)> =
+                c.l7.iter()
+                    .map(|l| (l.listener.addr, l.listener.scheme()))
+                    .collect();
+            v.sort_unstable();
+            v
+        };
+        if self.l7_threads != new.l7_threads || sockets(self) != sockets(new) {
+            out.push("l7");
+        }
+        if self.access_log != new.access_log {
+            out.push("access_log");
         }
         out
     }
@@ -344,6 +418,8 @@ struct FileDoc {
     restart: Option<RestartDoc>,
     #[serde(default)]
     listener: Vec<Spanned<ListenerDoc>>,
+    l7: Option<l7::L7Doc>,
+    access_log: Option<Spanned<l7::AccessLogDoc>>,
 }
 
 #[derive(Deserialize)]
@@ -399,37 +475,37 @@ struct ListenerDoc {
     name: Spanned<String>,
     vip: Spanned<String>,
     port: Spanned<u16>,
-    #[serde(default)]
-    protocol: ProtocolDoc,
+    protocol: Option<Spanned<ProtocolDoc>>,
     #[serde(default)]
     scheduler: SchedulerDoc,
     maglev: Option<Spanned<MaglevDoc>>,
-    affinity: Option<AffinityDoc>,
-    ping: Option<bool>,
-    local: Spanned<LocalDoc>,
-    #[serde(default)]
-    timeouts: TimeoutsDoc,
+    affinity: Option<Spanned<AffinityDoc>>,
+    ping: Option<Spanned<bool>>,
+    local: Option<Spanned<LocalDoc>>,
+    timeouts: Option<Spanned<TimeoutsDoc>>,
     ttm: Option<Spanned<TtmDoc>>,
-    #[serde(default)]
-    verify_checksums: ChecksumsDoc,
+    verify_checksums: Option<Spanned<ChecksumsDoc>>,
     health: Option<Spanned<HealthDoc>>,
     #[serde(default)]
     backend: Vec<Spanned<BackendDoc>>,
+    http: Option<Spanned<l7::HttpDoc>>,
+    cookie: Option<Spanned<l7::CookieDoc>>,
+    tls: Option<Spanned<l7::TlsDoc>>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum ProtocolDoc {
-    #[default]
     Tcp,
     Udp,
+    Http,
+    Https,
 }
 
 /// `verify_checksums`: see [`ChecksumPolicy`].
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum ChecksumsDoc {
-    #[default]
     New,
     All,
     Off,
@@ -473,7 +549,7 @@ struct LocalDoc {
     ports: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TimeoutsDoc {
     tcp_established: Option<Spanned<String>>,
@@ -892,8 +968,19 @@ struct ListenerSpans {
     backends: Vec<Span>,
 }
 
-fn listeners(r: &mut Report<'_>, docs: &[Spanned<ListenerDoc>]) -> Vec<Listener> {
+/// The TCP and UDP listeners, and the HTTP and HTTPS ones, each in file
+/// order. `dir`: as for [`l7::listener`]; `access_log`: whether the file
+/// has an `[access_log]` section.
+fn listeners(
+    r: &mut Report<'_>,
+    docs: &[Spanned<ListenerDoc>],
+    dir: Option<&Path>,
+    access_log: bool,
+) -> (Vec<Listener>, Vec<L7ListenerCfg>) {
     let mut built: Vec<(Listener, ListenerSpans)> = Vec::new();
+    let mut built_l7: Vec<(L7ListenerCfg, l7::L7Spans)> = Vec::new();
+    // Each listener's place in the file: (index in `built` or `built_l7`, L7).
+    let mut order: Vec<(usize, bool)> = Vec::new();
     let mut names: Vec<(&str, Span)> = Vec::new();
     for doc in docs {
         let name = &doc.get_ref().name;
@@ -909,7 +996,13 @@ fn listeners(r: &mut Report<'_>, docs: &[Spanned<ListenerDoc>]) -> Vec<Listener>
         } else {
             names.push((name.get_ref(), name.span()));
         }
-        if let Some(l) = listener(r, doc) {
+        if let Some(https) = l7::protocol(doc.get_ref()) {
+            if let Some(l) = l7::listener(r, doc, https, dir, access_log) {
+                order.push((built_l7.len(), true));
+                built_l7.push(l);
+            }
+        } else if let Some(l) = listener(r, doc) {
+            order.push((built.len(), false));
             built.push(l);
         }
     }
@@ -929,7 +1022,11 @@ fn listeners(r: &mut Report<'_>, docs: &[Spanned<ListenerDoc>]) -> Vec<Listener>
         }
         r.at(&locate(&error, &l.engine, spans), message);
     }
-    built.into_iter().map(|(l, _)| l).collect()
+    l7::shared_addresses(r, &order, &built, &built_l7);
+    (
+        built.into_iter().map(|(l, _)| l).collect(),
+        built_l7.into_iter().map(|(l, _)| l).collect(),
+    )
 }
 
 /// Where the engine's `error` about listener `l` is written.
@@ -972,11 +1069,16 @@ fn locate(error: &lb_engine::ConfigError, l: &ListenerConfig, spans: &ListenerSp
 fn listener(r: &mut Report<'_>, doc: &Spanned<ListenerDoc>) -> Option<(Listener, ListenerSpans)> {
     let before = r.errors.len();
     let d = doc.get_ref();
-    let local_doc = d.local.get_ref();
+    l7::refuse_l7_tables(r, d);
+    let Some(local) = &d.local else {
+        r.at(&doc.span(), "missing field `local`");
+        return None;
+    };
+    let local_doc = local.get_ref();
     let spans = ListenerSpans {
         header: doc.span(),
         vip: d.vip.span(),
-        local: d.local.span(),
+        local: local.span(),
         addresses: local_doc.addresses.iter().map(Spanned::span).collect(),
         ports: local_doc.ports.as_ref().map(Spanned::span),
         maglev: d.maglev.as_ref().map(|m| {
@@ -1000,15 +1102,15 @@ fn listener(r: &mut Report<'_>, doc: &Spanned<ListenerDoc>) -> Option<(Listener,
     if port == 0 {
         r.at(&d.port.span(), "port must be above zero");
     }
-    let protocol = match d.protocol {
-        ProtocolDoc::Tcp => Protocol::Tcp,
-        ProtocolDoc::Udp => Protocol::Udp,
+    let protocol = match d.protocol.as_ref().map(|p| *p.get_ref()) {
+        Some(ProtocolDoc::Udp) => Protocol::Udp,
+        _ => Protocol::Tcp,
     };
     let scheduler = scheduler(r, d);
     let affinity = d.affinity.as_ref().map(|a| Affinity {
         timeout: duration(
             r,
-            a.timeout.as_ref(),
+            a.get_ref().timeout.as_ref(),
             Affinity::default().timeout,
             TIMEOUT_RANGE,
             TIMEOUT_BOUNDS,
@@ -1056,7 +1158,10 @@ fn listener(r: &mut Report<'_>, doc: &Spanned<ListenerDoc>) -> Option<(Listener,
             format!("listener `{name}`: {error}"),
         );
     }
-    let timeouts = timeouts(r, &d.timeouts);
+    let timeouts = d
+        .timeouts
+        .as_ref()
+        .map_or_else(Timeouts::default, |t| timeouts(r, t.get_ref()));
     let ttm = d.ttm.as_ref().map_or_else(TtmConfig::default, |t| {
         if protocol == Protocol::Udp {
             r.at(&t.span(), "ttm is for TCP listeners only");
@@ -1067,12 +1172,12 @@ fn listener(r: &mut Report<'_>, doc: &Spanned<ListenerDoc>) -> Option<(Listener,
     config.scheduler = scheduler;
     config.affinity = affinity;
     config.timeouts = timeouts;
-    config.ping = d.ping.unwrap_or(true);
+    config.ping = d.ping.as_ref().is_none_or(|p| *p.get_ref());
     config.ttm = ttm;
-    config.verify_checksums = match d.verify_checksums {
-        ChecksumsDoc::New => ChecksumPolicy::New,
-        ChecksumsDoc::All => ChecksumPolicy::All,
-        ChecksumsDoc::Off => ChecksumPolicy::Off,
+    config.verify_checksums = match d.verify_checksums.as_ref().map(|v| *v.get_ref()) {
+        None | Some(ChecksumsDoc::New) => ChecksumPolicy::New,
+        Some(ChecksumsDoc::All) => ChecksumPolicy::All,
+        Some(ChecksumsDoc::Off) => ChecksumPolicy::Off,
     };
     for b in &d.backend {
         let b = b.get_ref();

@@ -79,9 +79,10 @@ fn main() -> ExitCode {
         Command::Check { file } => match Config::load(&file) {
             Ok(config) => {
                 println!(
-                    "{}: ok ({} listener(s), {} address(es))",
+                    "{}: ok ({} TCP/UDP listener(s), {} HTTP/HTTPS listener(s), {} address(es))",
                     file.display(),
                     config.listeners.len(),
+                    config.l7.len(),
                     config.addresses().len()
                 );
                 ExitCode::SUCCESS

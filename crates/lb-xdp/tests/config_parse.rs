@@ -562,3 +562,546 @@ fn bad_input_never_panics() {
         }
     }
 }
+
+// ----- HTTP and HTTPS listeners ---------------------------------------------
+
+/// Lines 3-7: an HTTP listener `site` without backends.
+const SITE: &str = r#"[[listener]]
+name = "site"
+vip = "192.0.2.1"
+port = 80
+protocol = "http"
+"#;
+
+#[test]
+fn an_l7_config_parses_to_its_values() {
+    use lb_l7::config::{SameSite, XffMode};
+    let c = Config::parse(&fixture("l7.toml")).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(c.l7_threads, 2);
+    let log = c.access_log.as_ref().unwrap();
+    // Without a file, relative paths stay as written.
+    assert_eq!(log.dir, Path::new("logs"));
+    assert_eq!(log.queue, 1000);
+    assert_eq!(log.period, Duration::from_secs(10));
+    let s3 = log.upload.as_ref().unwrap();
+    assert_eq!(
+        (
+            s3.bucket.as_str(),
+            s3.prefix.as_str(),
+            s3.endpoint.as_deref(),
+            s3.region.as_str()
+        ),
+        ("logs", "lbd/", Some("http://10.77.0.9:9000"), "us-east-1")
+    );
+    let names: Vec<&str> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["tcp"]);
+    let names: Vec<&str> = c.l7.iter().map(|l| l.listener.name.as_str()).collect();
+    assert_eq!(names, ["web", "plain"]);
+
+    let web = &c.l7[0];
+    let l = &web.listener;
+    assert_eq!(l.addr, "10.77.0.10:443".parse().unwrap());
+    assert_eq!(l.scheme(), "https");
+    assert_eq!(l.scheduler, SchedulerKind::LeastConnections);
+    let backends: Vec<(std::net::SocketAddr, u16)> =
+        l.backends.iter().map(|b| (b.addr, b.weight)).collect();
+    assert_eq!(
+        backends,
+        [
+            ("10.77.1.2:8080".parse().unwrap(), 1),
+            ("[fd77::1:3]:8080".parse().unwrap(), 3)
+        ]
+    );
+    assert_eq!(l.forwarded.xff, XffMode::Replace);
+    assert!(!l.forwarded.real_ip && l.forwarded.proto && !l.forwarded.port);
+    assert_eq!(l.timeouts.idle, Duration::from_secs(30));
+    assert_eq!(l.timeouts.connect, Duration::from_secs(2));
+    assert_eq!(l.timeouts.read, Duration::from_secs(10));
+    assert_eq!(l.timeouts.websocket_idle, Duration::from_secs(5));
+    assert!(l.access_log);
+    let cookie = l.cookie.as_ref().unwrap();
+    assert_eq!(cookie.name, "LBD_SERVER");
+    assert_eq!(cookie.secret, b"0123456789abcdef");
+    assert_eq!(cookie.max_age, Duration::from_secs(600));
+    assert_eq!(cookie.same_site, SameSite::None);
+    let tls = l.tls.as_ref().unwrap();
+    let files: Vec<(&Path, &Path)> = tls
+        .certificates
+        .iter()
+        .map(|c| (c.cert.as_path(), c.key.as_path()))
+        .collect();
+    assert_eq!(
+        files,
+        [
+            (Path::new("a.pem"), Path::new("a.key")),
+            (Path::new("/etc/lbd/b.pem"), Path::new("b.key"))
+        ]
+    );
+    assert_eq!(tls.client_ca.as_deref(), Some(Path::new("ca.pem")));
+    assert_eq!(
+        web.health.as_ref().unwrap().kind,
+        CheckKind::Http {
+            path: "/healthz".into(),
+            status: 200
+        }
+    );
+
+    // Every default.
+    let plain = &c.l7[1];
+    let l = &plain.listener;
+    assert_eq!(l.addr, "[fd77::10]:80".parse().unwrap());
+    assert_eq!(l.scheme(), "http");
+    assert_eq!(l.scheduler, SchedulerKind::RoundRobin);
+    assert_eq!(l.backends[0].addr, "10.77.1.4:80".parse().unwrap());
+    assert_eq!(l.backends[0].weight, 1);
+    assert_eq!(l.forwarded, lb_l7::config::Forwarded::default());
+    assert_eq!(l.timeouts, lb_l7::config::HttpTimeouts::default());
+    assert_eq!(l.timeouts.idle, Duration::from_secs(300));
+    assert!(l.cookie.is_none() && l.tls.is_none() && !l.access_log);
+    assert!(plain.health.is_none());
+
+    // The XDP program's addresses: the L4 listener's VIP and LIP; the
+    // HTTP listener's VIP is the host's alone.
+    let addresses: Vec<IpAddr> = ["10.77.0.10", "10.77.0.100"]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+    assert_eq!(c.addresses(), addresses);
+    assert_eq!(
+        c.l7_addresses(),
+        [
+            "10.77.0.10:443".parse().unwrap(),
+            "[fd77::10]:80".parse().unwrap()
+        ]
+    );
+    assert_eq!(c.l7_listeners()[1], c.l7[1].listener);
+}
+
+#[test]
+fn l7_defaults() {
+    let c = Config::parse(&with_interface(SITE)).unwrap();
+    assert_eq!(c.l7_threads, 1);
+    assert!(c.access_log.is_none() && c.listeners.is_empty());
+    assert!(c.addresses().is_empty());
+    // A cookie table with only its secret; an access log with only its dir.
+    let text = with_interface(&format!(
+        "[access_log]\ndir = \"/var/log/lbd\"\n{SITE}[listener.cookie]\nsecret = \"sixteen bytes...\"\n"
+    ));
+    let c = Config::parse(&text).unwrap();
+    let cookie = c.l7[0].listener.cookie.clone().unwrap();
+    assert_eq!(cookie.name, "LBD_SERVER");
+    assert_eq!(cookie.max_age, Duration::from_secs(3600));
+    assert_eq!(cookie.same_site, lb_l7::config::SameSite::Lax);
+    let log = c.access_log.unwrap();
+    assert_eq!(log.dir, Path::new("/var/log/lbd"));
+    assert_eq!(
+        (log.queue, log.period, log.upload),
+        (65536, Duration::from_secs(3600), None)
+    );
+}
+
+#[test]
+fn l4_keys_are_refused_on_an_l7_listener() {
+    for (line, key, column) in [
+        ("local = { addresses = [\"10.0.0.100\"] }", "`local`", 9),
+        ("ttm = { enabled = true }", "`ttm`", 7),
+        ("timeouts = { tcp_established = \"1s\" }", "`timeouts`", 12),
+        ("verify_checksums = \"all\"", "`verify_checksums`", 20),
+        ("ping = false", "`ping`", 8),
+        ("affinity = { timeout = \"1s\" }", "`affinity`", 12),
+    ] {
+        let text = with_interface(&format!("{SITE}{line}\n"));
+        assert_eq!(one_error(&text, key), (8, column), "{line}");
+        let text = text.replace("\"http\"", "\"https\"");
+        let text =
+            format!("{text}[listener.tls]\ncertificates = [{{ cert = \"a\", key = \"b\" }}]\n");
+        assert_eq!(one_error(&text, key), (8, column), "https: {line}");
+    }
+}
+
+#[test]
+fn l7_tables_are_refused_on_tcp_and_udp_listeners() {
+    for protocol in ["tcp", "udp"] {
+        let text = with_interface(&format!(
+            "{WEB}protocol = \"{protocol}\"\n[listener.http]\nx_real_ip = false\n"
+        ));
+        assert_eq!(
+            one_error(
+                &text,
+                "[listener.http] is for protocol = \"http\" or \"https\""
+            ),
+            (9, 1),
+            "{protocol}"
+        );
+        let text = with_interface(&format!(
+            "{WEB}protocol = \"{protocol}\"\ncookie = {{ secret = \"0123456789abcdef\" }}\n"
+        ));
+        assert_eq!(one_error(&text, "[listener.cookie] is for"), (9, 10));
+        let text = with_interface(&format!(
+            "{WEB}protocol = \"{protocol}\"\n\n[listener.tls]\ncertificates = []\n"
+        ));
+        assert_eq!(one_error(&text, "[listener.tls] is for"), (10, 1));
+    }
+    // Without `local`, a TCP listener names what it lacks.
+    let text = with_interface("[[listener]]\nname = \"a\"\nvip = \"192.0.2.1\"\nport = 80\n");
+    assert_eq!(one_error(&text, "missing field `local`"), (3, 1));
+}
+
+#[test]
+fn tls_is_required_for_https_and_refused_for_http() {
+    let https = SITE.replace("\"http\"", "\"https\"");
+    let text = with_interface(&https);
+    assert_eq!(one_error(&text, "needs a [listener.tls] table"), (7, 12));
+    let text = with_interface(&format!(
+        "{SITE}\n[listener.tls]\ncertificates = [{{ cert = \"a.pem\", key = \"a.key\" }}]\n"
+    ));
+    assert_eq!(
+        one_error(
+            &text,
+            "[listener.tls] is for protocol = \"https\" listeners only"
+        ),
+        (9, 1)
+    );
+    let text = with_interface(&format!("{https}[listener.tls]\ncertificates = []\n"));
+    assert_eq!(one_error(&text, "at least one certificate"), (9, 16));
+    let text = with_interface(&format!(
+        "{https}[listener.tls]\ncertificates = [{{ cert = \"a.pem\", key = \"\" }}]\n"
+    ));
+    assert_eq!(one_error(&text, "must not be empty"), (9, 41));
+    let text = with_interface(&format!(
+        "{https}[listener.tls]\ncertificates = [{{ cert = \"a.pem\" }}]\n"
+    ));
+    assert_eq!(one_error(&text, "missing field `key`"), (9, 17));
+}
+
+#[test]
+fn cookie_rules() {
+    let cookie = |table: &str| with_interface(&format!("{SITE}[listener.cookie]\n{table}\n"));
+    assert_eq!(
+        one_error(
+            &cookie("secret = \"fifteen bytes..\""),
+            "15 bytes long: it must be at least 16"
+        ),
+        (9, 10)
+    );
+    // Bytes, not characters: 8 two-byte characters are 16 bytes.
+    Config::parse(&cookie("secret = \"éééééééé\"")).unwrap();
+    let secret = "secret = \"0123456789abcdef\"";
+    assert_eq!(
+        one_error(
+            &cookie(&format!("{secret}\nsame_site = \"none\"")),
+            "browsers refuse"
+        ),
+        (10, 13)
+    );
+    assert_eq!(
+        one_error(
+            &cookie(&format!("{secret}\nsame_site = \"loose\"")),
+            "unknown variant `loose`"
+        ),
+        (10, 13)
+    );
+    assert_eq!(
+        one_error(
+            &cookie(&format!("{secret}\nname = \"a b\"")),
+            "is not a cookie name"
+        ),
+        (10, 8)
+    );
+    assert_eq!(
+        one_error(
+            &cookie(&format!("{secret}\nmax_age = \"0s\"")),
+            "at most a day"
+        ),
+        (10, 11)
+    );
+    assert_eq!(
+        one_error(
+            &cookie(&format!("{secret}\nmax_age = \"2 days\"")),
+            "is not a duration"
+        ),
+        (10, 11)
+    );
+    assert_eq!(
+        one_error(&cookie("max_age = \"1h\""), "missing field `secret`"),
+        (8, 1)
+    );
+}
+
+#[test]
+fn http_table_rules() {
+    let http = |table: &str| with_interface(&format!("{SITE}[listener.http]\n{table}\n"));
+    assert_eq!(
+        one_error(
+            &http("idle_timeout = \"5 min\""),
+            "`5 min` is not a duration"
+        ),
+        (9, 16)
+    );
+    assert_eq!(
+        one_error(&http("read_timeout = \"0s\""), "above zero"),
+        (9, 16)
+    );
+    assert_eq!(
+        one_error(
+            &http("x_forwarded_for = \"keep\""),
+            "unknown variant `keep`"
+        ),
+        (9, 19)
+    );
+    assert_eq!(
+        one_error(&http("access_log = true"), "needs an [access_log] section"),
+        (9, 14)
+    );
+    assert_eq!(
+        one_error(&http("x_real_ip = 1"), "expected a boolean"),
+        (9, 13)
+    );
+    assert_eq!(
+        one_error(&http("colour = 1"), "unknown field `colour`"),
+        (9, 1)
+    );
+}
+
+#[test]
+fn l7_listener_rules() {
+    let text = with_interface(&SITE.replace("80", "0"));
+    assert_eq!(one_error(&text, "port must be above zero"), (6, 8));
+    let text = with_interface(&SITE.replace("192.0.2.1", "0.0.0.0"));
+    assert_eq!(one_error(&text, "is not a VIP"), (5, 7));
+    let text = with_interface(&SITE.replace("192.0.2.1", "192.0.2"));
+    assert_eq!(one_error(&text, "is not an IP address"), (5, 7));
+    // The same backend twice: the second is refused.
+    let text = with_interface(&format!(
+        "{SITE}[[listener.backend]]\naddr = \"10.0.0.2\"\n[[listener.backend]]\naddr = \"10.0.0.2\"\nport = 80\n"
+    ));
+    assert_eq!(one_error(&text, "is in the pool already"), (11, 8));
+    let text = with_interface(&format!("{SITE}maglev = {{ table_size = 65537 }}\n"));
+    assert_eq!(one_error(&text, "needs scheduler = \"maglev\""), (8, 10));
+    let text = with_interface(&format!("{SITE}health = {{ rise = 0 }}\n"));
+    assert_eq!(one_error(&text, "rise must be in"), (8, 19));
+    let text = with_interface(&format!(
+        "{SITE}[[listener.backend]]\naddr = \"10.0.0.2\"\nport = 0\n"
+    ));
+    assert_eq!(one_error(&text, "port must be above zero"), (10, 8));
+}
+
+#[test]
+fn l7_names_and_addresses_are_unique() {
+    // A name an L4 listener has.
+    let text = with_interface(&format!(
+        "{WEB}\n{}",
+        SITE.replace("site", "web").replace("80", "8080")
+    ));
+    assert_eq!(
+        one_error(&text, "listener name `web` is used already (line 4)"),
+        (10, 8)
+    );
+    // An L7 listener after an L4 one on the same VIP, port, TCP.
+    let text = with_interface(&format!("{WEB}\n{SITE}"));
+    let at = one_error(
+        &text,
+        "listener `site`: a listener for 192.0.2.1 port 80 (Tcp) exists already (listener `web`)",
+    );
+    assert_eq!(at, (11, 7));
+    // ...and before one: the later is refused.
+    let text = with_interface(&format!("{SITE}\n{WEB}"));
+    assert_eq!(
+        one_error(&text, "listener `web`: a listener for 192.0.2.1 port 80"),
+        (11, 7)
+    );
+    // Two L7 listeners.
+    let https = SITE
+        .replace("site", "secure")
+        .replace("\"http\"", "\"https\"");
+    let text = with_interface(&format!(
+        "{SITE}\n{https}[listener.tls]\ncertificates = [{{ cert = \"a\", key = \"b\" }}]\n"
+    ));
+    assert_eq!(one_error(&text, "(listener `site`)"), (11, 7));
+    // A UDP listener on the same VIP and port, and an L4 listener on the
+    // same VIP and another port, are other listeners.
+    let udp = format!("{WEB}protocol = \"udp\"\n");
+    Config::parse(&with_interface(&format!("{udp}\n{SITE}"))).unwrap();
+    Config::parse(&with_interface(&format!(
+        "{}\n{SITE}",
+        WEB.replace("80", "81")
+    )))
+    .unwrap();
+    // An L7 VIP that is a local address, of an L4 listener before or after.
+    let lip = SITE.replace("192.0.2.1", "10.0.0.100");
+    let text = with_interface(&format!("{WEB}\n{lip}"));
+    assert_eq!(
+        one_error(&text, "10.0.0.100 is a local address of listener `web`"),
+        (11, 7)
+    );
+    let text = with_interface(&format!("{lip}\n{WEB}"));
+    assert_eq!(
+        one_error(&text, "10.0.0.100 is a local address of listener `web`"),
+        (5, 7)
+    );
+}
+
+#[test]
+fn l7_and_access_log_sections() {
+    let text = with_interface("[l7]\nthreads = 0\n");
+    assert_eq!(one_error(&text, "threads must be in 1..=256"), (4, 11));
+    let text = with_interface("[l7]\nworkers = 2\n");
+    assert_eq!(one_error(&text, "unknown field `workers`"), (4, 1));
+    let log =
+        |rest: &str| with_interface(&format!("[access_log]\ndir = \"/var/log/lbd\"\n{rest}\n"));
+    assert_eq!(
+        one_error(&log("period = \"500ms\""), "at least \"1s\""),
+        (5, 10)
+    );
+    assert_eq!(
+        one_error(&log("period = \"2h\""), "at most \"1h\""),
+        (5, 10)
+    );
+    assert_eq!(one_error(&log("queue = 0"), "queue must be in"), (5, 9));
+    assert_eq!(
+        one_error(
+            &log("[access_log.s3]\nbucket = \"b\"\nendpoint = \"10.77.0.9:9000\""),
+            "is not an endpoint URL"
+        ),
+        (7, 12)
+    );
+    assert_eq!(
+        one_error(
+            &log("[access_log.s3]\nbucket = \"\""),
+            "bucket must not be empty"
+        ),
+        (6, 10)
+    );
+    assert_eq!(
+        one_error(
+            &log("[access_log.s3]\nprefix = \"x\""),
+            "missing field `bucket`"
+        ),
+        (5, 1)
+    );
+    let text = with_interface("[access_log]\ndir = \"\"\n");
+    assert_eq!(one_error(&text, "dir must name a directory"), (4, 7));
+}
+
+#[test]
+fn restart_needed_names_l7_and_access_log() {
+    let text = fixture("l7.toml");
+    let a = Config::parse(&text).unwrap();
+    let same = |t: String| a.restart_needed(&Config::parse(&t).unwrap());
+    // Backends, weights, headers, cookies, certificates: a reload.
+    assert!(same(text.replace("weight = 3", "weight = 4")).is_empty());
+    assert!(same(text.replace("\"replace\"", "\"append\"")).is_empty());
+    assert!(same(text.replace("a.pem", "c.pem")).is_empty());
+    assert!(same(text.replace("max_age = \"10m\"", "max_age = \"20m\"")).is_empty());
+    // Another port, another protocol, the threads: a restart.
+    assert_eq!(same(text.replace("port = 80\n", "port = 8080\n")), ["l7"]);
+    assert_eq!(same(text.replace("threads = 2", "threads = 3")), ["l7"]);
+    let http = text
+        .replace("protocol = \"https\"", "protocol = \"http\"")
+        .replace("same_site = \"none\"", "")
+        .replace("[listener.tls]", "")
+        .replace("certificates = [", "# [")
+        .replace("client_ca", "# client_ca");
+    assert_eq!(same(http), ["l7"]);
+    // An L7 listener added: a restart; the order does not matter.
+    assert_eq!(
+        same(format!("{text}\n{}", SITE.replace("site", "more"))),
+        ["l7"]
+    );
+    assert_eq!(
+        same(text.replace("queue = 1000", "queue = 2000")),
+        ["access_log"]
+    );
+    assert_eq!(same(text.replace("lbd/", "lbd2/")), ["access_log"]);
+}
+
+/// The certificate files, relative to the configuration file's
+/// directory, each made here by the `openssl` command.
+fn certificates_in(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, ca) in [("a", false), ("b", false), ("ca", true)] {
+        let mut cmd = std::process::Command::new("openssl");
+        cmd.current_dir(dir).args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}.test"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+        if ca {
+            cmd.args(["-addext", "basicConstraints=critical,CA:TRUE"]);
+        } else {
+            cmd.args(["-addext", &format!("subjectAltName=DNS:{name}.test")]);
+        }
+        let out = cmd.output().expect("the openssl command");
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+/// A fresh directory for this test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("lbd-config-{name}-{}", std::process::id()))
+}
+
+#[test]
+fn certificate_paths_are_taken_from_the_files_directory() {
+    let dir = scratch("relative");
+    certificates_in(&dir);
+    let text = fixture("l7.toml").replace("/etc/lbd/b.pem", "b.pem");
+    let file = dir.join("lbd.toml");
+    std::fs::write(&file, &text).unwrap();
+    let c = Config::load(&file).unwrap_or_else(|e| panic!("{e:#?}"));
+    let tls = c.l7[0].listener.tls.clone().unwrap();
+    assert_eq!(tls.certificates[0].cert, dir.join("a.pem"));
+    assert_eq!(tls.certificates[1].key, dir.join("b.key"));
+    assert_eq!(tls.client_ca, Some(dir.join("ca.pem")));
+    assert_eq!(c.access_log.unwrap().dir, dir.join("logs"));
+    // An absolute path stays.
+    let text = text.replace(
+        "\"ca.pem\"",
+        &format!("\"{}\"", dir.join("ca.pem").display()),
+    );
+    let c = Config::parse_in(&text, Path::new("/nonexistent")).unwrap_err();
+    // ... and only the relative ones are looked for there.
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert!(c[0].message.contains("/nonexistent/a.pem"), "{c:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_certificate_error_is_at_the_key_naming_the_file() {
+    let dir = scratch("missing");
+    certificates_in(&dir);
+    let text = fixture("l7.toml").replace("/etc/lbd/b.pem", "b.pem");
+    // Line 51: certificates = [ { cert = "a.pem", key = "a.key" }, { cert = "b.pem", key = "b.key" } ]
+    for (file, column) in [("a.pem", 27), ("a.key", 42), ("b.key", 77), ("ca.pem", 0)] {
+        std::fs::rename(dir.join(file), dir.join("gone")).unwrap();
+        let errors = Config::parse_in(&text, &dir).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        let e = &errors[0];
+        assert!(e.message.starts_with("listener `web`: "), "{e:?}");
+        assert!(
+            e.message.contains(&dir.join(file).display().to_string()),
+            "{e:?}"
+        );
+        if file == "ca.pem" {
+            assert_eq!((e.line, e.column), (52, 13));
+        } else {
+            assert_eq!((e.line, e.column), (51, column), "{file}");
+        }
+        std::fs::rename(dir.join("gone"), dir.join(file)).unwrap();
+    }
+    Config::parse_in(&text, &dir).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,412 @@
+//! The L7 listeners as one running Pingora server: start, reload, health,
+//! counters, stop.
+//!
+//! [`L7::start`] binds every listener's address itself (an error comes back
+//! to the caller; see `bound.rs`), then runs a Pingora `Server` in a thread
+//! of its own, with one proxy service per listener, each with `threads`
+//! worker threads. Pingora's signal handling is not used: the server stops
+//! when [`L7::stop`] (or dropping the [`L7`]) says so, within about a
+//! second (no grace period; open requests are cut).
+//!
+//! An HTTPS listener's certificates are read by [`crate::tls`] at start;
+//! the TLS handshake is done by the listener's connection app (`app.rs`).
+//!
+//! A listener's settings (backends, weights, scheduler, headers, cookie,
+//! timeouts) are swapped whole by [`L7::reload`]; requests in flight finish
+//! with the settings they started with. Certificates are re-read in place
+//! ([`Tls::reload`]): the next handshakes get them, open connections keep
+//! theirs. The set of listening sockets is
+//! fixed for the server's life: a reload that changes it is refused with
+//! [`L7Error::RestartNeeded`].
+
+mod app;
+mod bound;
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use lb_engine::SchedError;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::listening::Service;
+use tokio::sync::watch;
+
+use crate::config::{AccessLogConfig, L7Listener};
+use crate::metrics::{self, ListenerView};
+use crate::proxy::{Proxy, Settings, Shared};
+use crate::tls::{self, Tls, TlsError};
+use app::App;
+use bound::Bound;
+
+/// Why the L7 listeners could not start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum L7Error {
+    /// The listener's address cannot be listened on (in use, not local,
+    /// or not permitted).
+    #[error("listener {listener}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The listener's name.
+        listener: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The listener's scheduler settings cannot be used.
+    #[error("listener {listener}: {source}")]
+    Scheduler {
+        /// The listener's name.
+        listener: String,
+        /// Why.
+        #[source]
+        source: SchedError,
+    },
+    /// Two listeners share a name or an address.
+    #[error("listener {listener}: {reason}")]
+    Duplicate {
+        /// The second listener with that name or address.
+        listener: String,
+        /// Which of the two it repeats.
+        reason: String,
+    },
+    /// The reload changes which addresses are listened on, or whether one
+    /// is HTTP or HTTPS: the L7 listeners must be restarted for it.
+    #[error("a restart is needed: {0}")]
+    RestartNeeded(String),
+    /// An HTTPS listener's certificate, key or CA file is refused.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// The listener's name.
+        listener: String,
+        /// Which file, and why.
+        #[source]
+        source: TlsError,
+    },
+    /// The thread that runs the server could not be started.
+    #[error("cannot start the L7 server thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// The L7 listeners, running.
+pub struct L7 {
+    /// In the order of the configuration given to `start`.
+    listeners: Vec<Arc<Shared>>,
+    /// Serializes reloads and health changes, so that a health change is
+    /// never lost between a reload's read of the old pool and its swap.
+    control: Mutex<()>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for L7 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L7")
+            .field("listeners", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pingora's shutdown signal: our stop, never a Unix signal.
+struct StopSignal(watch::Receiver<bool>);
+
+#[async_trait]
+impl ShutdownSignalWatch for StopSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut rx = self.0.clone();
+        // An error means the sender is gone: stop as well.
+        let _ = rx.wait_for(|stop| *stop).await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// Builds the settings of every listener (nothing is swapped in here),
+/// each pool taking over the state of the pool in `previous` at the same
+/// index.
+fn build_settings(
+    listeners: &[L7Listener],
+    previous: &[Option<Arc<Settings>>],
+) -> Result<Vec<Settings>, L7Error> {
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    let mut out = Vec::with_capacity(listeners.len());
+    for (i, l) in listeners.iter().enumerate() {
+        if !names.insert(l.name.as_str()) {
+            return Err(L7Error::Duplicate {
+                listener: l.name.clone(),
+                reason: "the name is used by another listener".into(),
+            });
+        }
+        if !addrs.insert(l.addr) {
+            return Err(L7Error::Duplicate {
+                listener: l.name.clone(),
+                reason: format!("{} is used by another listener", l.addr),
+            });
+        }
+        let prev = previous.get(i).and_then(Option::as_ref).map(|s| &s.pool);
+        let settings = Settings::new(l.clone(), prev).map_err(|source| L7Error::Scheduler {
+            listener: l.name.clone(),
+            source,
+        })?;
+        out.push(settings);
+    }
+    Ok(out)
+}
+
+impl L7 {
+    /// Binds every listener and starts serving them with `threads` worker
+    /// threads each (at least 1); returns once every address is listening.
+    /// `access_log` is where listeners with `access_log = true` write.
+    pub fn start(
+        listeners: &[L7Listener],
+        access_log: Option<&AccessLogConfig>,
+        threads: usize,
+    ) -> Result<L7, L7Error> {
+        let _ = access_log;
+        let settings = build_settings(listeners, &[])?;
+        let mut certificates = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            let loaded = l.tls.as_ref().map(Tls::load).transpose();
+            certificates.push(loaded.map_err(|source| L7Error::Tls {
+                listener: l.name.clone(),
+                source,
+            })?);
+        }
+        let mut sockets = Vec::with_capacity(listeners.len());
+        for l in listeners {
+            // std sets SO_REUSEADDR on Unix, as Pingora does.
+            let bind_error = |source| L7Error::Bind {
+                listener: l.name.clone(),
+                addr: l.addr,
+                source,
+            };
+            let socket = TcpListener::bind(l.addr).map_err(bind_error)?;
+            // Pingora's runtime (tokio) needs a non-blocking socket.
+            socket.set_nonblocking(true).map_err(bind_error)?;
+            sockets.push(socket);
+        }
+
+        let conf = ServerConf {
+            threads: threads.max(1),
+            // Stop within about a second: no grace period, and a short
+            // wait for the runtimes.
+            grace_period_seconds: Some(0),
+            graceful_shutdown_timeout_seconds: Some(1),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        let conf = Arc::clone(&server.configuration);
+        let mut shared = Vec::with_capacity(listeners.len());
+        for ((s, socket), tls) in settings.into_iter().zip(sockets).zip(certificates) {
+            let name = s.cfg.name.clone();
+            let key = s.cfg.addr.to_string();
+            // HTTPS is served on a plain TCP listener: the handshake is
+            // done by our app (see app.rs), with Pingora's acceptor.
+            let acceptor = tls.as_ref().map(|t| t.settings().build());
+            let sh = Arc::new(Shared {
+                settings: ArcSwap::from_pointee(s),
+                metrics: Default::default(),
+                tls,
+            });
+            let proxy = pingora::proxy::http_proxy(
+                &conf,
+                Proxy {
+                    shared: Arc::clone(&sh),
+                },
+            );
+            let app = App {
+                proxy: Arc::new(proxy),
+                shared: Arc::clone(&sh),
+                tls: acceptor,
+            };
+            let mut service = Service::new(format!("lbd L7 {name}"), app);
+            service.add_tcp(&key);
+            server.add_service(Bound::new(service, key, socket));
+            shared.push(sh);
+        }
+
+        let (stop, rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("lbd-l7".into())
+            .spawn(move || {
+                server.run(RunArgs {
+                    shutdown_signal: Box::new(StopSignal(rx)),
+                })
+            })
+            .map_err(L7Error::Thread)?;
+        Ok(L7 {
+            listeners: shared,
+            control: Mutex::new(()),
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn control(&self) -> MutexGuard<'_, ()> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a new configuration of the same listeners (same addresses,
+    /// each still HTTP or HTTPS): all of it, or nothing if any part is
+    /// refused. Backends that keep their address keep their health and
+    /// counters; listeners keep their counters.
+    pub fn reload(&self, listeners: &[L7Listener]) -> Result<(), L7Error> {
+        let _guard = self.control();
+        let current: Vec<Arc<Settings>> = self
+            .listeners
+            .iter()
+            .map(|l| l.settings.load_full())
+            .collect();
+        let key = |l: &L7Listener| (l.addr, l.scheme());
+        let old: HashSet<_> = current.iter().map(|s| key(&s.cfg)).collect();
+        let new: HashSet<_> = listeners.iter().map(key).collect();
+        if old != new || listeners.len() != current.len() {
+            let mut added: Vec<String> = new
+                .difference(&old)
+                .map(|(a, s)| format!("{s}://{a}"))
+                .collect();
+            let mut removed: Vec<String> = old
+                .difference(&new)
+                .map(|(a, s)| format!("{s}://{a}"))
+                .collect();
+            added.sort();
+            removed.sort();
+            return Err(L7Error::RestartNeeded(format!(
+                "the L7 listening addresses change (added: [{}], removed: [{}])",
+                added.join(", "),
+                removed.join(", ")
+            )));
+        }
+        // Each new listener replaces the running one at its address.
+        let slots: Vec<usize> = listeners
+            .iter()
+            .map(|l| {
+                current
+                    .iter()
+                    .position(|s| s.cfg.addr == l.addr)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        let previous: Vec<Option<Arc<Settings>>> =
+            slots.iter().map(|&i| current.get(i).cloned()).collect();
+        let built = build_settings(listeners, &previous)?;
+        self.reload_certificates(listeners, &slots, &current)?;
+        for (settings, slot) in built.into_iter().zip(slots) {
+            if let Some(l) = self.listeners.get(slot) {
+                l.settings.store(Arc::new(settings));
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the certificates of every HTTPS listener: all are checked
+    /// first, then swapped in; if a file changes between the two and a
+    /// swap fails, those already swapped are put back.
+    fn reload_certificates(
+        &self,
+        listeners: &[L7Listener],
+        slots: &[usize],
+        current: &[Arc<Settings>],
+    ) -> Result<(), L7Error> {
+        let refused = |l: &L7Listener| {
+            let name = l.name.clone();
+            move |source| L7Error::Tls {
+                listener: name,
+                source,
+            }
+        };
+        let now = std::time::SystemTime::now();
+        for l in listeners {
+            if let Some(cfg) = &l.tls {
+                tls::check(cfg, now).map_err(refused(l))?;
+            }
+        }
+        let mut done: Vec<usize> = Vec::new();
+        for (l, &slot) in listeners.iter().zip(slots) {
+            let (Some(cfg), Some(running)) = (
+                &l.tls,
+                self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
+            ) else {
+                continue;
+            };
+            if let Err(e) = running.reload(cfg) {
+                for &slot in &done {
+                    if let (Some(t), Some(Some(old))) = (
+                        self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
+                        current.get(slot).map(|s| s.cfg.tls.as_ref()),
+                    ) {
+                        // Best effort: the old files were good a moment ago.
+                        let _ = t.reload(old);
+                    }
+                }
+                return Err(refused(l)(e));
+            }
+            done.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Marks `backend` of `listener` up or down (from health checks); a
+    /// listener or backend not configured is ignored.
+    pub fn set_up(&self, listener: &str, backend: SocketAddr, up: bool) {
+        let _guard = self.control();
+        for l in &self.listeners {
+            let s = l.settings.load();
+            if s.cfg.name == listener {
+                s.pool.set_up(backend, up);
+            }
+        }
+    }
+
+    /// Appends the `lbd_l7_*` counters, in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let settings: Vec<_> = self
+            .listeners
+            .iter()
+            .map(|l| l.settings.load_full())
+            .collect();
+        let views: Vec<ListenerView<'_>> = self
+            .listeners
+            .iter()
+            .zip(&settings)
+            .map(|(l, s)| ListenerView {
+                name: &s.cfg.name,
+                metrics: &l.metrics,
+                tls: l.tls.as_ref().map(Tls::counters),
+                backends: s
+                    .pool
+                    .backends()
+                    .iter()
+                    .map(|b| (b.addr, &b.metrics))
+                    .collect(),
+            })
+            .collect();
+        metrics::render(out, &views);
+    }
+
+    /// Stops serving: closes the listening sockets and every connection,
+    /// and returns when the server's threads have ended (about a second).
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            // A panic in the server thread has been reported already.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for L7 {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,427 @@
+//! The L7 proxy over plain HTTP on loopback: real backends, real clients.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lb_l7::config::L7Listener;
+use lb_l7::server::{L7, L7Error};
+use proxy_support::{Client, Mode, TestBackend, get, listener};
+
+fn start(listeners: &[L7Listener]) -> L7 {
+    L7::start(listeners, None, 1).unwrap()
+}
+
+/// Asserts that the counter reaches `want` (within a few seconds: the
+/// proxy counts a request after its response has been sent).
+fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric(l7, line_prefix);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix}: {got}, want {want}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn metric(l7: &L7, line_prefix: &str) -> i64 {
+    let mut out = String::new();
+    l7.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
+}
+
+#[test]
+fn weights_1_to_3_give_the_smooth_wrr_sequence() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let l = listener("web", vec![a.backend(1), b.backend(3)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    let mut seq = String::new();
+    for _ in 0..400 {
+        let r = c.get("").unwrap();
+        assert_eq!(r.status, 200);
+        seq.push_str(r.backend());
+    }
+    // nginx's smooth weighted round robin over weights 1 and 3: b a b b.
+    assert_eq!(seq, "babb".repeat(100));
+    assert_eq!(a.requests.load(Ordering::Relaxed), 100);
+    assert_eq!(b.requests.load(Ordering::Relaxed), 300);
+    // Host is kept; the forwarded headers are added.
+    let r = get(addr, "X-Forwarded-For: 192.0.2.1\r\n");
+    assert_eq!(r.seen("host"), Some("test.example"));
+    assert_eq!(r.seen("x-forwarded-for"), Some("192.0.2.1, 127.0.0.1"));
+    assert_eq!(r.seen("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(r.seen("x-forwarded-proto"), Some("http"));
+    assert_eq!(
+        r.seen("x-forwarded-port"),
+        Some(addr.port().to_string().as_str())
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"2xx\"}",
+        401,
+    );
+    let backend_label = |x: &TestBackend| {
+        format!(
+            "lbd_l7_backend_requests_total{{listener=\"web\",backend=\"{}\"}}",
+            x.addr
+        )
+    };
+    assert_metric(&l7, &backend_label(&a), 100);
+    assert_metric(&l7, &backend_label(&b), 301);
+    assert_metric(&l7, "lbd_l7_connections_total{listener=\"web\"}", 2);
+    // The keep-alive client is still connected; the other one is gone.
+    assert_metric(&l7, "lbd_l7_connections_active{listener=\"web\"}", 1);
+    drop(c);
+    l7.stop();
+}
+
+#[test]
+fn bytes_each_way_are_the_http_bytes() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let l = listener("web", vec![a.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    for i in 0..3 {
+        let r = c
+            .get(&format!("X-Pad: {}\r\n", "x".repeat(i * 100)))
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(
+        c.sent > 300 && c.received > c.sent,
+        "{} {}",
+        c.sent,
+        c.received
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"2xx\"}",
+        3,
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_client_received_bytes_total{listener=\"web\"}",
+        c.sent as i64,
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_client_sent_bytes_total{listener=\"web\"}",
+        c.received as i64,
+    );
+    l7.stop();
+}
+
+#[test]
+fn a_backend_marked_down_gets_nothing_until_up() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let l = listener("web", vec![a.backend(1), b.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    l7.set_up("web", b.addr, false);
+    let up = format!(
+        "lbd_l7_backend_up{{listener=\"web\",backend=\"{}\"}}",
+        b.addr
+    );
+    assert_metric(&l7, &up, 0);
+    let mut c = Client::connect(addr);
+    for _ in 0..50 {
+        assert_eq!(c.get("").unwrap().backend(), "a");
+    }
+    assert_eq!(b.requests.load(Ordering::Relaxed), 0);
+    // Unknown listeners and backends are ignored.
+    l7.set_up("nope", a.addr, false);
+    l7.set_up("web", "127.0.0.1:1".parse().unwrap(), false);
+    l7.set_up("web", b.addr, true);
+    assert_metric(&l7, &up, 1);
+    let seen: String = (0..10)
+        .map(|_| c.get("").unwrap().backend().to_string())
+        .collect();
+    assert_eq!(seen.matches('b').count(), 5, "{seen}");
+    // Both down: 503, counted.
+    l7.set_up("web", a.addr, false);
+    l7.set_up("web", b.addr, false);
+    let r = get(addr, "");
+    assert_eq!(r.status, 503);
+    assert_metric(&l7, "lbd_l7_no_backend_total{listener=\"web\"}", 1);
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"5xx\"}",
+        1,
+    );
+    l7.stop();
+}
+
+#[test]
+fn a_silent_backend_gives_504_after_the_read_timeout() {
+    let s = TestBackend::start("s", Mode::Silent);
+    let mut l = listener("web", vec![s.backend(1)]);
+    l.timeouts.read = Duration::from_secs(1);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let t = Instant::now();
+    let r = get(addr, "");
+    let waited = t.elapsed();
+    assert_eq!(r.status, 504);
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let label = format!(
+        "lbd_l7_backend_timeouts_total{{listener=\"web\",backend=\"{}\"}}",
+        s.addr
+    );
+    assert_metric(&l7, &label, 1);
+    l7.stop();
+}
+
+#[test]
+fn a_closed_port_gives_502() {
+    let closed = proxy_support::free_addr();
+    let l = listener(
+        "web",
+        vec![lb_l7::config::Backend {
+            addr: closed,
+            weight: 1,
+        }],
+    );
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let r = get(addr, "");
+    assert_eq!(r.status, 502);
+    let label =
+        format!("lbd_l7_backend_connect_failures_total{{listener=\"web\",backend=\"{closed}\"}}");
+    assert_metric(&l7, &label, 1);
+    l7.stop();
+}
+
+#[test]
+fn an_idle_keepalive_connection_is_closed_at_the_idle_timeout() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1)]);
+    l.timeouts.idle = Duration::from_secs(1);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("").unwrap().status, 200);
+    // Within the idle timeout the connection serves again.
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.get("").unwrap().status, 200);
+    let t = Instant::now();
+    c.wait_closed().unwrap();
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // A connection that never sends a request is closed as well.
+    let mut idle = Client::connect(addr);
+    idle.wait_closed().unwrap();
+    l7.stop();
+}
+
+#[test]
+fn reload_changes_weights_with_no_failed_request() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1), b.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|i| {
+            let done = done.clone();
+            thread::spawn(move || {
+                let mut n = 0;
+                let mut c = Client::connect(addr);
+                while !done.load(Ordering::Relaxed) {
+                    // Every other round on a new connection.
+                    if n % 2 == i {
+                        c = Client::connect(addr);
+                    }
+                    let r = c.get("").unwrap();
+                    assert_eq!(r.status, 200, "{r:?}");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    for w in [3u16, 1, 5, 2, 0] {
+        thread::sleep(Duration::from_millis(100));
+        l.backends[1].weight = w;
+        l7.reload(std::slice::from_ref(&l)).unwrap();
+    }
+    thread::sleep(Duration::from_millis(100));
+    done.store(true, Ordering::Relaxed);
+    let total: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(total > 10, "{total}");
+    // Weight 0 drains b: everything goes to a.
+    let before = b.requests.load(Ordering::Relaxed);
+    let mut c = Client::connect(addr);
+    for _ in 0..20 {
+        assert_eq!(c.get("").unwrap().backend(), "a");
+    }
+    assert_eq!(b.requests.load(Ordering::Relaxed), before);
+    // The counters survived the reloads.
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"2xx\"}",
+        i64::try_from(total + 20).unwrap(),
+    );
+    // A health state survives a reload that keeps the backend.
+    l7.set_up("web", a.addr, false);
+    l.backends[1].weight = 1;
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    for _ in 0..5 {
+        assert_eq!(c.get("").unwrap().backend(), "b");
+    }
+    l7.stop();
+}
+
+#[test]
+fn reload_refuses_other_addresses_and_keeps_running() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let l = listener("web", vec![a.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let mut moved = l.clone();
+    moved.addr = proxy_support::free_addr();
+    let err = l7.reload(&[moved]).unwrap_err();
+    assert!(matches!(err, L7Error::RestartNeeded(_)), "{err}");
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    let err = l7
+        .reload(&[l.clone(), listener("two", vec![])])
+        .unwrap_err();
+    assert!(matches!(err, L7Error::RestartNeeded(_)), "{err}");
+    // A bad scheduler refuses the whole reload.
+    let mut bad = l.clone();
+    bad.scheduler = lb_l7::config::L7Listener::clone(&l).scheduler;
+    bad.scheduler = lb_engine::SchedulerKind::Maglev {
+        table_size: 1000,
+        key: Default::default(),
+    };
+    bad.backends.clear();
+    let err = l7.reload(&[bad]).unwrap_err();
+    assert!(matches!(err, L7Error::Scheduler { .. }), "{err}");
+    assert_eq!(get(addr, "").backend(), "a");
+    l7.stop();
+}
+
+#[test]
+fn start_reports_an_address_in_use_and_stop_closes() {
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut l = listener("web", vec![]);
+    l.addr = busy.local_addr().unwrap();
+    let err = L7::start(&[l], None, 1).unwrap_err();
+    assert!(
+        matches!(&err, L7Error::Bind { listener, addr, .. } if listener == "web" && *addr == busy.local_addr().unwrap()),
+        "{err}"
+    );
+    let a = listener("a", vec![]);
+    let mut dup = listener("a", vec![]);
+    let err = L7::start(&[a.clone(), dup.clone()], None, 1).unwrap_err();
+    assert!(matches!(err, L7Error::Duplicate { .. }), "{err}");
+    dup.name = "b".into();
+    dup.addr = a.addr;
+    let err = L7::start(&[a.clone(), dup], None, 1).unwrap_err();
+    assert!(matches!(err, L7Error::Duplicate { .. }), "{err}");
+
+    let addr: SocketAddr = a.addr;
+    let l7 = start(&[a]);
+    assert_eq!(get(addr, "").status, 503);
+    let t = Instant::now();
+    l7.stop();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn stop_returns_with_connections_open_and_closes_them() {
+    let silent = TestBackend::start("s", Mode::Silent);
+    let echo = TestBackend::start("e", Mode::Echo);
+    let waiting = listener("waiting", vec![silent.backend(1)]);
+    let idle = listener("idle", vec![echo.backend(1)]);
+    let l7 = start(&[waiting.clone(), idle.clone()]);
+    // A keep-alive connection between requests, and a request waiting for
+    // a backend that never answers (read timeout 60 s).
+    let mut kept = Client::connect(idle.addr);
+    assert_eq!(kept.get("").unwrap().status, 200);
+    let mut stuck = Client::connect(waiting.addr);
+    stuck.send("").unwrap();
+    while silent.requests.load(Ordering::Relaxed) == 0 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let t = Instant::now();
+    l7.stop();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    kept.wait_closed().unwrap();
+    // The waiting client gets no answer: its connection is closed (a 5xx
+    // written by the proxy as it stops would do too).
+    match stuck.read() {
+        Err(_) => {}
+        Ok(r) => assert!(r.status >= 500, "{r:?}"),
+    }
+    assert!(TcpStream::connect(waiting.addr).is_err());
+    assert!(TcpStream::connect(idle.addr).is_err());
+}
+
+#[test]
+fn a_websocket_passes_through_and_closes_after_backend_silence() {
+    use std::io::Read;
+    let ws = TestBackend::start("ws", Mode::WebSocket);
+    let mut l = listener("web", vec![ws.backend(1)]);
+    l.timeouts.websocket_idle = Duration::from_secs(1);
+    // Longer than the test: only the WebSocket idle timeout can close it.
+    l.timeouts.read = Duration::from_secs(60);
+    l.timeouts.idle = Duration::from_secs(60);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    let r = c
+        .get(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        )
+        .unwrap();
+    assert_eq!(r.status, 101, "{r:?}");
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    // Messages every 400 ms for 2 s (twice the idle timeout): each is
+    // echoed, and the backend's answers keep the connection open.
+    for i in 0..5u8 {
+        let msg = [0x81, 0x02, b'h', b'0' + i];
+        c.write_all(&msg).unwrap();
+        let mut back = [0u8; 4];
+        c.reader.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+        thread::sleep(Duration::from_millis(400));
+    }
+    // Then silence on both sides: closed after about a second.
+    let t = Instant::now();
+    c.wait_closed().unwrap();
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(500), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"1xx\"}",
+        1,
+    );
+    assert!(metric(&l7, "lbd_l7_client_sent_bytes_total{listener=\"web\"}") >= 20);
+    assert!(metric(&l7, "lbd_l7_client_received_bytes_total{listener=\"web\"}") >= 20);
+    l7.stop();
+}

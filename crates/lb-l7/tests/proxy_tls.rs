@@ -1,0 +1,281 @@
+//! The L7 proxy over HTTPS on loopback: certificates chosen by SNI, the
+//! handshakes counted, client certificates, certificates reloaded under
+//! open connections, WSS, and what the backend sees.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod proxy_support;
+#[path = "tls_support/mod.rs"]
+mod tls_support;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lb_l7::config::{CertificateFiles, CookieConfig, L7Listener, SameSite, TlsConfig};
+use lb_l7::server::{L7, L7Error};
+use proxy_support::{Client, Mode, TestBackend, listener, tcp};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tls_support::{Issued, Pki};
+
+fn start(listeners: &[L7Listener]) -> L7 {
+    L7::start(listeners, None, 1).unwrap()
+}
+
+fn metric(l7: &L7, line_prefix: &str) -> i64 {
+    let mut out = String::new();
+    l7.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
+}
+
+/// Asserts that the counter reaches `want` within a few seconds.
+fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric(l7, line_prefix);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix}: {got}, want {want}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn https(name: &str, backends: Vec<lb_l7::config::Backend>, certs: &[&Issued]) -> L7Listener {
+    let mut l = listener(name, backends);
+    l.tls = Some(TlsConfig {
+        certificates: certs.iter().map(|c| c.files.clone()).collect(),
+        client_ca: None,
+    });
+    l
+}
+
+/// A TLS client to `addr` with SNI `sni`, trusting `pki`'s CA, with a
+/// client certificate if given: the connection once the handshake is done
+/// (from the client's side), and the server's certificate.
+fn connect(
+    addr: SocketAddr,
+    pki: &Pki,
+    sni: &str,
+    cert: Option<&Issued>,
+) -> std::io::Result<(Client, CertificateDer<'static>)> {
+    pingora::tls::install_default_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der()).unwrap();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match cert {
+        Some(c) => builder
+            .with_client_auth_cert(vec![c.der.clone()], c.key.clone_key())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::try_from(sni.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut stream = rustls::StreamOwned::new(conn, tcp(addr));
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    let leaf = stream
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+        .unwrap();
+    Ok((Client::over(Box::new(stream)), leaf))
+}
+
+#[test]
+fn https_by_sni_with_the_forwarded_proto_and_a_secure_cookie() {
+    let pki = Pki::new("proxy-sni");
+    let a = pki.server("a", &["a.test"]);
+    let b = pki.server("b", &["b.test"]);
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("secure", vec![backend.backend(1)], &[&a, &b]);
+    l.cookie = Some(CookieConfig {
+        name: "LBD_SERVER".into(),
+        secret: b"0123456789abcdef0123".to_vec(),
+        max_age: Duration::from_secs(60),
+        same_site: SameSite::None,
+    });
+    let addr = l.addr;
+    let l7 = start(&[l]);
+
+    let (mut c, leaf) = connect(addr, &pki, "b.test", None).unwrap();
+    assert_eq!(leaf, b.der);
+    let r = c.get("").unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-forwarded-proto"), Some("https"));
+    let port = addr.port().to_string();
+    assert_eq!(r.seen("x-forwarded-port"), Some(port.as_str()));
+    let set_cookie = r.header("set-cookie").unwrap();
+    assert!(
+        set_cookie.ends_with("; SameSite=None; Secure"),
+        "{set_cookie}"
+    );
+    // Keep-alive over TLS.
+    assert_eq!(c.get("").unwrap().status, 200);
+    let (mut c2, leaf) = connect(addr, &pki, "a.test", None).unwrap();
+    assert_eq!(leaf, a.der);
+    assert_eq!(c2.get("").unwrap().status, 200);
+
+    // Plain HTTP to the HTTPS port: a failed handshake, counted, and the
+    // connection closed.
+    let mut plain = Client::connect(addr);
+    plain.send("").unwrap();
+    assert!(plain.read().is_err());
+    assert_metric(
+        &l7,
+        "lbd_l7_tls_handshake_failures_total{listener=\"secure\"}",
+        1,
+    );
+    assert_metric(&l7, "lbd_l7_tls_handshakes_total{listener=\"secure\"}", 2);
+    // Only the two good connections reached HTTP.
+    assert_metric(&l7, "lbd_l7_connections_total{listener=\"secure\"}", 2);
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"secure\",class=\"2xx\"}",
+        3,
+    );
+    assert_metric(&l7, "lbd_l7_tls_unknown_sni_total{listener=\"secure\"}", 0);
+    l7.stop();
+}
+
+#[test]
+fn a_client_certificate_is_required_where_a_ca_is_set() {
+    let pki = Pki::new("proxy-mtls");
+    let server = pki.server("server", &["mtls.test"]);
+    let client = pki.client("client");
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("mtls", vec![backend.backend(1)], &[&server]);
+    if let Some(tls) = &mut l.tls {
+        tls.client_ca = Some(pki.ca_path());
+    }
+    let addr = l.addr;
+    let l7 = start(&[l]);
+
+    let (mut c, _) = connect(addr, &pki, "mtls.test", Some(&client)).unwrap();
+    assert_eq!(c.get("").unwrap().status, 200);
+
+    // Without one, the server refuses the handshake (in TLS 1.3 the client
+    // learns it at its first read).
+    let refused = connect(addr, &pki, "mtls.test", None).and_then(|(mut c, _)| c.get(""));
+    assert!(refused.is_err(), "{refused:?}");
+    // A certificate from another CA.
+    let other = Pki::new("proxy-mtls-other").client("stranger");
+    let refused = connect(addr, &pki, "mtls.test", Some(&other)).and_then(|(mut c, _)| c.get(""));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_metric(
+        &l7,
+        "lbd_l7_tls_handshake_failures_total{listener=\"mtls\"}",
+        2,
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_tls_client_certs_refused_total{listener=\"mtls\"}",
+        1,
+    );
+    assert_eq!(
+        backend.requests.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    l7.stop();
+}
+
+#[test]
+fn reload_swaps_certificates_for_new_connections_only() {
+    let pki = Pki::new("proxy-reload");
+    let first = pki.server("first", &["r.test"]);
+    let second = pki.server("second", &["r.test"]);
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("r", vec![backend.backend(1)], &[&first]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let (mut old, leaf) = connect(addr, &pki, "r.test", None).unwrap();
+    assert_eq!(leaf, first.der);
+    assert_eq!(old.get("").unwrap().status, 200);
+
+    if let Some(tls) = &mut l.tls {
+        tls.certificates = vec![second.files.clone()];
+    }
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    let (mut new, leaf) = connect(addr, &pki, "r.test", None).unwrap();
+    assert_eq!(leaf, second.der);
+    assert_eq!(new.get("").unwrap().status, 200);
+    // The connection opened before the reload goes on.
+    assert_eq!(old.get("").unwrap().status, 200);
+
+    // A refused file refuses the whole reload (weights included).
+    let mut bad = l.clone();
+    bad.backends[0].weight = 7;
+    if let Some(tls) = &mut bad.tls {
+        tls.certificates = vec![CertificateFiles {
+            cert: pki.dir().join("missing.pem"),
+            key: second.files.key.clone(),
+        }];
+    }
+    let err = l7.reload(&[bad]).unwrap_err();
+    assert!(
+        matches!(&err, L7Error::Tls { listener, .. } if listener == "r"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let (_, leaf) = connect(addr, &pki, "r.test", None).unwrap();
+    assert_eq!(leaf, second.der);
+    // HTTPS to HTTP is a restart.
+    let mut plain = l.clone();
+    plain.tls = None;
+    assert!(matches!(
+        l7.reload(&[plain]),
+        Err(L7Error::RestartNeeded(_))
+    ));
+    l7.stop();
+
+    // A bad file at start is an error, naming the listener and the file.
+    let mut l = https("bad", vec![], &[&first]);
+    if let Some(tls) = &mut l.tls {
+        tls.certificates[0].key = second.files.key.clone();
+    }
+    let err = L7::start(&[l], None, 1).unwrap_err();
+    assert!(
+        matches!(&err, L7Error::Tls { listener, .. } if listener == "bad"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_websocket_passes_through_https() {
+    let pki = Pki::new("proxy-wss");
+    let cert = pki.server("wss", &["wss.test"]);
+    let ws = TestBackend::start("ws", Mode::WebSocket);
+    let mut l = https("wss", vec![ws.backend(1)], &[&cert]);
+    l.timeouts.websocket_idle = Duration::from_secs(1);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let (mut c, _) = connect(addr, &pki, "wss.test", None).unwrap();
+    let r = c
+        .get(
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        )
+        .unwrap();
+    assert_eq!(r.status, 101, "{r:?}");
+    for i in 0..3u8 {
+        let msg = [0x81, 0x02, b'w', b'0' + i];
+        c.write_all(&msg).unwrap();
+        let mut back = [0u8; 4];
+        c.reader.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    let t = Instant::now();
+    c.wait_closed().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    l7.stop();
+}
