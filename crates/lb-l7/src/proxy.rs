@@ -11,38 +11,52 @@
 //!   WebSocket idle timeout for an upgrade).
 //! - `upstream_request_filter`: the forwarded headers; the balancer's
 //!   cookie taken out of `Cookie`. `Host` is kept as the client sent it.
+//! - For a WebSocket, the backend's idle time is what closes it. Pingora's
+//!   read timeout on the backend (set to `websocket_idle`) fires when
+//!   neither side sends, but restarts whenever the client sends; so the
+//!   time of the backend's last bytes is kept
+//!   (`upstream_response_body_filter`) and a client message that comes
+//!   after `websocket_idle` of backend silence ends the connection
+//!   (`request_body_filter`). A silent backend is thus cut off between
+//!   `websocket_idle` and that plus the gap between client messages.
 //! - `response_filter`: the persistence cookie set or refreshed on every
 //!   response from a backend (`Secure` on HTTPS); not on the balancer's
 //!   own error responses.
 //! - `fail_to_connect`, `fail_to_proxy`: a failed connect is 502, a
 //!   backend that does not answer within the read timeout 504; no retry
 //!   on another backend (health checks take a dead backend out).
-//! - `logging`: the counters of [`crate::metrics`].
+//! - `logging`: the counters of [`crate::metrics`]; the access-log record
+//!   (`access.rs`) when the listener has `access_log = true`. A request
+//!   whose client left before any response is logged with status 499, as
+//!   nginx does.
 //!
 //! The listener's settings are read once per request (one `ArcSwap` load),
 //! so a reload never mixes two versions within a request.
 
+mod access;
 mod headers;
 mod persist;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use bytes::Bytes;
+use lb_engine::SchedError;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::{HttpPeer, Result};
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
-use lb_engine::SchedError;
-
+use crate::access_log::AccessLog;
 use crate::config::L7Listener;
 use crate::metrics::ListenerMetrics;
 use crate::pool::{Lease, Pool};
 use crate::tls::Tls;
+use access::{Outcome, Timing};
 use persist::{Lookup, Persistence};
 
 /// One version of a listener's configuration, with its pool.
@@ -84,6 +98,8 @@ pub(crate) struct Shared {
 /// The [`ProxyHttp`] of one listener.
 pub(crate) struct Proxy {
     pub(crate) shared: Arc<Shared>,
+    /// Where the requests of a listener with `access_log = true` go.
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// What the hooks of one request decide.
@@ -91,12 +107,22 @@ pub(crate) struct Ctx {
     settings: Arc<Settings>,
     lease: Option<Lease>,
     upgrade: bool,
+    /// When the backend last sent something (upgrades only).
+    backend_seen: Option<Instant>,
+    /// For the access log.
+    timing: Timing,
+    /// The status of the balancer's own error response.
+    fail_status: Option<u16>,
 }
+
+/// The status logged for a request whose client left before any response
+/// (nginx's "client closed request").
+const CLIENT_CLOSED: u16 = 499;
 
 /// A duration in whole seconds for Pingora's keep-alive, rounded up, at
 /// least 1 (Pingora reads 0 as "no timeout").
 pub(crate) fn keepalive_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    let secs = d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0));
     secs.max(1)
 }
 
@@ -148,6 +174,9 @@ impl ProxyHttp for Proxy {
             settings: self.shared.settings.load_full(),
             lease: None,
             upgrade: false,
+            backend_seen: None,
+            timing: Timing::new(),
+            fail_status: None,
         }
     }
 
@@ -221,6 +250,62 @@ impl ProxyHttp for Proxy {
         if let Some(p) = &settings.persistence {
             headers::strip_cookie(upstream_request, &p.config.name)?;
         }
+        ctx.timing.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        ctx.timing.upstream_status = Some(upstream_response.status.as_u16());
+        if ctx.upgrade {
+            ctx.backend_seen = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let now = Instant::now();
+        if ctx.upgrade {
+            ctx.backend_seen = Some(now);
+        }
+        if end_of_stream {
+            ctx.timing.upstream_done = Some(now);
+        }
+        Ok(None)
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Pingora's read timeout on the backend restarts whenever the
+        // client sends: a WebSocket whose backend is silent while its
+        // client talks is closed here, at the client's next message.
+        let idle = ctx.settings.cfg.timeouts.websocket_idle;
+        if ctx.upgrade
+            && session.was_upgraded()
+            && ctx.backend_seen.is_some_and(|t| t.elapsed() >= idle)
+        {
+            let mut e = Error::explain(
+                ErrorType::ReadTimedout,
+                format!("WebSocket backend idle for {idle:?}"),
+            );
+            e.as_up();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -259,11 +344,12 @@ impl ProxyHttp for Proxy {
         e
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let code = status_for(e);
         if code > 0 && session.response_written().is_none() {
             // The client may be gone already; nothing else to do then.
             let _ = session.respond_error(code).await;
+            ctx.fail_status = Some(code);
         }
         FailToProxy {
             error_code: code,
@@ -281,6 +367,26 @@ impl ProxyHttp for Proxy {
         let sent = to_u64(head_out.saturating_add(session.body_bytes_sent()));
         m.received_bytes.fetch_add(read, Ordering::Relaxed);
         m.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+        let cfg = &ctx.settings.cfg;
+        if let (true, Some(log), Some(client)) =
+            (cfg.access_log, &self.access_log, client_addr(session))
+        {
+            // The client's address is known for every TCP connection.
+            let status = session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .or(ctx.fail_status)
+                .unwrap_or(CLIENT_CLOSED);
+            let outcome = Outcome {
+                listener: cfg.addr,
+                client,
+                backend: ctx.lease.as_ref().map(|l| l.backend().addr),
+                status,
+                request_length: read,
+                body_bytes_sent: to_u64(session.body_bytes_sent()),
+            };
+            log.log(cfg.addr, access::record(session, &ctx.timing, outcome));
+        }
         // Last, so that a reader who sees the request counted sees its bytes.
         if let Some(resp) = session.response_written() {
             m.count_status(resp.status.as_u16());
@@ -309,6 +415,7 @@ mod test {
         assert_eq!(keepalive_secs(Duration::ZERO), 1);
         assert_eq!(keepalive_secs(Duration::from_millis(1500)), 2);
         assert_eq!(keepalive_secs(Duration::from_secs(300)), 300);
+        assert_eq!(keepalive_secs(Duration::MAX), u64::MAX);
     }
 
     #[test]

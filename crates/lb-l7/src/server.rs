@@ -11,13 +11,18 @@
 //! An HTTPS listener's certificates are read by [`crate::tls`] at start;
 //! the TLS handshake is done by the listener's connection app (`app.rs`).
 //!
+//! The access log ([`crate::access_log`]), one for all listeners, is
+//! started with the server and stopped after it, so that the last
+//! requests' lines are in the finished files.
+//!
 //! A listener's settings (backends, weights, scheduler, headers, cookie,
-//! timeouts) are swapped whole by [`L7::reload`]; requests in flight finish
-//! with the settings they started with. Certificates are re-read in place
-//! ([`Tls::reload`]): the next handshakes get them, open connections keep
-//! theirs. The set of listening sockets is
-//! fixed for the server's life: a reload that changes it is refused with
-//! [`L7Error::RestartNeeded`].
+//! timeouts, whether it is logged) are swapped whole by [`L7::reload`];
+//! requests in flight finish with the settings they started with.
+//! Certificates are re-read in place ([`Tls::reload`]): the next
+//! handshakes get them, open connections keep theirs. The set of listening
+//! sockets is fixed for the server's life: a reload that changes it is
+//! refused with [`L7Error::RestartNeeded`]. The access log's
+//! configuration is fixed as well (`reload` does not take it).
 
 mod app;
 mod bound;
@@ -36,6 +41,7 @@ use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::config::{AccessLogConfig, L7Listener};
 use crate::metrics::{self, ListenerView};
 use crate::proxy::{Proxy, Settings, Shared};
@@ -89,6 +95,10 @@ pub enum L7Error {
         #[source]
         source: TlsError,
     },
+    /// The access log could not start (its folder cannot be written, or a
+    /// setting is out of range).
+    #[error("{0}")]
+    AccessLog(#[source] io::Error),
     /// The thread that runs the server could not be started.
     #[error("cannot start the L7 server thread: {0}")]
     Thread(#[source] io::Error),
@@ -103,6 +113,8 @@ pub struct L7 {
     control: Mutex<()>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    /// Stopped after the server, so that every request's line is in.
+    access_log: Option<AccessLog>,
 }
 
 impl std::fmt::Debug for L7 {
@@ -168,7 +180,6 @@ impl L7 {
         access_log: Option<&AccessLogConfig>,
         threads: usize,
     ) -> Result<L7, L7Error> {
-        let _ = access_log;
         let settings = build_settings(listeners, &[])?;
         let mut certificates = Vec::with_capacity(listeners.len());
         for l in listeners {
@@ -192,12 +203,23 @@ impl L7 {
             sockets.push(socket);
         }
 
+        let access_log = access_log
+            .map(AccessLog::start)
+            .transpose()
+            .map_err(L7Error::AccessLog)?;
+
         let conf = ServerConf {
             threads: threads.max(1),
             // Stop within about a second: no grace period, and a short
             // wait for the runtimes.
             grace_period_seconds: Some(0),
             graceful_shutdown_timeout_seconds: Some(1),
+            // Pingora's fast timer adds a timeout to `Instant::now()`
+            // unchecked (a panic for a duration near `Duration::MAX`);
+            // above this threshold (Pingora's default, 15 min, which
+            // `Server::run` would otherwise turn off) its timeouts are
+            // tokio's, which saturate: any configured duration is safe.
+            fast_timeout_to_tokio_threshold_seconds: Some(15 * 60),
             ..ServerConf::default()
         };
         let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -218,6 +240,7 @@ impl L7 {
                 &conf,
                 Proxy {
                     shared: Arc::clone(&sh),
+                    access_log: access_log.clone(),
                 },
             );
             let app = App {
@@ -245,6 +268,7 @@ impl L7 {
             control: Mutex::new(()),
             stop,
             thread: Some(thread),
+            access_log,
         })
     }
 
@@ -388,6 +412,9 @@ impl L7 {
             })
             .collect();
         metrics::render(out, &views);
+        if let Some(log) = &self.access_log {
+            log.render_metrics(out);
+        }
     }
 
     /// Stops serving: closes the listening sockets and every connection,
@@ -401,6 +428,10 @@ impl L7 {
         if let Some(thread) = self.thread.take() {
             // A panic in the server thread has been reported already.
             let _ = thread.join();
+        }
+        if let Some(log) = self.access_log.take() {
+            // Writes the queued lines and finishes the files.
+            log.stop();
         }
     }
 }

@@ -93,6 +93,26 @@ fn weights_1_to_3_give_the_smooth_wrr_sequence() {
 }
 
 #[test]
+fn request_bodies_reach_the_backend() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let l = listener("web", vec![a.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    let body = "name=value&".repeat(2000);
+    let r = c.post(&body).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with(&body), "{}", r.body.len());
+    assert_eq!(
+        r.seen("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    // The connection serves on.
+    assert_eq!(c.get("").unwrap().status, 200);
+    l7.stop();
+}
+
+#[test]
 fn bytes_each_way_are_the_http_bytes() {
     let a = TestBackend::start("a", Mode::Echo);
     let l = listener("web", vec![a.backend(1)]);
@@ -378,6 +398,10 @@ fn stop_returns_with_connections_open_and_closes_them() {
     }
     assert!(TcpStream::connect(waiting.addr).is_err());
     assert!(TcpStream::connect(idle.addr).is_err());
+    // The addresses are free again: a new server (a restart) binds them.
+    let l7 = start(&[waiting, idle.clone()]);
+    assert_eq!(get(idle.addr, "").status, 200);
+    l7.stop();
 }
 
 #[test]
@@ -423,5 +447,146 @@ fn a_websocket_passes_through_and_closes_after_backend_silence() {
     );
     assert!(metric(&l7, "lbd_l7_client_sent_bytes_total{listener=\"web\"}") >= 20);
     assert!(metric(&l7, "lbd_l7_client_received_bytes_total{listener=\"web\"}") >= 20);
+    l7.stop();
+}
+
+#[test]
+fn a_websocket_whose_backend_is_silent_closes_though_the_client_talks() {
+    use std::io::{Read, Write};
+    let sink = TestBackend::start("sink", Mode::WebSocketSink);
+    let mut l = listener("web", vec![sink.backend(1)]);
+    l.timeouts.websocket_idle = Duration::from_secs(1);
+    l.timeouts.read = Duration::from_secs(60);
+    l.timeouts.idle = Duration::from_secs(60);
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The client sends every 300 ms; the backend never answers.
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let t = Instant::now();
+    let closed_after = loop {
+        assert!(t.elapsed() < Duration::from_secs(6), "still open");
+        if s.write_all(&[0x81, 0x01, b'x']).is_err() {
+            break t.elapsed();
+        }
+        let mut buf = [0u8; 16];
+        match s.read(&mut buf) {
+            Ok(0) => break t.elapsed(),
+            Ok(n) => panic!("{n} bytes from a silent backend"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break t.elapsed(),
+        }
+    };
+    // Closed after the idle timeout (plus at most one client interval).
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "{closed_after:?}"
+    );
+    assert!(closed_after < Duration::from_secs(3), "{closed_after:?}");
+    let label = format!(
+        "lbd_l7_backend_timeouts_total{{listener=\"web\",backend=\"{}\"}}",
+        sink.addr
+    );
+    assert_metric(&l7, &label, 1);
+    l7.stop();
+}
+
+#[test]
+fn maglev_by_source_and_by_flow_through_the_proxy() {
+    let backends: Vec<TestBackend> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| TestBackend::start(n, Mode::Echo))
+        .collect();
+    let mut by_source = listener("src", backends.iter().map(|b| b.backend(1)).collect());
+    by_source.scheduler = lb_engine::SchedulerKind::Maglev {
+        table_size: 65537,
+        key: lb_engine::MaglevKey::SourceAddress,
+    };
+    let mut by_flow = listener("flow", backends.iter().map(|b| b.backend(1)).collect());
+    by_flow.scheduler = lb_engine::SchedulerKind::maglev();
+    let l7 = start(&[by_source.clone(), by_flow.clone()]);
+    // One client address, many connections (ports): one backend by source,
+    // several by flow.
+    let seen = |addr| {
+        let mut s: Vec<String> = (0..24)
+            .map(|_| get(addr, "").backend().to_string())
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(seen(by_source.addr).len(), 1);
+    assert!(seen(by_flow.addr).len() >= 2);
+    l7.stop();
+}
+
+#[test]
+fn least_connections_counts_requests_in_flight() {
+    let stuck = TestBackend::start("s", Mode::Silent);
+    let free = TestBackend::start("e", Mode::Echo);
+    let mut l = listener("wlc", vec![stuck.backend(1), free.backend(3)]);
+    l.scheduler = lb_engine::SchedulerKind::LeastConnections;
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    // The first request goes to the lowest slot (a tie at 0) and stays.
+    let mut waiting = Client::connect(addr);
+    waiting.send("").unwrap();
+    while stuck.requests.load(Ordering::Relaxed) == 0 {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let active = format!(
+        "lbd_l7_backend_active{{listener=\"wlc\",backend=\"{}\"}}",
+        stuck.addr
+    );
+    assert_metric(&l7, &active, 1);
+    // 1 in flight per weight 1 there; at most 1 per weight 3 here.
+    for _ in 0..10 {
+        assert_eq!(get(addr, "").backend(), "e");
+    }
+    assert_eq!(stuck.requests.load(Ordering::Relaxed), 1);
+    l7.stop();
+}
+
+#[test]
+fn the_longest_timeouts_are_accepted() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1)]);
+    l.timeouts = lb_l7::config::HttpTimeouts {
+        idle: Duration::MAX,
+        connect: Duration::MAX,
+        read: Duration::MAX,
+        websocket_idle: Duration::MAX,
+    };
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let mut c = Client::connect(addr);
+    for _ in 0..3 {
+        assert_eq!(c.get("").unwrap().status, 200);
+    }
+    let r = c
+        .get("Upgrade: websocket\r\nConnection: Upgrade\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
     l7.stop();
 }

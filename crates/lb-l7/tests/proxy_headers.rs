@@ -177,3 +177,26 @@ fn the_cookie_keeps_a_client_on_one_backend_until_it_goes_down() {
     assert_eq!((hits, invalid, misses), (21, 4, 7));
     l7.stop();
 }
+
+#[test]
+fn an_ipv6_listener_forwards_the_ipv6_client() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let mut l = listener("v6", vec![a.backend(1)]);
+    l.addr = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let addr = l.addr;
+    let l7 = start(&[l]);
+    let r = get(addr, "X-Forwarded-For: 2001:db8::7\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.seen("x-forwarded-for"), Some("2001:db8::7, ::1"));
+    assert_eq!(r.seen("x-real-ip"), Some("::1"));
+    let mut out = String::new();
+    l7.render_metrics(&mut out);
+    assert!(
+        out.contains("lbd_l7_connections_total{listener=\"v6\"} 1"),
+        "{out}"
+    );
+    l7.stop();
+}

@@ -279,3 +279,65 @@ fn a_websocket_passes_through_https() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     l7.stop();
 }
+
+#[test]
+fn reloads_of_certificates_and_weights_lose_no_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pki = Arc::new(Pki::new("proxy-reload-run"));
+    let certs = [
+        pki.server("one", &["run.test"]),
+        pki.server("two", &["run.test"]),
+    ];
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let mut l = https("run", vec![a.backend(1), b.backend(1)], &[&certs[0]]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let done = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (done, pki) = (done.clone(), pki.clone());
+            thread::spawn(move || {
+                let mut n = 0;
+                let mut leaves = std::collections::HashSet::new();
+                while !done.load(Ordering::Relaxed) {
+                    // A new connection (a new handshake) every third request.
+                    let (mut c, leaf) = connect(addr, &pki, "run.test", None).unwrap();
+                    leaves.insert(leaf);
+                    for _ in 0..3 {
+                        let r = c.get("").unwrap();
+                        assert_eq!(r.status, 200, "{r:?}");
+                        n += 1;
+                    }
+                }
+                (n, leaves.len())
+            })
+        })
+        .collect();
+    for (i, w) in [3u16, 1, 4, 0, 2, 1].into_iter().enumerate() {
+        thread::sleep(Duration::from_millis(150));
+        l.backends[1].weight = w;
+        if let Some(tls) = &mut l.tls {
+            tls.certificates = vec![certs[(i + 1) % 2].files.clone()];
+        }
+        l7.reload(std::slice::from_ref(&l)).unwrap();
+    }
+    thread::sleep(Duration::from_millis(150));
+    done.store(true, Ordering::Relaxed);
+    let results: Vec<(usize, usize)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    let total: usize = results.iter().map(|r| r.0).sum();
+    assert!(total >= 30, "{results:?}");
+    // The clients saw both certificates.
+    assert!(results.iter().any(|r| r.1 == 2), "{results:?}");
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"run\",class=\"2xx\"}",
+        i64::try_from(total).unwrap(),
+    );
+    assert_metric(
+        &l7,
+        "lbd_l7_tls_handshake_failures_total{listener=\"run\"}",
+        0,
+    );
+    l7.stop();
+}

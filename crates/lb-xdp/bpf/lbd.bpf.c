@@ -10,6 +10,15 @@
 //
 // The address set is the hash map `lbd_addrs`, which lbd rewrites on
 // reload; IPv4 addresses are keyed as IPv4-mapped IPv6 (::ffff:a.b.c.d).
+//
+// One exception: TCP to the VIP and port of an HTTP or HTTPS listener
+// (the hash map `lbd_l7`) goes to the kernel, whose TCP stack accepts it
+// for the L7 proxy, even when a TCP or UDP listener has the same VIP (an
+// L7 VIP that no TCP or UDP listener has is not in `lbd_addrs`: it goes to
+// the kernel anyway). IPv4 headers may carry options; an IPv4 fragment
+// other than the first, and IPv6 with extension headers before TCP, are
+// not looked into and go to lbd as before (the engine drops what is not
+// its own): a TCP stack sends neither on a connection that works.
 // Built by crates/lb-xdp/build.rs with `clang -O2 -g -target bpf`.
 
 #include <linux/bpf.h>
@@ -18,11 +27,13 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/icmpv6.h>
+#include <linux/tcp.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #define MAX_QUEUES 64
 #define MAX_ADDRS 4096
+#define MAX_L7 1024
 
 // The VIPs and LIPs: the value is unused (1).
 struct {
@@ -31,6 +42,21 @@ struct {
 	__type(key, struct in6_addr);
 	__type(value, __u8);
 } lbd_addrs SEC(".maps");
+
+// The VIP and port of each HTTP and HTTPS listener: the value is unused
+// (1). The port is in network order; `pad` is zero.
+struct l7_key {
+	struct in6_addr addr;
+	__be16 port;
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_L7);
+	__type(key, struct l7_key);
+	__type(value, __u8);
+} lbd_l7 SEC(".maps");
 
 // One AF_XDP socket per receive queue.
 struct {
@@ -93,6 +119,19 @@ static __always_inline int ours(const struct in6_addr *addr)
 	return bpf_map_lookup_elem(&lbd_addrs, addr) != 0;
 }
 
+// Whether the TCP segment whose header starts at `l4` is for an HTTP or
+// HTTPS listener's VIP `addr`: the kernel's then.
+static __always_inline int for_l7(const struct in6_addr *addr, void *l4, void *end)
+{
+	struct tcphdr *tcp = l4;
+	if ((void *)(tcp + 1) > end)
+		return 0;
+	struct l7_key key = {};
+	key.addr = *addr;
+	key.port = tcp->dest;
+	return bpf_map_lookup_elem(&lbd_l7, &key) != 0;
+}
+
 SEC("xdp")
 int lbd_xdp(struct xdp_md *ctx)
 {
@@ -110,7 +149,16 @@ int lbd_xdp(struct xdp_md *ctx)
 		struct in6_addr key = {};
 		key.in6_u.u6_addr16[5] = 0xffff;
 		key.in6_u.u6_addr32[3] = ip->daddr;
-		return ours(&key) ? to_lbd(ctx) : pass(ctx);
+		if (!ours(&key))
+			return pass(ctx);
+		// Options included; only a first fragment (offset 0) has the
+		// TCP header.
+		__u32 ihl = ip->ihl * 4;
+		if (ip->protocol == IPPROTO_TCP && ihl >= sizeof(*ip) &&
+		    (ip->frag_off & bpf_htons(0x1fff)) == 0 &&
+		    for_l7(&key, (void *)ip + ihl, end))
+			return pass(ctx);
+		return to_lbd(ctx);
 	}
 
 	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
@@ -128,7 +176,12 @@ int lbd_xdp(struct xdp_md *ctx)
 				return pass(ctx);
 		}
 		struct in6_addr key = ip6->daddr;
-		return ours(&key) ? to_lbd(ctx) : pass(ctx);
+		if (!ours(&key))
+			return pass(ctx);
+		// No extension headers: TCP right after the fixed header.
+		if (next == IPPROTO_TCP && for_l7(&key, ip6 + 1, end))
+			return pass(ctx);
+		return to_lbd(ctx);
 	}
 
 	return pass(ctx);

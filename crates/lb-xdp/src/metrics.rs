@@ -41,6 +41,10 @@
 //! | `lbd_config_reloads_total` | counter | `result` (`ok`, `failed`) |
 //! | `lbd_health_up` | gauge | `listener`, `address`, `port` |
 //! | `lbd_health_checks_total` | counter | `listener`, `address`, `port`, `result` (`ok`, `failed`) |
+//! | `lbd_l7_...` | | the HTTP and HTTPS listeners' families, rendered by `lb_l7` ([`Snapshot::l7`]) |
+//!
+//! The health families cover the backends of every listener, TCP, UDP,
+//! HTTP and HTTPS.
 //!
 //! # Every frame accounted for
 //!
@@ -250,6 +254,10 @@ pub struct Snapshot {
     pub queue_sessions: Vec<(u32, u64)>,
     /// Health check states, per checked backend.
     pub health: Vec<HealthState>,
+    /// The families of the HTTP and HTTPS listeners (`lbd_l7_*`), in the
+    /// text format already (`lb_l7`'s `render_metrics`); appended as they
+    /// are. Empty without such listeners.
+    pub l7: String,
 }
 
 /// `into += from`, field by field. The exhaustive pattern makes a new
@@ -935,6 +943,7 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
 
+    out.text.push_str(&s.l7);
     out.text
 }
 

@@ -4,8 +4,19 @@
 //! reloads, the metrics snapshot, and a clean shutdown on SIGINT/SIGTERM
 //! that stops the loops and saves their sessions. With a pin directory the
 //! XDP program stays attached after `lbd` exits (see [`crate::xdp`]).
+//!
+//! The HTTP and HTTPS listeners are served by `lb_l7`'s server, started
+//! before the XDP program is attached (their VIP and port are the host's
+//! from its first packet), fed the health checks of their backends,
+//! reloaded together with the engines (all or nothing), its counters
+//! appended to the metrics, and stopped first at shutdown. Without TCP or
+//! UDP listeners the XDP program and the sockets are set up all the same:
+//! a reload may add such listeners, and a program an earlier `lbd` left
+//! pinned (which drops its addresses' traffic while no socket serves it)
+//! is replaced by one that hands the L7 traffic to the host.
 
-use std::net::IpAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -30,6 +41,8 @@ use crate::owner::Owners;
 use crate::state;
 use crate::xdp::{XdpProgram, XdpStats};
 use crate::xsk;
+
+use lb_l7::server::L7;
 
 /// Why `lbd run` stopped before serving.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +81,11 @@ struct Runner {
     events: Receiver<health::Event>,
     events_tx: mpsc::Sender<health::Event>,
     snapshot: Arc<Mutex<Snapshot>>,
+    /// The HTTP and HTTPS listeners' server; `None` without such listeners.
+    l7: Option<L7>,
+    /// The last health of each L7 listener's backend (one not here is
+    /// up): the state a reload gives back to the server and to the checks.
+    l7_up: HashMap<(String, SocketAddr), bool>,
     reloads_ok: u64,
     reloads_failed: u64,
     /// Sessions of the last run not restored (a changed queue count).
@@ -180,6 +198,50 @@ fn read_rss(name: &str, queues: u16) -> Option<(&'static RssConfig, u64)> {
     }
 }
 
+/// Every backend of `config`'s HTTP and HTTPS listeners, by listener name.
+fn l7_backends(config: &Config) -> Vec<(String, SocketAddr)> {
+    config
+        .l7
+        .iter()
+        .flat_map(|l| {
+            l.listener
+                .backends
+                .iter()
+                .map(|b| (l.listener.name.clone(), b.addr))
+        })
+        .collect()
+}
+
+/// Give `l7`, just reloaded with `config`, the health each of its
+/// backends had (a reloaded listener's backends may start up).
+fn push_l7_health(l7: &L7, up: &HashMap<(String, SocketAddr), bool>, config: &Config) {
+    for key in l7_backends(config) {
+        if let Some(up) = up.get(&key) {
+            l7.set_up(&key.0, key.1, *up);
+        }
+    }
+}
+
+/// The HTTP and HTTPS listeners of `config` listening, or `None` when it
+/// has none.
+fn start_l7(config: &Config) -> Result<Option<L7>, RunError> {
+    if config.l7.is_empty() {
+        return Ok(None);
+    }
+    let l7 = L7::start(
+        &config.l7_listeners(),
+        config.access_log.as_ref(),
+        config.l7_threads,
+    )
+    .map_err(|e| RunError::Setup(format!("HTTP and HTTPS listeners: {e}")))?;
+    info!(
+        listeners = config.l7.len(),
+        threads = config.l7_threads,
+        "HTTP and HTTPS listeners up"
+    );
+    Ok(Some(l7))
+}
+
 /// Load `path`, attach, and serve until SIGINT or SIGTERM.
 ///
 /// # Errors
@@ -232,12 +294,17 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         }
         None => None,
     };
+    // Listening before the XDP program hands their traffic to the host.
+    let l7 = start_l7(&config)?;
     // Loaded, given its addresses and every queue's socket, and only then
     // attached: nothing it steers finds no socket.
     let mut program = XdpProgram::load().map_err(|e| setup("XDP", &e))?;
     program
         .set_addresses(&config.addresses())
         .map_err(|e| setup("XDP address map", &e))?;
+    program
+        .set_l7(&config.l7_addresses())
+        .map_err(|e| setup("XDP L7 map", &e))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let epoch = Instant::now();
@@ -368,6 +435,7 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         queues = queue_count,
         steering = steering(queue_count, rss.is_some()),
         listeners = config.listeners.len(),
+        l7_listeners = config.l7.len(),
         xdp = ?attached,
         "lbd is up"
     );
@@ -394,6 +462,8 @@ pub fn run(path: &Path) -> Result<(), RunError> {
         events,
         events_tx,
         snapshot,
+        l7,
+        l7_up: HashMap::new(),
         reloads_ok: 0,
         reloads_failed: 0,
         sessions_not_restored,
@@ -469,6 +539,18 @@ impl Runner {
                 }
             }
         }
+        for l in &self.config.l7 {
+            let Some(check) = &l.health else { continue };
+            for b in &l.listener.backends {
+                let key = (l.listener.name.clone(), b.addr);
+                targets.push(Target {
+                    up: self.l7_up.get(&key).copied().unwrap_or(true),
+                    listener: key.0,
+                    backend: b.addr,
+                    check: check.clone(),
+                });
+            }
+        }
         self.checker = Some(Checker::start(targets, self.events_tx.clone()));
     }
 
@@ -477,6 +559,22 @@ impl Runner {
             info!(listener = %event.listener, backend = %event.backend, reason = %event.reason, "backend up");
         } else {
             warn!(listener = %event.listener, backend = %event.backend, reason = %event.reason, "backend down");
+        }
+        // Names are unique across both kinds, and a reload does not move a
+        // name from one kind to the other (that changes the L7 addresses,
+        // which needs a restart).
+        if self
+            .config
+            .l7
+            .iter()
+            .any(|l| l.listener.name == event.listener)
+        {
+            if let Some(l7) = &self.l7 {
+                l7.set_up(&event.listener, event.backend, event.up);
+            }
+            self.l7_up
+                .insert((event.listener.clone(), event.backend), event.up);
+            return;
         }
         for q in &self.queues {
             let mut s = lock(&q.shared);
@@ -516,6 +614,18 @@ impl Runner {
             );
             return;
         }
+        // The HTTP and HTTPS listeners first: their reload re-reads the
+        // certificates and may fail, and changes nothing when it does; the
+        // engines then follow, and should they fail, the L7 listeners go
+        // back too.
+        if let Some(l7) = &self.l7 {
+            if let Err(e) = l7.reload(&new.l7_listeners()) {
+                self.reloads_failed += 1;
+                error!(error = %e, "reload refused, the running configuration stays: HTTP and HTTPS listeners");
+                return;
+            }
+            push_l7_health(l7, &self.l7_up, &new);
+        }
         // The XDP program steers only what the engines know: before they
         // reload, the addresses in both configurations (an address going
         // away is the host's again at once); after, the new ones (an
@@ -531,6 +641,7 @@ impl Runner {
         if let Err(e) = self.program.set_addresses(&addresses) {
             self.reloads_failed += 1;
             error!(error = %e, "reload refused: XDP address map");
+            self.l7_back();
             return;
         }
         let mut failed = false;
@@ -557,6 +668,7 @@ impl Runner {
             if let Err(e) = self.program.set_addresses(&self.config.addresses()) {
                 warn!(error = %e, "XDP address map: running addresses not restored");
             }
+            self.l7_back();
             self.reloads_failed += 1;
             error!("reload failed in an engine: every engine is back on the running configuration");
             return;
@@ -564,9 +676,33 @@ impl Runner {
         if let Err(e) = self.program.set_addresses(&new_addresses) {
             warn!(error = %e, "XDP address map: new addresses not added");
         }
+        // The same set as before (another needs a restart), written anew.
+        if let Err(e) = self.program.set_l7(&new.l7_addresses()) {
+            warn!(error = %e, "XDP L7 map not rewritten");
+        }
+        if self.l7.is_some() {
+            info!(
+                listeners = new.l7.len(),
+                "HTTP and HTTPS listeners reloaded (certificates read again)"
+            );
+        }
         self.reloads_ok += 1;
         self.config = new;
+        let kept = l7_backends(&self.config);
+        self.l7_up.retain(|k, _| kept.contains(k));
         self.start_checks();
+    }
+
+    /// Put the L7 server back on the running configuration, after it took
+    /// a new one that the rest of the reload then failed on.
+    fn l7_back(&self) {
+        let Some(l7) = &self.l7 else { return };
+        match l7.reload(&self.config.l7_listeners()) {
+            Ok(()) => push_l7_health(l7, &self.l7_up, &self.config),
+            Err(e) => {
+                error!(error = %e, "HTTP and HTTPS listeners not back on the running configuration");
+            }
+        }
     }
 
     /// Make every queue's engine and owner function follow `config`, one
@@ -635,6 +771,9 @@ impl Runner {
             neigh.netlink_errors += s.l2.netlink_errors;
         }
         snap.describe_listeners(&self.config);
+        if let Some(l7) = &self.l7 {
+            l7.render_metrics(&mut snap.l7);
+        }
         snap.neigh = neigh;
         snap.config_reloads_ok = self.reloads_ok;
         snap.config_reloads_failed = self.reloads_failed;
@@ -663,6 +802,10 @@ impl Runner {
         info!("stopping");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         self.checker = None;
+        if let Some(l7) = self.l7.take() {
+            l7.stop();
+            info!("HTTP and HTTPS listeners stopped");
+        }
         self.stop.store(true, Ordering::Relaxed);
         for q in &mut self.queues {
             if let Some(t) = q.thread.take()

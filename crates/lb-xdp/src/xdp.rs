@@ -1,6 +1,8 @@
 //! The XDP program (`bpf/lbd.bpf.c`, built by `build.rs`): loading it,
 //! attaching it to the interface, and its maps — the address set that
-//! picks what `lbd` gets, the socket of each queue, and its counters.
+//! picks what `lbd` gets, the VIPs and ports of the HTTP and HTTPS
+//! listeners whose TCP it leaves to the host's stack, the socket of each
+//! queue, and its counters.
 //!
 //! The program is loaded, given its addresses and every queue's socket,
 //! and only then attached: from its first packet on, all that it steers
@@ -18,14 +20,14 @@
 //! Without a pin directory, dropping [`XdpProgram`] detaches the program
 //! (aya detaches the links a program owns when it is dropped).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
-use aya::programs::{Xdp, XdpMode as AyaMode};
+use aya::programs::{TestRun, TestRunOptions, Xdp, XdpMode as AyaMode};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::config::XdpMode;
@@ -142,6 +144,8 @@ pub fn detach_pinned(pin_dir: &Path, interface: &str) -> Result<bool, XdpError> 
 /// The loaded, attached program and its maps.
 pub struct XdpProgram {
     addrs: BpfHashMap<MapData, [u8; 16], u8>,
+    l7: BpfHashMap<MapData, [u8; 20], u8>,
+    installed_l7: Vec<[u8; 20]>,
     xsks: XskMap<MapData>,
     stats: StatsMap,
     installed: Vec<[u8; 16]>,
@@ -165,6 +169,10 @@ impl XdpProgram {
             ebpf.take_map("lbd_addrs")
                 .ok_or(XdpError::Missing("map lbd_addrs"))?,
         )?;
+        let l7 = BpfHashMap::try_from(
+            ebpf.take_map("lbd_l7")
+                .ok_or(XdpError::Missing("map lbd_l7"))?,
+        )?;
         let xsks = XskMap::try_from(
             ebpf.take_map("lbd_xsks")
                 .ok_or(XdpError::Missing("map lbd_xsks"))?,
@@ -177,6 +185,8 @@ impl XdpProgram {
         };
         Ok(XdpProgram {
             addrs,
+            l7,
+            installed_l7: Vec::new(),
             xsks,
             stats,
             installed: Vec::new(),
@@ -272,6 +282,39 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Make the set of HTTP and HTTPS listeners' VIPs and ports exactly
+    /// `sockets`: TCP to one of them goes to the host's stack even when
+    /// its address is in the address set. New ones are added before old
+    /// ones are removed.
+    ///
+    /// # Errors
+    /// The map is full or the kernel refused.
+    pub fn set_l7(&mut self, sockets: &[SocketAddr]) -> Result<(), XdpError> {
+        let wanted: Vec<[u8; 20]> = sockets.iter().map(|s| l7_key(*s)).collect();
+        for k in &wanted {
+            self.l7.insert(k, 1, 0)?;
+        }
+        for k in self.installed_l7.iter().filter(|k| !wanted.contains(k)) {
+            self.l7.remove(k)?;
+        }
+        self.installed_l7 = wanted;
+        Ok(())
+    }
+
+    /// Run the program once over `frame` (an Ethernet frame, as if it
+    /// arrived on queue 0) in the kernel (`BPF_PROG_TEST_RUN`), attached
+    /// nowhere, and return its verdict: `XDP_PASS` (2) for the host's
+    /// stack; for `lbd`, `XDP_REDIRECT` (4), or `XDP_DROP` (1) while
+    /// queue 0 has no socket. The run is counted like a packet.
+    ///
+    /// # Errors
+    /// The kernel refused the run.
+    pub fn test_run(&mut self, frame: &[u8]) -> Result<u32, XdpError> {
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        Ok(program(&mut self._ebpf)?.test_run(options)?.return_value)
+    }
+
     /// Steer `queue`'s packets to the AF_XDP socket `socket`.
     ///
     /// # Errors
@@ -317,4 +360,16 @@ fn key(addr: IpAddr) -> [u8; 16] {
         IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
         IpAddr::V6(a) => a.octets(),
     }
+}
+
+/// The `lbd_l7` key of a VIP and port (`struct l7_key`): the address as
+/// [`key`] makes it, the port in network order, two zero bytes.
+fn l7_key(socket: SocketAddr) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    let (addr, port) = out.split_at_mut(16);
+    addr.copy_from_slice(&key(socket.ip()));
+    if let Some(port) = port.get_mut(..2) {
+        port.copy_from_slice(&socket.port().to_be_bytes());
+    }
+    out
 }

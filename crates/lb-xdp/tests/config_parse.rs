@@ -106,7 +106,26 @@ fn the_example_parses() {
     .iter()
     .map(|a| a.parse().unwrap())
     .collect();
+    // The HTTP listener shares `web`'s VIP: the address set is the same.
     assert_eq!(c.addresses(), addresses);
+
+    assert_eq!(c.l7_threads, 1);
+    let log = c.access_log.as_ref().unwrap();
+    assert_eq!(log.dir, Path::new("/var/log/lbd"));
+    assert!(log.upload.is_none());
+    let names: Vec<&str> = c.l7.iter().map(|l| l.listener.name.as_str()).collect();
+    assert_eq!(names, ["site"]);
+    let site = &c.l7[0].listener;
+    assert_eq!(site.addr, "192.0.2.1:8080".parse().unwrap());
+    assert_eq!(site.scheme(), "http");
+    assert!(site.access_log);
+    assert_eq!(site.backends[1].weight, 3);
+    assert_eq!(site.forwarded, lb_l7::config::Forwarded::default());
+    assert_eq!(site.timeouts, lb_l7::config::HttpTimeouts::default());
+    let cookie = site.cookie.as_ref().unwrap();
+    assert_eq!(cookie.name, "LBD_SERVER");
+    assert_eq!(cookie.max_age, Duration::from_secs(3600));
+    assert!(c.l7[0].health.is_some());
 }
 
 #[test]
@@ -1018,8 +1037,6 @@ fn restart_needed_names_l7_and_access_log() {
 /// The certificate files, relative to the configuration file's
 /// directory, each made here by the `openssl` command.
 fn certificates_in(dir: &Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
     for (name, ca) in [("a", false), ("b", false), ("ca", true)] {
         let mut cmd = std::process::Command::new("openssl");
         cmd.current_dir(dir).args([
@@ -1049,14 +1066,18 @@ fn certificates_in(dir: &Path) {
     }
 }
 
-/// A fresh directory for this test.
-fn scratch(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("lbd-config-{name}-{}", std::process::id()))
+/// A fresh directory for one test, removed when dropped.
+fn scratch() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("lbd-config")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
 fn certificate_paths_are_taken_from_the_files_directory() {
-    let dir = scratch("relative");
+    let tmp = scratch();
+    let dir = tmp.path().to_owned();
     certificates_in(&dir);
     let text = fixture("l7.toml").replace("/etc/lbd/b.pem", "b.pem");
     let file = dir.join("lbd.toml");
@@ -1076,12 +1097,12 @@ fn certificate_paths_are_taken_from_the_files_directory() {
     // ... and only the relative ones are looked for there.
     assert_eq!(c.len(), 1, "{c:#?}");
     assert!(c[0].message.contains("/nonexistent/a.pem"), "{c:#?}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_certificate_error_is_at_the_key_naming_the_file() {
-    let dir = scratch("missing");
+    let tmp = scratch();
+    let dir = tmp.path().to_owned();
     certificates_in(&dir);
     let text = fixture("l7.toml").replace("/etc/lbd/b.pem", "b.pem");
     // Line 51: certificates = [ { cert = "a.pem", key = "a.key" }, { cert = "b.pem", key = "b.key" } ]
@@ -1103,5 +1124,59 @@ fn a_certificate_error_is_at_the_key_naming_the_file() {
         std::fs::rename(dir.join("gone"), dir.join(file)).unwrap();
     }
     Config::parse_in(&text, &dir).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_certificates_are_refused_at_their_key() {
+    let tmp = scratch();
+    let dir = tmp.path().to_owned();
+    certificates_in(&dir);
+    let text = fixture("l7.toml").replace("/etc/lbd/b.pem", "b.pem");
+    let one = |text: &str| {
+        let errors = Config::parse_in(text, &dir).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        errors.into_iter().next().unwrap()
+    };
+    // Line 51 as in the test above: a.pem at 27, a.key at 42, b.key at 77.
+    // A key that is not the certificate's.
+    let e = one(&text.replace("key = \"a.key\"", "key = \"b.key\""));
+    assert_eq!((e.line, e.column), (51, 42), "{e:?}");
+    assert!(e.message.contains("does not match"), "{e:?}");
+    // A key protected by a passphrase.
+    let out = std::process::Command::new("openssl")
+        .current_dir(&dir)
+        .args([
+            "pkey",
+            "-in",
+            "b.key",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            "b.enc",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::rename(dir.join("b.enc"), dir.join("b.key")).unwrap();
+    let e = one(&text);
+    assert_eq!((e.line, e.column), (51, 77), "{e:?}");
+    assert!(e.message.contains("passphrase"), "{e:?}");
+    certificates_in(&dir);
+    // An expired certificate.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.test".to_owned()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("a.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("a.key"), key.serialize_pem()).unwrap();
+    let e = one(&text);
+    assert_eq!((e.line, e.column), (51, 27), "{e:?}");
+    assert!(e.message.contains("expired"), "{e:?}");
+    // Not PEM at all, as the client CA.
+    certificates_in(&dir);
+    std::fs::write(dir.join("ca.pem"), "hello").unwrap();
+    let e = one(&text);
+    assert_eq!((e.line, e.column), (52, 13), "{e:?}");
 }

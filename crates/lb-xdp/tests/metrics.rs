@@ -100,6 +100,7 @@ fn snapshot() -> Snapshot {
             checks_ok: 20,
             checks_failed: 2,
         }],
+        l7: "# HELP lbd_l7_requests_total Requests.\n# TYPE lbd_l7_requests_total counter\nlbd_l7_requests_total{listener=\"site\"} 9\n".into(),
     }
 }
 
@@ -282,6 +283,9 @@ fn render_known_figures() {
     has(
         r#"lbd_health_checks_total{listener="web",address="10.0.0.2",port="8080",result="failed"} 2"#,
     );
+    // The L7 families, as lb_l7 rendered them, at the end.
+    assert!(text.ends_with(&snapshot().l7), "{text}");
+    assert_eq!(types["lbd_l7_requests_total"], "counter");
 }
 
 /// A queue's ledger: 20 frames received (9 sent, 3 engine drops, 5 of

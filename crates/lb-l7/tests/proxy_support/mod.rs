@@ -16,12 +16,14 @@ use lb_l7::config::{Backend, Forwarded, HttpTimeouts, L7Listener};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Answers every request 200 with `backend=<name>` and the request's
-    /// head as it arrived, keep-alive.
+    /// head and body as they arrived, keep-alive.
     Echo,
     /// Reads the request and never answers.
     Silent,
     /// Answers `Upgrade: websocket` with 101, then echoes every byte.
     WebSocket,
+    /// Answers `Upgrade: websocket` with 101, then reads and never writes.
+    WebSocketSink,
 }
 
 /// A backend on a loopback port, serving until the test ends.
@@ -114,7 +116,7 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                 return;
             }
             Mode::Echo => {
-                let text = format!("backend={name}\n{head}");
+                let text = format!("backend={name}\n{head}{}", String::from_utf8_lossy(&body));
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{text}",
                     text.len()
@@ -123,7 +125,7 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                     return;
                 }
             }
-            Mode::WebSocket => {
+            Mode::WebSocket | Mode::WebSocketSink => {
                 let resp = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                             Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n";
                 if w.write_all(resp.as_bytes()).is_err() {
@@ -134,6 +136,7 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                 loop {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => return,
+                        Ok(_) if mode == Mode::WebSocketSink => {}
                         Ok(n) => {
                             if w.write_all(&buf[..n]).is_err() {
                                 return;
@@ -262,6 +265,17 @@ impl Client {
             resp.body = String::from_utf8_lossy(&body).into_owned();
         }
         Ok(resp)
+    }
+
+    /// Sends a POST of `body` and reads the response.
+    pub fn post(&mut self, body: &str) -> std::io::Result<Response> {
+        let req = format!(
+            "POST /form HTTP/1.1\r\nHost: test.example\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.sent += req.len();
+        self.write_all(req.as_bytes())?;
+        self.read()
     }
 
     pub fn get(&mut self, extra_headers: &str) -> std::io::Result<Response> {

@@ -13,6 +13,7 @@ use lb_l7::config::{
     AccessLogConfig, Backend, CertificateFiles, CookieConfig, Forwarded, HttpTimeouts, L7Listener,
     S3Config, SameSite, TlsConfig, XffMode,
 };
+use lb_l7::tls::TlsError;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -416,15 +417,6 @@ fn http(r: &mut Report<'_>, doc: Option<&Spanned<HttpDoc>>) -> (Forwarded, HttpT
     (forwarded, timeouts, access_log)
 }
 
-/// Whether `name` is a cookie name: an RFC 6265 token (visible ASCII but
-/// no separator).
-fn is_cookie_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-}
-
 /// `[listener.cookie]`; `None` (with errors reported) if wrong.
 fn cookie(r: &mut Report<'_>, d: &CookieDoc, https: bool) -> Option<CookieConfig> {
     let before = r.errors.len();
@@ -432,7 +424,11 @@ fn cookie(r: &mut Report<'_>, d: &CookieDoc, https: bool) -> Option<CookieConfig
         .name
         .as_ref()
         .map_or("LBD_SERVER", |n| n.get_ref().as_str());
-    if let Some(n) = d.name.as_ref().filter(|_| !is_cookie_name(name)) {
+    if let Some(n) = d
+        .name
+        .as_ref()
+        .filter(|_| !lb_l7::cookie::is_valid_name(name))
+    {
         r.at(
             &n.span(),
             format!(
@@ -551,53 +547,7 @@ fn certificates(
 /// # Errors
 /// The first file at fault, and why.
 fn check_certificates(tls: &TlsConfig, now: SystemTime) -> Result<(), TlsError> {
-    tls_check(tls, now)
-}
-
-// Until `lb_l7::tls` lands: the files must be readable. Replaced by
-// `lb_l7::tls::{check, TlsError}` on merge.
-use stand_in::{TlsError, check as tls_check};
-mod stand_in {
-    use std::path::{Path, PathBuf};
-    use std::time::SystemTime;
-
-    use lb_l7::config::TlsConfig;
-
-    /// A file of a certificate set at fault, and why.
-    #[derive(Debug)]
-    pub(super) struct TlsError {
-        file: PathBuf,
-        reason: String,
-    }
-
-    impl TlsError {
-        /// The file at fault.
-        pub(super) fn file(&self) -> &Path {
-            &self.file
-        }
-    }
-
-    impl std::fmt::Display for TlsError {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "{}: {}", self.file.display(), self.reason)
-        }
-    }
-
-    /// Every file of `tls` readable.
-    pub(super) fn check(tls: &TlsConfig, _now: SystemTime) -> Result<(), TlsError> {
-        let files = tls
-            .certificates
-            .iter()
-            .flat_map(|c| [&c.cert, &c.key])
-            .chain(&tls.client_ca);
-        for file in files {
-            std::fs::read(file).map_err(|e| TlsError {
-                file: file.clone(),
-                reason: format!("cannot read: {e}"),
-            })?;
-        }
-        Ok(())
-    }
+    lb_l7::tls::check(tls, now)
 }
 
 /// The checks across the two kinds of listener, each error on the later
@@ -691,14 +641,5 @@ mod tests {
         let e = check_certificates(&tls, SystemTime::now()).unwrap_err();
         assert_eq!(e.file(), dir.join("none.pem"));
         assert!(e.to_string().contains("none.pem"), "{e}");
-    }
-
-    #[test]
-    fn cookie_names_are_tokens() {
-        assert!(is_cookie_name("LBD_SERVER"));
-        assert!(is_cookie_name("a-b.c!"));
-        for bad in ["", "a b", "a=b", "a;b", "é", "a\"b"] {
-            assert!(!is_cookie_name(bad), "{bad:?}");
-        }
     }
 }
