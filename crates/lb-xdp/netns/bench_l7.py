@@ -19,8 +19,7 @@ The figures, each from the client host:
 - ``http_req_per_s``: keep-alive requests/s (wrk, 2 threads, 64 connections);
 - ``http_conn_per_s``: new connections/s, one request each (wrk with
   ``Connection: close``);
-- ``https_req_per_s``: keep-alive requests/s over HTTPS (wrk; it
-  negotiates TLS 1.2, ECDHE-RSA-AES256-GCM-SHA384);
+- ``https_req_per_s``: keep-alive requests/s over HTTPS (wrk, TLS 1.3);
 - ``https_hs_per_s``: new TLS connections/s, each a full TLS 1.3
   handshake (X25519, TLS_AES_256_GCM_SHA384) and one request
   (``openssl s_time -new``, ``HS_CLIENTS`` processes at once). Not wrk:
@@ -46,7 +45,7 @@ of them together.
 
 Before the rounds, every mode is checked once: the headers a real server
 sees (``/headers``), the TLS version, cipher and key exchange negotiated,
-whether the server resumes a TLS session (``s_client -reconnect``), the
+whether the server resumes a TLS session (see ``tls_check``), the
 answer to s_time's request, and the backends' shares of 400 requests.
 The modes' order turns by one each round.
 """
@@ -75,10 +74,11 @@ WORKERS = 2
 #: ``openssl s_time`` processes at once in ``https_hs_per_s``.
 HS_CLIENTS = 16
 #: What ``s_time -www`` requests: it sends ``GET {path} HTTP/1.0`` and no
-#: header, so the path brings a Host header (without one, a balancer that
-#: speaks HTTP/1.1 to its backends gets 400 and a closed connection), and
-#: a last header to take the ``HTTP/1.0`` that s_time appends.
-HS_PATH = "/ HTTP/1.0\r\nHost: bench.lbd.test\r\nX-Pad:"
+#: header, so the path makes it the request of ``http_conn_per_s``: HTTP/1.1
+#: with a Host header (without one, a balancer that speaks HTTP/1.1 to its
+#: backends gets 400 and a closed connection) and ``Connection: close``,
+#: then a last header to take the ``HTTP/1.0`` that s_time appends.
+HS_PATH = "/ HTTP/1.1\r\nHost: bench.lbd.test\r\nConnection: close\r\nX-Pad:"
 #: The figures, in the order of a round.
 FIGURES = ("http_req_per_s", "http_conn_per_s", "https_req_per_s", "https_hs_per_s")
 #: How each mode runs its workers, for the table.
@@ -286,15 +286,9 @@ backend b
                 got = self.curl(url, check=False)
                 seen = " ".join(line.replace(": ", "=", 1) for line in got.stdout.splitlines())
                 lines.append(f"    {url}: {got.returncode == 0 and seen or got.stderr.strip()}")
-            s = self.topo.run("cli", "sh", "-c",
-                              f"openssl s_client -connect {VIP}:443 -reconnect </dev/null 2>&1",
-                              check=False, timeout=30).stdout
-            new, reused = len(re.findall(r"^New,", s, re.M)), len(re.findall(r"^Reused,", s, re.M))
-            proto = re.search(r"^New, (\S+), Cipher is (\S+)", s, re.M)
-            kx = re.search(r"^(?:Server|Peer) Temp Key: (.*)", s, re.M)
-            lines.append(f"    TLS: {proto and ' '.join(proto.groups())}, key exchange "
-                         f"{kx and kx.group(1)}; s_client -reconnect: {new} new, {reused} resumed")
-            # The request s_time makes, and what it gets.
+            lines.append("    " + self.tls_check())
+            # The request s_time makes, and what it gets (the command ends
+            # only if the balancer closes the connection after it).
             req = f"GET {HS_PATH} HTTP/1.0\r\n\r\n"
             r = self.topo.run("cli", "sh", "-c", f"printf '%s' \"$1\" | openssl s_client -quiet "
                               f"-connect {VIP}:443 2>/dev/null", "sh", req, check=False).stdout
@@ -309,6 +303,24 @@ backend b
             return "\n".join(lines)
         finally:
             stop()
+
+    def tls_check(self) -> str:
+        """The TLS 1.3 connection negotiated, and whether the server resumes
+        sessions: in TLS 1.3, a session saved from one connection
+        (``-sess_out``) offered on the next (``-sess_in``); in TLS 1.2,
+        ``s_client -reconnect`` (which does not see TLS 1.3 resumption)."""
+        sess = self.tmp / "tls-session.pem"
+        script = (f"(sleep 1) | openssl s_client -connect {VIP}:443 -sess_out {sess} 2>&1; "
+                  f"openssl s_client -connect {VIP}:443 -sess_in {sess} </dev/null 2>&1; "
+                  f"openssl s_client -tls1_2 -connect {VIP}:443 -reconnect </dev/null 2>&1")
+        out = self.topo.run("cli", "sh", "-c", script, check=False, timeout=60).stdout
+        first = re.search(r"^New, (\S+), Cipher is (\S+)", out, re.M)
+        kx = re.search(r"^(?:Server|Peer) Temp Key: (.*)", out, re.M)
+        v13 = re.findall(r"^(New|Reused), TLSv1.3", out, re.M)
+        v12 = re.findall(r"^(New|Reused), TLSv1.2", out, re.M)
+        return (f"TLS: {first and ' '.join(first.groups())}, key exchange {kx and kx.group(1)}; "
+                f"resumed: TLS 1.3 {v13[1:].count('Reused')} of {len(v13[1:])}, "
+                f"TLS 1.2 {v12[1:].count('Reused')} of {len(v12[1:])}")
 
     # -- loads -----------------------------------------------------------------------
     def accepted(self) -> int:
