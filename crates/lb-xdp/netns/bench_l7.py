@@ -10,7 +10,9 @@ round robin over kept-alive upstream connections, each request given
 X-Forwarded-For (appended to), X-Real-IP, X-Forwarded-Proto and
 X-Forwarded-Port, no access log, two worker threads or processes each:
 
-- ``lbd``: its HTTP and HTTPS listeners (Pingora, rustls), ``[l7] threads = 2``;
+- ``lbd``: its HTTP and HTTPS listeners (Pingora, rustls), ``[l7] threads = 2``
+  (Pingora runs a service of that many threads per listener; a figure
+  loads one listener);
 - ``nginx``: ``proxy_pass``, ``worker_processes 2`` (see ``nginx.proxy``);
 - ``haproxy``: HTTP mode, ``nbthread 2``, ``http-reuse always``.
 
@@ -83,7 +85,7 @@ HS_PATH = "/ HTTP/1.1\r\nHost: bench.lbd.test\r\nConnection: close\r\nX-Pad:"
 FIGURES = ("http_req_per_s", "http_conn_per_s", "https_req_per_s", "https_hs_per_s")
 #: How each mode runs its workers, for the table.
 WORKER_NOTE = {
-    "lbd": f"[l7] threads = {WORKERS}",
+    "lbd": f"[l7] threads = {WORKERS}, per listener",
     "nginx": f"worker_processes {WORKERS}",
     "haproxy": f"nbthread {WORKERS}",
     "direct": "no balancer",
@@ -107,14 +109,12 @@ def tree_cpu(pid: Optional[int]) -> float:
             stats[int(d)] = (int(f[1]), (int(f[11]) + int(f[12])) / TICK)
         except (OSError, IndexError, ValueError):
             continue
-    tree, total, grew = {pid}, 0.0, True
+    tree, grew = {pid}, True
     while grew:
         more = {p for p, (ppid, _) in stats.items() if ppid in tree} - tree
         tree |= more
         grew = bool(more)
-    for p in tree:
-        total += stats.get(p, (0, 0.0))[1]
-    return total
+    return sum(stats.get(p, (0, 0.0))[1] for p in tree)
 
 
 def softirq_idle() -> tuple[float, float]:
@@ -124,6 +124,9 @@ def softirq_idle() -> tuple[float, float]:
 
 
 class L7Bench:
+    """The real servers, the certificate, the balancers and the loads of
+    one benchmark run on ``topo``; files in ``tmp``."""
+
     def __init__(self, topo: Topology, lbd_path: Path, seconds: float, tmp: Path,
                  only: str = "") -> None:
         self.topo = topo
@@ -167,7 +170,11 @@ class L7Bench:
             d = Lbd(self.topo, self.lbd_config(), path=self.lbd_path, metrics=None,
                     env={"RUST_LOG": "warn,lb_xdp=info,lbd=info"}).start()
             assert d.proc is not None
-            self.wait_listening()
+            try:
+                self.wait_listening()
+            except BaseException:
+                d.cleanup()
+                raise
             return d.proc.pid, d.cleanup
         backends = [(f"{RS[rs]}:{HTTP_PORT}", w) for rs, w in WEIGHTS.items()]
         if mode == "nginx":
@@ -183,9 +190,14 @@ class L7Bench:
         except BaseException:
             stop_process(p, 10)
             raise
-        return p.pid, lambda: stop_process(p, 10) and None
+
+        def stop() -> None:
+            stop_process(p, 10)
+        return p.pid, stop
 
     def wait_listening(self, p: Optional[subprocess.Popen] = None) -> None:
+        """Wait until VIP:80 and VIP:443 answer (a real server's answer
+        through the balancer); fail if ``p`` exits, or after 20 s."""
         deadline = time.monotonic() + 20
         while True:
             ok = all(self.curl(url, check=False).returncode == 0
@@ -194,14 +206,13 @@ class L7Bench:
                 return
             if p is not None and p.poll() is not None:
                 raise RuntimeError(f"balancer exited with {p.returncode}: "
-                                   f"{self.log(p).strip()[-2000:]}")
+                                   f"{self.log().strip()[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"balancer does not answer on {VIP}:80 and :443 in 20 s")
             time.sleep(0.2)
 
-    def log(self, p: subprocess.Popen) -> str:
-        """What the balancer of ``p`` wrote (HAProxy to its log file, nginx
-        to its error log)."""
+    def log(self) -> str:
+        """What HAProxy wrote (its output) and nginx (its error log)."""
         files = ("haproxy.log", "nginx-lb/error.log")
         return "".join((self.tmp / f).read_text(errors="replace")
                        for f in files if (self.tmp / f).exists())
@@ -287,13 +298,15 @@ backend b
                 seen = " ".join(line.replace(": ", "=", 1) for line in got.stdout.splitlines())
                 lines.append(f"    {url}: {got.returncode == 0 and seen or got.stderr.strip()}")
             lines.append("    " + self.tls_check())
-            # The request s_time makes, and what it gets (the command ends
-            # only if the balancer closes the connection after it).
+            # The request s_time makes, and what it gets (s_client ends when
+            # the balancer closes the connection, as it must after it).
             req = f"GET {HS_PATH} HTTP/1.0\r\n\r\n"
-            r = self.topo.run("cli", "sh", "-c", f"printf '%s' \"$1\" | openssl s_client -quiet "
-                              f"-connect {VIP}:443 2>/dev/null", "sh", req, check=False).stdout
-            got = r.strip().splitlines() or ["nothing"]
-            lines.append(f"    s_time's request: {got[0]} ... {got[-1]}")
+            r = self.topo.run("cli", "sh", "-c", f"printf '%s' \"$1\" | timeout 10 openssl "
+                              f"s_client -quiet -connect {VIP}:443 2>/dev/null", "sh", req,
+                              check=False, timeout=30)
+            got = r.stdout.strip().splitlines() or ["nothing"]
+            closed = "not closed in 10 s" if r.returncode == 124 else "closed"
+            lines.append(f"    s_time's request: {got[0]} ... {got[-1]}; {closed}")
             # The backends' shares over 400 requests, to see the weights.
             shares = self.topo.run("cli", "sh", "-c",
                                    f"for i in $(seq 400); do echo http://{VIP}/; done | "
@@ -335,7 +348,8 @@ backend b
     def measure(self, pid: Optional[int], load: Callable[[], tuple[float, float]]) -> Row:
         """Run ``load`` (which returns the requests or connections it
         made and the seconds it took them), with the balancer's CPU, the
-        softirq and the real servers' accepted connections around it."""
+        softirq, the idle time and the real servers' accepted connections
+        around it."""
         opens, cpu, (sirq, idle) = self.accepted(), tree_cpu(pid), softirq_idle()
         t0 = time.monotonic()
         count, seconds = load()
@@ -347,6 +361,8 @@ backend b
                 100 * (idle_after - idle) / elapsed, opens / count if count else 0.0)
 
     def wrk(self, url: str, close: bool) -> tuple[float, float]:
+        """wrk on ``url`` for ``seconds`` (with ``Connection: close`` if
+        ``close``); the requests made and the seconds wrk took."""
         args = ["wrk", "-t2", "-c64", f"-d{int(self.seconds)}s"]
         if close:
             args += ["-H", "Connection: close"]
@@ -363,7 +379,7 @@ backend b
 
     def s_time(self) -> tuple[float, float]:
         """``HS_CLIENTS`` ``openssl s_time -new`` at once: full handshakes
-        (with one request each, HTTP/1.0) for ``seconds``; the connections
+        (with one request each, see ``HS_PATH``) for ``seconds``; the connections
         made, and the seconds over which they were made (s_time's own
         clock counts whole seconds, so each process is timed here)."""
         cmd = ["openssl", "s_time", "-connect", f"{VIP}:443", "-new", "-www", HS_PATH,
@@ -435,6 +451,9 @@ def table(results: dict[str, list[Row]]) -> str:
 
 
 def run(topo: Topology, lbd_path: Path, tmp: Path, rounds: int, seconds: float, only: str) -> None:
+    """The benchmark on ``topo`` with the ``lbd`` at ``lbd_path``: each
+    mode's check, ``rounds`` rounds of every figure and mode matching
+    ``only`` (a regex over "figure mode"), then the table."""
     bench = L7Bench(topo, lbd_path, seconds, tmp, only)
     bench.prepare()
     modes = [m for m in MODES if any(bench.only.search(f"{f} {m}") for f in FIGURES)]
