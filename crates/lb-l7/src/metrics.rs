@@ -39,6 +39,15 @@
 //!   requests by health, else 0.
 //! - `lbd_l7_backend_requests_total` / `lbd_l7_backend_active`: requests
 //!   sent to the backend, and those in flight (what `wlc` weighs).
+//! - `lbd_l7_backend_responses_total{listener,backend,class}`: responses
+//!   the backend gave, by the class of its own status (a 502 or 504 the
+//!   balancer wrote is not the backend's).
+//! - `lbd_l7_backend_received_bytes_total` /
+//!   `lbd_l7_backend_sent_bytes_total`: the client-side bytes (as in
+//!   `lbd_l7_client_*_bytes_total`) of the requests the backend served:
+//!   what the clients sent it and what they got from it.
+//! - `lbd_l7_backend_connections_total`: new connections to the backend
+//!   (Pingora keeps idle ones for reuse; a reused one is not counted).
 //! - `lbd_l7_backend_connect_failures_total`: connections to the backend
 //!   that failed (refused, unreachable, or timed out).
 //! - `lbd_l7_backend_timeouts_total`: connect timeouts (502) and read
@@ -71,13 +80,26 @@ pub(crate) struct ListenerMetrics {
 impl ListenerMetrics {
     /// Counts a request answered with `status` (ignored outside 100..=599).
     pub(crate) fn count_status(&self, status: u16) {
-        if let Some(c) = status
-            .checked_div(100)
-            .and_then(|c| usize::from(c).checked_sub(1))
-            .and_then(|i| self.requests.get(i))
-        {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        count_class(&self.requests, status);
+    }
+}
+
+/// Adds one to the counter of `status`'s class in `classes` (`1xx` at
+/// index 0); nothing outside 100..=599.
+fn count_class(classes: &[AtomicU64; 5], status: u16) {
+    if let Some(c) = status
+        .checked_div(100)
+        .and_then(|c| usize::from(c).checked_sub(1))
+        .and_then(|i| classes.get(i))
+    {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl BackendMetrics {
+    /// Counts a response the backend gave with `status`.
+    pub(crate) fn count_response(&self, status: u16) {
+        count_class(&self.responses, status);
     }
 }
 
@@ -87,6 +109,11 @@ impl ListenerMetrics {
 pub(crate) struct BackendMetrics {
     pub(crate) up: AtomicBool,
     pub(crate) requests: AtomicU64,
+    /// Responses by the backend's status class: index 0 is `1xx` .. 4 is `5xx`.
+    pub(crate) responses: [AtomicU64; 5],
+    pub(crate) received_bytes: AtomicU64,
+    pub(crate) sent_bytes: AtomicU64,
+    pub(crate) connections: AtomicU64,
     pub(crate) active: AtomicI64,
     pub(crate) connect_failures: AtomicU64,
     pub(crate) timeouts: AtomicU64,
@@ -97,6 +124,10 @@ impl Default for BackendMetrics {
         BackendMetrics {
             up: AtomicBool::new(true),
             requests: AtomicU64::new(0),
+            responses: Default::default(),
+            received_bytes: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
             active: AtomicI64::new(0),
             connect_failures: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),
@@ -317,6 +348,49 @@ pub(crate) fn render(out: &mut String, views: &[ListenerView<'_>]) {
         "counter",
         "Requests sent to the backend.",
         |m| load(&m.requests).into(),
+    );
+    let name = "lbd_l7_backend_responses_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Responses the backend gave, by class of its status.",
+    );
+    for v in views {
+        for (addr, m) in &v.backends {
+            for (i, c) in m.responses.iter().enumerate() {
+                out.push_str(name);
+                out.push_str("{listener=\"");
+                label(out, v.name);
+                let _ = writeln!(
+                    out,
+                    "\",backend=\"{addr}\",class=\"{}xx\"}} {}",
+                    i + 1,
+                    load(c)
+                );
+            }
+        }
+    }
+    b(
+        out,
+        "lbd_l7_backend_received_bytes_total",
+        "counter",
+        "Client-side HTTP bytes of the requests the backend served, as received from clients.",
+        |m| load(&m.received_bytes).into(),
+    );
+    b(
+        out,
+        "lbd_l7_backend_sent_bytes_total",
+        "counter",
+        "Client-side HTTP bytes of the requests the backend served, as sent to clients.",
+        |m| load(&m.sent_bytes).into(),
+    );
+    b(
+        out,
+        "lbd_l7_backend_connections_total",
+        "counter",
+        "New connections to the backend (reused ones are not counted).",
+        |m| load(&m.connections).into(),
     );
     b(
         out,

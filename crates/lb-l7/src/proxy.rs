@@ -19,6 +19,8 @@
 //!   after `websocket_idle` of backend silence ends the connection
 //!   (`request_body_filter`). A silent backend is thus cut off between
 //!   `websocket_idle` and that plus the gap between client messages.
+//! - `connected_to_upstream`: a new (not reused) backend connection
+//!   counted.
 //! - `response_filter`: the persistence cookie set or refreshed on every
 //!   response from a backend (`Secure` on HTTPS); not on the balancer's
 //!   own error responses.
@@ -254,6 +256,22 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (false, Some(lease)) = (reused, &ctx.lease) {
+            let m = &lease.backend().metrics;
+            m.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -367,6 +385,14 @@ impl ProxyHttp for Proxy {
         let sent = to_u64(head_out.saturating_add(session.body_bytes_sent()));
         m.received_bytes.fetch_add(read, Ordering::Relaxed);
         m.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+        if let Some(lease) = &ctx.lease {
+            let b = &lease.backend().metrics;
+            b.received_bytes.fetch_add(read, Ordering::Relaxed);
+            b.sent_bytes.fetch_add(sent, Ordering::Relaxed);
+            if let Some(status) = ctx.timing.upstream_status {
+                b.count_response(status);
+            }
+        }
         let cfg = &ctx.settings.cfg;
         if let (true, Some(log), Some(client)) =
             (cfg.access_log, &self.access_log, client_addr(session))

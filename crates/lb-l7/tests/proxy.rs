@@ -146,6 +146,19 @@ fn bytes_each_way_are_the_http_bytes() {
         "lbd_l7_client_sent_bytes_total{listener=\"web\"}",
         c.received as i64,
     );
+    // The same bytes, on the one backend that served them; its three
+    // answers, over one connection that Pingora kept for reuse.
+    let backend = |family: &str, extra: &str| {
+        format!(
+            "lbd_l7_backend_{family}{{listener=\"web\",backend=\"{}\"{extra}}}",
+            a.addr
+        )
+    };
+    assert_metric(&l7, &backend("received_bytes_total", ""), c.sent as i64);
+    assert_metric(&l7, &backend("sent_bytes_total", ""), c.received as i64);
+    assert_metric(&l7, &backend("responses_total", ",class=\"2xx\""), 3);
+    assert_metric(&l7, &backend("responses_total", ",class=\"5xx\""), 0);
+    assert_metric(&l7, &backend("connections_total", ""), 1);
     l7.stop();
 }
 
@@ -208,6 +221,12 @@ fn a_silent_backend_gives_504_after_the_read_timeout() {
         s.addr
     );
     assert_metric(&l7, &label, 1);
+    // The 504 is the balancer's: the backend gave no response.
+    let responses = format!(
+        "lbd_l7_backend_responses_total{{listener=\"web\",backend=\"{}\",class=\"5xx\"}}",
+        s.addr
+    );
+    assert_metric(&l7, &responses, 0);
     l7.stop();
 }
 

@@ -198,11 +198,13 @@ fn read_rss(name: &str, queues: u16) -> Option<(&'static RssConfig, u64)> {
     }
 }
 
-/// Every backend of `config`'s HTTP and HTTPS listeners, by listener name.
-fn l7_backends(config: &Config) -> Vec<(String, SocketAddr)> {
+/// Every backend of `config`'s HTTP and HTTPS listeners that have a
+/// health check, by listener name: the keys `l7_up` may hold.
+fn l7_checked(config: &Config) -> Vec<(String, SocketAddr)> {
     config
         .l7
         .iter()
+        .filter(|l| l.health.is_some())
         .flat_map(|l| {
             l.listener
                 .backends
@@ -212,12 +214,18 @@ fn l7_backends(config: &Config) -> Vec<(String, SocketAddr)> {
         .collect()
 }
 
-/// Give `l7`, just reloaded with `config`, the health each of its
-/// backends had (a reloaded listener's backends may start up).
+/// Give `l7`, just reloaded with `config`, the health of every backend:
+/// a checked backend's last result (up when it has none yet, which is
+/// what its checker starts from), and up for a backend that no check
+/// watches. The L7 server keeps a backend's state by address, which a
+/// renamed listener or a removed check would otherwise leave down with
+/// nothing to bring it up.
 fn push_l7_health(l7: &L7, up: &HashMap<(String, SocketAddr), bool>, config: &Config) {
-    for key in l7_backends(config) {
-        if let Some(up) = up.get(&key) {
-            l7.set_up(&key.0, key.1, *up);
+    for l in &config.l7 {
+        for b in &l.listener.backends {
+            let key = (l.listener.name.clone(), b.addr);
+            let is_up = l.health.is_none() || up.get(&key).copied().unwrap_or(true);
+            l7.set_up(&key.0, key.1, is_up);
         }
     }
 }
@@ -688,7 +696,7 @@ impl Runner {
         }
         self.reloads_ok += 1;
         self.config = new;
-        let kept = l7_backends(&self.config);
+        let kept = l7_checked(&self.config);
         self.l7_up.retain(|k, _| kept.contains(k));
         self.start_checks();
     }

@@ -848,6 +848,68 @@ fn cookie_rules() {
 }
 
 #[test]
+fn cookies_on_one_host_agree() {
+    // Line 3 on: `name`, port `port`, a cookie with `secret`, one backend
+    // (port 8000: by default a backend's port is the listener's).
+    let listener = |name: &str, port: u16, secret: &str, backend: &str| {
+        format!(
+            "[[listener]]\nname = \"{name}\"\nvip = \"192.0.2.1\"\nport = {port}\n\
+             protocol = \"http\"\n[listener.cookie]\nsecret = \"{secret}\"\n\
+             [[listener.backend]]\naddr = \"{backend}\"\nport = 8000\n"
+        )
+    };
+    let a = listener("a", 80, "0123456789abcdef", "10.0.0.2");
+    // The same secret and backends on another port: one cookie for both.
+    let same = listener("b", 8080, "0123456789abcdef", "10.0.0.2");
+    Config::parse(&with_interface(&format!("{a}{same}"))).unwrap();
+    // Another secret, or other backends: each would replace the other's.
+    let secret = listener("b", 8080, "fedcba9876543210", "10.0.0.2");
+    assert_eq!(
+        one_error(
+            &with_interface(&format!("{a}{secret}")),
+            "has the name of listener `a`'s on the same VIP"
+        ),
+        (15, 7)
+    );
+    let backends = listener("b", 8080, "0123456789abcdef", "10.0.0.3");
+    assert_eq!(
+        one_error(
+            &with_interface(&format!("{a}{backends}")),
+            "another secret or other backends"
+        ),
+        (15, 7)
+    );
+    // Another name, or another VIP: no clash.
+    let named = secret.replace("[listener.cookie]\n", "[listener.cookie]\nname = \"B\"\n");
+    Config::parse(&with_interface(&format!("{a}{named}"))).unwrap();
+    let elsewhere = secret.replace("192.0.2.1", "192.0.2.2");
+    Config::parse(&with_interface(&format!("{a}{elsewhere}"))).unwrap();
+}
+
+#[test]
+fn at_most_1024_l7_listeners() {
+    let listeners = |n: u16| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "[[listener]]\nname = \"l{i}\"\nvip = \"192.0.2.1\"\nport = {}\nprotocol = \"http\"\n",
+                    i + 1
+                )
+            })
+            .collect()
+    };
+    Config::parse(&with_interface(&listeners(1024))).unwrap();
+    // The 1025th listener starts at line 3 + 1024 * 5; its VIP is line 3.
+    assert_eq!(
+        one_error(
+            &with_interface(&listeners(1025)),
+            "more than 1024 HTTP and HTTPS listeners"
+        ),
+        (3 + 1024 * 5 + 2, 7)
+    );
+}
+
+#[test]
 fn http_table_rules() {
     let http = |table: &str| with_interface(&format!("{SITE}[listener.http]\n{table}\n"));
     assert_eq!(
@@ -977,6 +1039,13 @@ fn l7_and_access_log_sections() {
         (5, 10)
     );
     assert_eq!(one_error(&log("queue = 0"), "queue must be in"), (5, 9));
+    // The access log's own bound, so that what `lbd check` passes starts.
+    let max = lb_l7::access_log::MAX_QUEUE;
+    Config::parse(&log(&format!("queue = {max}"))).unwrap();
+    assert_eq!(
+        one_error(&log(&format!("queue = {}", max + 1)), "queue must be in"),
+        (5, 9)
+    );
     assert_eq!(
         one_error(
             &log("[access_log.s3]\nbucket = \"b\"\nendpoint = \"10.77.0.9:9000\""),

@@ -132,8 +132,12 @@ const MAX_THREADS: usize = 256;
 const MIN_SECRET: usize = 16;
 /// The longest cookie lifetime (a day, as the FAQ's balancer allows).
 const MAX_COOKIE_AGE: Duration = Duration::from_secs(86_400);
-/// The most access-log lines waiting to be written.
-const MAX_QUEUE: usize = 1 << 24;
+/// The most access-log lines waiting to be written (the access log's own
+/// bound: its queue is allocated up front).
+const MAX_QUEUE: usize = lb_l7::access_log::MAX_QUEUE;
+/// The most HTTP and HTTPS listeners: the entries of the XDP program's
+/// `lbd_l7` map (`MAX_L7` in `bpf/lbd.bpf.c`).
+const MAX_L7_LISTENERS: usize = 1024;
 /// The access log's file period: an hour at most, a second at least
 /// (shorter than an hour only for tests).
 const PERIOD_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
@@ -596,6 +600,16 @@ pub(super) fn shared_addresses(
             );
         }
     }
+    for (l, s) in l7.iter().skip(MAX_L7_LISTENERS) {
+        r.at(
+            &s.vip,
+            format!(
+                "listener `{}`: more than {MAX_L7_LISTENERS} HTTP and HTTPS listeners",
+                l.listener.name
+            ),
+        );
+    }
+    same_host_cookies(r, l7);
     for (l, s) in l7 {
         let vip = l.listener.addr.ip();
         if let Some((other, _)) = l4
@@ -609,6 +623,42 @@ pub(super) fn shared_addresses(
                      HTTPS listener's VIP is the host's, and lbd takes every packet to a \
                      local address",
                     l.listener.name, other.name
+                ),
+            );
+        }
+    }
+}
+
+/// Two listeners on one VIP (other ports) whose persistence cookies have
+/// the same name must take each other's cookies: a browser sends a host's
+/// cookies to every port, so with another secret or other backends each
+/// listener would find the other's cookie invalid and replace it, and
+/// neither would keep its clients. Refused at the later listener's VIP.
+fn same_host_cookies(r: &mut Report<'_>, l7: &[(L7ListenerCfg, L7Spans)]) {
+    let backends = |l: &L7ListenerCfg| {
+        let mut v: Vec<SocketAddr> = l.listener.backends.iter().map(|b| b.addr).collect();
+        v.sort_unstable();
+        v
+    };
+    for (i, (l, s)) in l7.iter().enumerate() {
+        let Some(c) = &l.listener.cookie else {
+            continue;
+        };
+        let clash = l7.iter().take(i).find(|(o, _)| {
+            o.listener.addr.ip() == l.listener.addr.ip()
+                && o.listener.cookie.as_ref().is_some_and(|oc| {
+                    oc.name == c.name && (oc.secret != c.secret || backends(o) != backends(l))
+                })
+        });
+        if let Some((other, _)) = clash {
+            r.at(
+                &s.vip,
+                format!(
+                    "listener `{}`: its cookie `{}` has the name of listener `{}`'s on the same \
+                     VIP, with another secret or other backends: a browser sends a host's \
+                     cookies to every port, so each would replace the other's; give one \
+                     another `name`, or both the same secret and backends",
+                    l.listener.name, c.name, other.listener.name
                 ),
             );
         }
