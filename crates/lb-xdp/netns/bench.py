@@ -38,7 +38,11 @@ about ``(N-1)/N`` of the replies reach lbd on another queue than their
 session's and are handed over. The reflector serves one queue, so it is
 left out with more than one.
 
-Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5] [--queues N]`` or
+``--l7`` measures lbd's HTTP and HTTPS listeners beside nginx and HAProxy
+as L7 proxies (see ``bench_l7.py``).
+
+Run as root: ``scripts/bench-lbd [--rounds 5] [--seconds 5] [--queues N]``,
+``scripts/bench-lbd --l7 [--rounds 5] [--seconds 5] [--only REGEX]`` or
 ``scripts/bench-lbd --synflood [--seconds 10] [--capacity 2000] [--rates 0,100000,50000]``.
 """
 
@@ -58,7 +62,7 @@ from typing import Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netns import flood, nginx  # noqa: E402
+from netns import bench_l7, flood, nginx  # noqa: E402
 from netns.lbd import Lbd, config  # noqa: E402
 from netns.topology import CLIENT, LIPS, RS, VIP, Topology, stop_process  # noqa: E402
 
@@ -405,6 +409,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--only", default="", help="run only the figures and modes matching this regex")
     ap.add_argument("--synflood", action="store_true", help="the SYN flood figure instead")
+    ap.add_argument("--l7", action="store_true",
+                    help="the HTTP and HTTPS figures instead: lbd, nginx and HAProxy as L7 proxies")
     ap.add_argument("--capacity", type=int, default=2000, help="lbd's session table in --synflood")
     ap.add_argument("--rates", default="0,100000,50000",
                     help="--synflood's flood rates, SYNs/s, comma-separated (0: full speed)")
@@ -418,6 +424,10 @@ def main() -> int:
             with Topology(("cli", "lb", "rs1", "rs2")) as topo:
                 synflood(topo, tools, tmp, args.seconds, args.capacity,
                          [float(r) for r in args.rates.split(",")])
+            return 0
+        if args.l7:
+            with Topology(("cli", "lb", "rs1", "rs2")) as topo:
+                bench_l7.run(topo, tools["lbd"], tmp, args.rounds, args.seconds, args.only)
             return 0
         with Topology(("cli", "lb", "rs1", "rs2"), lb_queues=args.queues) as topo:
             bench = Bench(topo, tools, args.seconds, tmp, args.only, args.queues)
