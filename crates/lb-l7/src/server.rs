@@ -3,8 +3,13 @@
 //!
 //! [`L7::start`] binds every listener's address itself (an error comes back
 //! to the caller; see `bound.rs`), then runs a Pingora `Server` in a thread
-//! of its own, with one proxy service per listener, each with `threads`
-//! worker threads. Pingora's signal handling is not used: the server stops
+//! of its own, with `threads` proxy services per listener, each of one
+//! worker thread, all accepting on the listener's socket: a connection
+//! stays on the thread that accepted it, as in nginx's worker processes.
+//! (One service of `threads` threads, tokio's work-stealing runtime, cost
+//! about a quarter more CPU per keep-alive request in the L7 benchmark:
+//! idle workers woken to steal, and tasks handed between threads.)
+//! Pingora's signal handling is not used: the server stops
 //! when [`L7::stop`] (or dropping the [`L7`]) says so, within about a
 //! second (no grace period; open requests are cut).
 //!
@@ -173,7 +178,8 @@ fn build_settings(
 
 impl L7 {
     /// Binds every listener and starts serving them with `threads` worker
-    /// threads each (at least 1); returns once every address is listening.
+    /// threads each (at least 1; one single-threaded service per thread);
+    /// returns once every address is listening.
     /// `access_log` is where listeners with `access_log = true` write.
     pub fn start(
         listeners: &[L7Listener],
@@ -200,7 +206,13 @@ impl L7 {
             let socket = TcpListener::bind(l.addr).map_err(bind_error)?;
             // Pingora's runtime (tokio) needs a non-blocking socket.
             socket.set_nonblocking(true).map_err(bind_error)?;
-            sockets.push(socket);
+            // One descriptor of it for each of the listener's services.
+            let mut fds = Vec::with_capacity(threads.max(1));
+            for _ in 1..threads.max(1) {
+                fds.push(socket.try_clone().map_err(bind_error)?);
+            }
+            fds.push(socket);
+            sockets.push(fds);
         }
 
         let access_log = access_log
@@ -209,7 +221,8 @@ impl L7 {
             .map_err(L7Error::AccessLog)?;
 
         let conf = ServerConf {
-            threads: threads.max(1),
+            // Per service; each listener has `threads` services.
+            threads: 1,
             // Stop within about a second: no grace period, and a short
             // wait for the runtimes.
             grace_period_seconds: Some(0),
@@ -228,29 +241,30 @@ impl L7 {
         for ((s, socket), tls) in settings.into_iter().zip(sockets).zip(certificates) {
             let name = s.cfg.name.clone();
             let key = s.cfg.addr.to_string();
-            // HTTPS is served on a plain TCP listener: the handshake is
-            // done by our app (see app.rs), with Pingora's acceptor.
-            let acceptor = tls.as_ref().map(|t| t.settings().build());
             let sh = Arc::new(Shared {
                 settings: ArcSwap::from_pointee(s),
                 metrics: Default::default(),
                 tls,
             });
-            let proxy = pingora::proxy::http_proxy(
-                &conf,
-                Proxy {
+            for (i, socket) in socket.into_iter().enumerate() {
+                let proxy = pingora::proxy::http_proxy(
+                    &conf,
+                    Proxy {
+                        shared: Arc::clone(&sh),
+                        access_log: access_log.clone(),
+                    },
+                );
+                // HTTPS is served on a plain TCP listener: the handshake is
+                // done by our app (see app.rs), with Pingora's acceptor.
+                let app = App {
+                    proxy: Arc::new(proxy),
                     shared: Arc::clone(&sh),
-                    access_log: access_log.clone(),
-                },
-            );
-            let app = App {
-                proxy: Arc::new(proxy),
-                shared: Arc::clone(&sh),
-                tls: acceptor,
-            };
-            let mut service = Service::new(format!("lbd L7 {name}"), app);
-            service.add_tcp(&key);
-            server.add_service(Bound::new(service, key, socket));
+                    tls: sh.tls.as_ref().map(|t| t.settings().build()),
+                };
+                let mut service = Service::new(format!("lbd L7 {name} {i}"), app);
+                service.add_tcp(&key);
+                server.add_service(Bound::new(service, key.clone(), socket));
+            }
             shared.push(sh);
         }
 

@@ -609,3 +609,42 @@ fn the_longest_timeouts_are_accepted() {
     assert_eq!(r.status, 200);
     l7.stop();
 }
+
+#[test]
+fn several_threads_share_the_listener_its_backends_and_counters() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let l = listener("web", vec![a.backend(1), b.backend(3)]);
+    let addr = l.addr;
+    // One service per thread, all accepting on the listener's socket.
+    let l7 = L7::start(&[l], None, 4).unwrap();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for _ in 0..50 {
+                    assert_eq!(c.get("").unwrap().status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    // One scheduler for all threads: the weights hold over the total.
+    assert_eq!(a.requests.load(Ordering::Relaxed), 100);
+    assert_eq!(b.requests.load(Ordering::Relaxed), 300);
+    assert_metric(&l7, "lbd_l7_connections_total{listener=\"web\"}", 8);
+    assert_metric(
+        &l7,
+        "lbd_l7_requests_total{listener=\"web\",class=\"2xx\"}",
+        400,
+    );
+    // A backend marked down is down for every thread.
+    l7.set_up("web", b.addr, false);
+    for _ in 0..20 {
+        assert_eq!(get(addr, "").backend(), "a");
+    }
+    l7.stop();
+    assert!(TcpStream::connect(addr).is_err());
+}

@@ -11,8 +11,8 @@ X-Forwarded-For (appended to), X-Real-IP, X-Forwarded-Proto and
 X-Forwarded-Port, no access log, two worker threads or processes each:
 
 - ``lbd``: its HTTP and HTTPS listeners (Pingora, rustls), ``[l7] threads = 2``
-  (Pingora runs a service of that many threads per listener; a figure
-  loads one listener);
+  (per listener: two single-threaded Pingora services accepting on its
+  socket; a figure loads one listener);
 - ``nginx``: ``proxy_pass``, ``worker_processes 2`` (see ``nginx.proxy``);
 - ``haproxy``: HTTP mode, ``nbthread 2``, ``http-reuse always``.
 
