@@ -14,7 +14,7 @@ use lb_l7::server::L7;
 use proxy_support::{Client, Mode, Response, TestBackend, get, listener};
 
 fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1).unwrap()
+    L7::start(listeners, None, 1, 0).unwrap()
 }
 
 fn metric(l7: &L7, line_prefix: &str) -> i64 {

@@ -75,7 +75,7 @@ fn every_request_of_a_logged_listener_is_a_line() {
         upload: None,
     };
     let all = [logged.clone(), quiet.clone(), failing.clone(), slow.clone()];
-    let l7 = L7::start(&all, Some(&config), 1).unwrap();
+    let l7 = L7::start(&all, Some(&config), 1, 0).unwrap();
 
     let mut c = Client::connect(logged.addr);
     let extra = "Referer: http://ref.example/x\r\nUser-Agent: test-agent/1.0\r\n";
@@ -164,6 +164,6 @@ fn an_access_log_that_cannot_start_is_an_error() {
         upload: None,
     };
     let l = listener("web", vec![]);
-    let err = L7::start(&[l], Some(&config), 1).unwrap_err();
+    let err = L7::start(&[l], Some(&config), 1, 0).unwrap_err();
     assert!(matches!(err, lb_l7::server::L7Error::AccessLog(_)), "{err}");
 }
