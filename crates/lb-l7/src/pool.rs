@@ -19,9 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use lb_engine::SchedulerKind;
-use lb_engine::sched::{
-    Candidate, SchedError, Scheduler, address_words, backend_id, hash_words,
-};
+use lb_engine::sched::{Candidate, SchedError, Scheduler, address_words, backend_id, hash_words};
 
 use crate::config::Backend;
 use crate::metrics::BackendMetrics;

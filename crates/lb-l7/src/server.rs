@@ -47,9 +47,9 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use lb_engine::SchedError;
+use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
-use pingora::listeners::tls::Acceptor;
 use pingora::services::listening::Service;
 use tokio::sync::watch;
 
@@ -193,10 +193,11 @@ fn build_settings(
             });
         }
         let prev = previous.get(i).and_then(Option::as_ref).map(|s| &s.pool);
-        let settings = Settings::new(l.clone(), prev, seed).map_err(|source| L7Error::Scheduler {
-            listener: l.name.clone(),
-            source,
-        })?;
+        let settings =
+            Settings::new(l.clone(), prev, seed).map_err(|source| L7Error::Scheduler {
+                listener: l.name.clone(),
+                source,
+            })?;
         out.push(settings);
     }
     Ok(out)

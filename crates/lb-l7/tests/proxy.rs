@@ -294,9 +294,8 @@ fn an_upload_to_a_backend_that_stops_reading_gets_504() {
     s.read_exact(&mut status).unwrap();
     assert_eq!(&status, b"HTTP/1.1 504", "after {:?}", t.elapsed());
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
-    let label = format!(
-        "lbd_l7_backend_timeouts_total{{listener=\"web\",backend=\"{backend_addr}\"}}"
-    );
+    let label =
+        format!("lbd_l7_backend_timeouts_total{{listener=\"web\",backend=\"{backend_addr}\"}}");
     assert_metric(&l7, &label, 1);
     l7.stop();
 }
@@ -331,7 +330,9 @@ fn a_client_that_asks_no_keepalive_is_closed_after_its_response() {
         let (response, waited) = until_closed(addr, request);
         assert!(response.contains(" 200 "), "{response}");
         assert!(
-            response.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+            response
+                .to_ascii_lowercase()
+                .contains("\r\nconnection: close\r\n"),
             "{response}"
         );
         assert!(waited < Duration::from_secs(5), "{waited:?}");
@@ -592,11 +593,9 @@ fn a_websocket_stays_open_while_the_client_talks_to_a_backend_that_only_listens(
     assert!(read >= 3 * 9, "the backend read {read} bytes");
     let mut buf = [0u8; 16];
     // Then the client is silent too: closed after the idle timeout.
-    let closed = loop {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break quiet.elapsed(),
-            Ok(n) => panic!("{n} bytes from a backend that never writes"),
-        }
+    let closed = match s.read(&mut buf) {
+        Ok(0) | Err(_) => quiet.elapsed(),
+        Ok(n) => panic!("{n} bytes from a backend that never writes"),
     };
     assert!(closed >= idle - Duration::from_millis(100), "{closed:?}");
     assert!(closed < Duration::from_secs(3), "{closed:?}");
@@ -634,6 +633,87 @@ fn maglev_by_source_and_by_flow_through_the_proxy() {
     };
     assert_eq!(seen(by_source.addr).len(), 1);
     assert!(seen(by_flow.addr).len() >= 2);
+    l7.stop();
+}
+
+/// The backend that serves one request from a client at `source` (a
+/// loopback address) through `addr`.
+fn backend_for(addr: SocketAddr, source: std::net::IpAddr) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    let stream = rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        socket.connect(addr).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut c = Client::over(Box::new(stream));
+    c.get("").unwrap().backend().to_string()
+}
+
+#[test]
+fn maglev_agrees_across_instances_with_one_hash_seed() {
+    let backends: Vec<TestBackend> = ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .map(|n| TestBackend::start(n, Mode::Echo))
+        .collect();
+    let by_source = || {
+        let mut l = listener("src", backends.iter().map(|b| b.backend(1)).collect());
+        l.scheduler = lb_engine::SchedulerKind::Maglev {
+            table_size: 65537,
+            key: lb_engine::MaglevKey::SourceAddress,
+        };
+        l
+    };
+    // Two nodes (or one restarted) with one seed, and one with another.
+    let (one, two, other) = (by_source(), by_source(), by_source());
+    let l7s = [
+        L7::start(std::slice::from_ref(&one), None, 1, 42).unwrap(),
+        L7::start(std::slice::from_ref(&two), None, 1, 42).unwrap(),
+        L7::start(std::slice::from_ref(&other), None, 1, 43).unwrap(),
+    ];
+    let clients: Vec<std::net::IpAddr> = (2..22u8)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i).into())
+        .collect();
+    let of = |addr| -> Vec<String> { clients.iter().map(|&c| backend_for(addr, c)).collect() };
+    let first = of(one.addr);
+    assert_eq!(first, of(two.addr));
+    // Twenty clients over eight backends: another seed moves some.
+    assert_ne!(first, of(other.addr));
+    for l7 in l7s {
+        l7.stop();
+    }
+}
+
+#[test]
+fn revert_puts_back_the_weights_of_before_the_reload() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1), b.backend(1)]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    l.backends[0].weight = 0;
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    let mut c = Client::connect(addr);
+    for _ in 0..4 {
+        assert_eq!(c.get("").unwrap().backend(), "b");
+    }
+    // b goes down after the reload: the revert keeps that.
+    l7.set_up("web", b.addr, false);
+    assert!(l7.revert());
+    for _ in 0..4 {
+        assert_eq!(c.get("").unwrap().backend(), "a");
+    }
+    l7.set_up("web", b.addr, true);
+    let seq: String = (0..4)
+        .map(|_| c.get("").unwrap().backend().to_string())
+        .collect();
+    assert_eq!(seq.matches('a').count(), 2, "{seq}");
     l7.stop();
 }
 

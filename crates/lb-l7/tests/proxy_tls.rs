@@ -111,10 +111,7 @@ fn connect_with(
 /// One request over a new connection by `config`: its status, and
 /// whether the handshake resumed a session. In TLS 1.3 a refused client
 /// certificate shows after the handshake, at the first read.
-fn get_with(
-    addr: SocketAddr,
-    config: &Arc<rustls::ClientConfig>,
-) -> std::io::Result<(u16, bool)> {
+fn get_with(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> std::io::Result<(u16, bool)> {
     let (mut c, _, resumed) = connect_with(addr, config.clone(), "r.test")?;
     let r = c.get("")?;
     Ok((r.status, resumed))
@@ -312,7 +309,12 @@ fn no_session_from_before_a_reload_that_adds_a_client_ca_is_resumed() {
     );
     // With one, it is served.
     let client = pki.client("client");
-    assert_eq!(get_with(addr, &client_config(&pki, Some(&client))).unwrap().0, 200);
+    assert_eq!(
+        get_with(addr, &client_config(&pki, Some(&client)))
+            .unwrap()
+            .0,
+        200
+    );
     l7.stop();
 }
 
