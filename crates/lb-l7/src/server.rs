@@ -384,9 +384,10 @@ impl L7 {
                 (&l.tls, material, self.acceptors.get(slot))
             {
                 let changed = !old.material.as_ref().is_some_and(|m| m.same_as(&material));
-                // The material first: an acceptor never serves a session
-                // cache of old material with new material, nor the reverse
-                // beyond this instant.
+                // The material first, then the acceptor: no handshake of
+                // the new acceptor (whose cache is empty) uses the old
+                // material; a session of the old acceptor is resumed only
+                // until the swap, as on a connection accepted just before.
                 tls.install(material);
                 if changed {
                     acceptor.store(Arc::new(tls.settings().build()));
@@ -426,8 +427,9 @@ impl L7 {
     /// listener's settings (backends, weights, scheduler, headers, cookie,
     /// timeouts), certificates and TLS acceptor, as they were before it,
     /// without reading any file. Backends keep their current health and
-    /// counters. Returns `false` (and changes nothing) when there is
-    /// nothing to put back: no reload yet, or reverted already.
+    /// counters (one that the reload removed, those it had then). Returns
+    /// `false` (and changes nothing) when there is nothing to put back: no
+    /// reload yet, or reverted already.
     pub fn revert(&self) -> bool {
         let mut guard = self.control();
         let Some(saved) = guard.take() else {
