@@ -6,11 +6,11 @@
 //!   `Connection: keep-alive`); for a WebSocket upgrade, no client-side
 //!   read timeout (the backend-side timeouts close it).
 //! - `upstream_peer`: the backend. With a persistence cookie configured, a
-//!   valid cookie naming an eligible backend (up, weight above 0) picks
-//!   it; a missing one, a bad, expired or foreign one, or one naming a
-//!   backend down or gone falls back to the engine's scheduler over the
-//!   pool. A backend drained by weight 0 but up still gets the clients
-//!   whose cookie names it. None eligible: 503. Connect timeout; read and
+//!   valid cookie naming a backend that is up picks it, also when the
+//!   backend is drained by weight 0 (which turns away new clients only,
+//!   as the engine and HAProxy do); a missing one, a bad, expired or
+//!   foreign one, or one naming a backend down or gone falls back to the
+//!   engine's scheduler over the pool. None eligible: 503. Connect timeout; read and
 //!   write timeouts both the read timeout (the WebSocket idle timeout for
 //!   an upgrade). The write timeout ends an upload to a backend that stops
 //!   reading: Pingora reads the backend only while the body write is not
@@ -28,7 +28,8 @@
 //!   response from a backend (`Secure` on HTTPS); not on the balancer's
 //!   own error responses.
 //! - `fail_to_connect`, `fail_to_proxy`: a failed connect is 502, a
-//!   backend that does not answer within the read timeout 504; no retry
+//!   backend that does not answer (or take the request's body) within the
+//!   read timeout 504; no retry
 //!   on another backend (health checks take a dead backend out).
 //! - `logging`: the counters of [`crate::metrics`]; the access-log record
 //!   (`access.rs`) when the listener has `access_log = true`. A request
