@@ -32,6 +32,8 @@ pub struct TestBackend {
     pub name: String,
     /// Requests it has read.
     pub requests: Arc<AtomicUsize>,
+    /// Bytes it has read after answering an upgrade (WebSocket modes).
+    pub upgraded_bytes: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,22 +50,25 @@ impl TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let upgraded_bytes = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (n, r, s) = (name.to_string(), requests.clone(), stop.clone());
+        let u = upgraded_bytes.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (n, r) = (n.clone(), r.clone());
-                thread::spawn(move || serve(conn, &n, mode, &r));
+                let (n, r, u) = (n.clone(), r.clone(), u.clone());
+                thread::spawn(move || serve(conn, &n, mode, &r, &u));
             }
         });
         TestBackend {
             addr,
             name: name.to_string(),
             requests,
+            upgraded_bytes,
             stop,
         }
     }
@@ -99,7 +104,7 @@ fn content_length(head: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
+fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize, upgraded: &AtomicUsize) {
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     while let Some(head) = read_head(&mut r) {
@@ -136,8 +141,11 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                 loop {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => return,
-                        Ok(_) if mode == Mode::WebSocketSink => {}
+                        Ok(n) if mode == Mode::WebSocketSink => {
+                            upgraded.fetch_add(n, Ordering::Relaxed);
+                        }
                         Ok(n) => {
+                            upgraded.fetch_add(n, Ordering::Relaxed);
                             if w.write_all(&buf[..n]).is_err() {
                                 return;
                             }
