@@ -10,39 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lb_l7::config::L7Listener;
 use lb_l7::server::{L7, L7Error};
-use proxy_support::{Client, Mode, TestBackend, get, listener};
-
-fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1, 0).unwrap()
-}
-
-/// Asserts that the counter reaches `want` (within a few seconds: the
-/// proxy counts a request after its response has been sent).
-fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(l7, line_prefix);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_prefix}: {got}, want {want}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn metric(l7: &L7, line_prefix: &str) -> i64 {
-    let mut out = String::new();
-    l7.render_metrics(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
-}
+use proxy_support::{Client, Mode, TestBackend, assert_metric, get, listener, metric, start};
 
 #[test]
 fn weights_1_to_3_give_the_smooth_wrr_sequence() {

@@ -9,22 +9,8 @@ mod proxy_support;
 
 use std::time::Duration;
 
-use lb_l7::config::{CookieConfig, Forwarded, L7Listener, SameSite, XffMode};
-use lb_l7::server::L7;
-use proxy_support::{Client, Mode, Response, TestBackend, get, listener};
-
-fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1, 0).unwrap()
-}
-
-fn metric(l7: &L7, line_prefix: &str) -> i64 {
-    let mut out = String::new();
-    l7.render_metrics(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
-}
+use lb_l7::config::{CookieConfig, Forwarded, SameSite, XffMode};
+use proxy_support::{Client, Mode, Response, TestBackend, get, listener, metric, start};
 
 #[test]
 fn forwarded_headers_as_configured() {

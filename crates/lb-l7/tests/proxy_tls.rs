@@ -16,38 +16,9 @@ use std::time::{Duration, Instant};
 
 use lb_l7::config::{CertificateFiles, CookieConfig, L7Listener, SameSite, TlsConfig};
 use lb_l7::server::{L7, L7Error};
-use proxy_support::{Client, Mode, TestBackend, listener, tcp};
+use proxy_support::{Client, Mode, TestBackend, assert_metric, listener, start, tcp};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tls_support::{Issued, Pki};
-
-fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1, 0).unwrap()
-}
-
-fn metric(l7: &L7, line_prefix: &str) -> i64 {
-    let mut out = String::new();
-    l7.render_metrics(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
-}
-
-/// Asserts that the counter reaches `want` within a few seconds.
-fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(l7, line_prefix);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_prefix}: {got}, want {want}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn https(name: &str, backends: Vec<lb_l7::config::Backend>, certs: &[&Issued]) -> L7Listener {
     let mut l = listener(name, backends);

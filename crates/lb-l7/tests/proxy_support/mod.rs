@@ -8,9 +8,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lb_l7::config::{Backend, Forwarded, HttpTimeouts, L7Listener};
+use lb_l7::server::L7;
 
 /// How a test backend behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,5 +347,37 @@ pub fn listener(name: &str, backends: Vec<Backend>) -> L7Listener {
         tls: None,
         timeouts: HttpTimeouts::default(),
         access_log: false,
+    }
+}
+
+/// `listeners` served (no access log, one thread, hash seed 0).
+pub fn start(listeners: &[L7Listener]) -> L7 {
+    L7::start(listeners, None, 1, 0).unwrap()
+}
+
+/// The value of the metric line that starts with `line_prefix`.
+pub fn metric(l7: &L7, line_prefix: &str) -> i64 {
+    let mut out = String::new();
+    l7.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
+}
+
+/// Asserts that the counter reaches `want` within a few seconds (the
+/// proxy counts a request after its response has been sent).
+pub fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric(l7, line_prefix);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix}: {got}, want {want}"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }
