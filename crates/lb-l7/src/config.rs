@@ -47,7 +47,8 @@ impl L7Listener {
 pub struct Backend {
     /// Where requests are sent (plain HTTP/1.1).
     pub addr: SocketAddr,
-    /// 0..=65535; 0 drains: no new requests.
+    /// 0..=65535; 0 drains: no new clients (a client whose persistence
+    /// cookie names the backend still reaches it while it is up).
     pub weight: u16,
 }
 
@@ -142,11 +143,13 @@ pub struct HttpTimeouts {
     pub idle: Duration,
     /// Connecting to a backend; past it the client gets 502.
     pub connect: Duration,
-    /// Waiting for the backend's response (and between its reads); past
-    /// it the client gets 504.
+    /// Waiting for the backend's response (and between its reads), and
+    /// for the backend to take more of a request body; past it the client
+    /// gets 504.
     pub read: Duration,
-    /// A WebSocket whose backend side sends nothing this long is closed
-    /// (FAQ Q17: 60 s).
+    /// A WebSocket on which no message goes between the client and the
+    /// backend, in either direction, this long is closed (FAQ Q17: 60 s);
+    /// traffic either way keeps it open.
     pub websocket_idle: Duration,
 }
 

@@ -27,7 +27,8 @@
 //!   `lbd_l7_tls_client_certs_refused_total` (HTTPS listeners only): the
 //!   certificate counters of [`crate::tls::TlsCounters`].
 //! - `lbd_l7_cookie_{hits,misses,invalid}_total`: requests whose
-//!   persistence cookie named an eligible backend (hit), carried none
+//!   persistence cookie named a backend that is up, drained (weight 0)
+//!   or not (hit), carried none
 //!   (miss), or carried one that was forged, expired, or named a backend
 //!   that is down or gone (invalid); only on listeners with a cookie.
 //! - `lbd_l7_no_backend_total`: requests answered 503 because no backend
@@ -38,7 +39,10 @@
 //! - `lbd_l7_backend_up{listener,backend}`: 1 when the backend may get
 //!   requests by health, else 0.
 //! - `lbd_l7_backend_requests_total` / `lbd_l7_backend_active`: requests
-//!   sent to the backend, and those in flight (what `wlc` weighs).
+//!   sent to the backend (counted when the connection to it, new or
+//!   reused, is ready; a failed connect is counted in
+//!   `lbd_l7_backend_connect_failures_total` only), and requests that
+//!   chose it and are in flight (what `wlc` weighs).
 //! - `lbd_l7_backend_responses_total{listener,backend,class}`: responses
 //!   the backend gave, by the class of its own status (a 502 or 504 the
 //!   balancer wrote is not the backend's).
@@ -50,8 +54,9 @@
 //!   (Pingora keeps idle ones for reuse; a reused one is not counted).
 //! - `lbd_l7_backend_connect_failures_total`: connections to the backend
 //!   that failed (refused, unreachable, or timed out).
-//! - `lbd_l7_backend_timeouts_total`: connect timeouts (502) and read
-//!   timeouts (504, and WebSocket idle closes).
+//! - `lbd_l7_backend_timeouts_total`: connect timeouts (502), read and
+//!   write timeouts (504, a backend that stops reading an upload
+//!   included), and WebSocket idle closes.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -346,7 +351,7 @@ pub(crate) fn render(out: &mut String, views: &[ListenerView<'_>]) {
         out,
         "lbd_l7_backend_requests_total",
         "counter",
-        "Requests sent to the backend.",
+        "Requests sent to the backend (a failed connect is not one).",
         |m| load(&m.requests).into(),
     );
     let name = "lbd_l7_backend_responses_total";

@@ -14,13 +14,12 @@
 //! lease gives it back when dropped, whatever way the request ends.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use lb_engine::SchedulerKind;
-use lb_engine::sched::{Candidate, SchedError, Scheduler, backend_id};
+use lb_engine::sched::{Candidate, SchedError, Scheduler, address_words, backend_id, hash_words};
 
 use crate::config::Backend;
 use crate::metrics::BackendMetrics;
@@ -44,6 +43,8 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Pool {
     backends: Vec<Arc<BackendState>>,
+    /// The seed of the client hashes (`[engine] hash_seed`).
+    seed: u64,
     inner: Mutex<Inner>,
 }
 
@@ -74,22 +75,18 @@ fn octets(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// The hasher of client addresses: seeded once per process, so that
-/// clients cannot aim at a backend by choosing their port.
-fn client_hasher() -> &'static std::collections::hash_map::RandomState {
-    static SEED: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-    SEED.get_or_init(Default::default)
-}
-
 /// The flow hash (client address and port) and the source hash (client
-/// address) that Maglev reads.
-pub(crate) fn client_hashes(client: Option<SocketAddr>) -> (u64, u64) {
+/// address) that Maglev reads: the engine's scheduler hash under the
+/// configured `seed`, so that every node (and every run) with the same seed
+/// sends a client to the same backend, and a client who does not know the
+/// seed cannot aim at one.
+pub(crate) fn client_hashes(seed: u64, client: Option<SocketAddr>) -> (u64, u64) {
     match client {
         Some(c) => {
-            let h = client_hasher();
+            let (lo, hi) = address_words(&octets(c.ip()));
             (
-                h.hash_one((octets(c.ip()), c.port())),
-                h.hash_one(octets(c.ip())),
+                hash_words(seed, &[lo, hi, u64::from(c.port())]),
+                hash_words(seed, &[lo, hi]),
             )
         }
         None => (0, 0),
@@ -97,12 +94,14 @@ pub(crate) fn client_hashes(client: Option<SocketAddr>) -> (u64, u64) {
 }
 
 impl Pool {
-    /// A pool of `backends` chosen by `kind`. A backend whose address is in
-    /// `previous` keeps its state (up or down, counters); the others start up.
+    /// A pool of `backends` chosen by `kind`, hashing clients under `seed`.
+    /// A backend whose address is in `previous` keeps its state (up or
+    /// down, counters); the others start up.
     pub(crate) fn new(
         kind: &SchedulerKind,
         backends: &[Backend],
         previous: Option<&Pool>,
+        seed: u64,
     ) -> Result<Pool, SchedError> {
         let mut sched = Scheduler::new(kind)?;
         let old: HashMap<SocketAddr, &Arc<BackendState>> = previous
@@ -132,6 +131,7 @@ impl Pool {
         sched.rebuild(&candidates);
         Ok(Pool {
             backends: states,
+            seed,
             inner: Mutex::new(Inner { sched, candidates }),
         })
     }
@@ -174,7 +174,7 @@ impl Pool {
     pub(crate) fn pick(&self, client: Option<SocketAddr>) -> Option<Lease> {
         let mut inner = self.lock();
         let Inner { sched, candidates } = &mut *inner;
-        let (flow, source) = client_hashes(client);
+        let (flow, source) = client_hashes(self.seed, client);
         for (c, s) in candidates.iter_mut().zip(&self.backends) {
             let active = s.metrics.active.load(Ordering::Relaxed);
             c.active = u32::try_from(active).unwrap_or(if active < 0 { 0 } else { u32::MAX });
@@ -184,12 +184,14 @@ impl Pool {
         Some(self.lease(backend))
     }
 
-    /// The backend at `addr` if it may get new requests (up, weight above
-    /// 0), leased: for a request whose persistence cookie names it.
+    /// The backend at `addr` if it is up, leased: for a request whose
+    /// persistence cookie names it. A weight of 0 does not matter here: it
+    /// drains new clients only, as the engine's sessions and HAProxy's
+    /// cookies keep going to a drained server.
     pub(crate) fn pick_addr(&self, addr: SocketAddr) -> Option<Lease> {
         let inner = self.lock();
         let slot = self.backends.iter().position(|b| b.addr == addr)?;
-        if !inner.candidates.get(slot).is_some_and(Candidate::eligible) {
+        if !inner.candidates.get(slot).is_some_and(|c| c.up) {
             return None;
         }
         self.backends.get(slot).map(|b| self.lease(b))
@@ -197,7 +199,6 @@ impl Pool {
 
     fn lease(&self, backend: &Arc<BackendState>) -> Lease {
         backend.metrics.active.fetch_add(1, Ordering::Relaxed);
-        backend.metrics.requests.fetch_add(1, Ordering::Relaxed);
         Lease {
             backend: Arc::clone(backend),
         }
@@ -217,7 +218,7 @@ mod test {
 
     #[test]
     fn smooth_wrr_split_and_down_backends() {
-        let pool = Pool::new(&SchedulerKind::RoundRobin, &[be(1, 1), be(2, 3)], None).unwrap();
+        let pool = Pool::new(&SchedulerKind::RoundRobin, &[be(1, 1), be(2, 3)], None, 0).unwrap();
         let picks: Vec<u8> = (0..8)
             .map(|_| match pool.pick(None).unwrap().backend().addr.ip() {
                 IpAddr::V4(v4) => v4.octets()[3],
@@ -243,6 +244,7 @@ mod test {
             &SchedulerKind::LeastConnections,
             &[be(1, 1), be(2, 1)],
             None,
+            0,
         )
         .unwrap();
         let a = pool.pick(None).unwrap();
@@ -253,10 +255,15 @@ mod test {
         // The freed backend has fewer active requests: it is chosen next.
         assert_eq!(pool.pick(None).unwrap().backend().addr, first);
         pool.set_up(be(2, 1).addr, false);
+        pool.backends()[1]
+            .metrics
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
         let next = Pool::new(
             &SchedulerKind::RoundRobin,
             &[be(2, 5), be(3, 1)],
             Some(&pool),
+            0,
         )
         .unwrap();
         assert!(!next.backends()[0].metrics.up.load(Ordering::Relaxed));
@@ -281,18 +288,51 @@ mod test {
             key: lb_engine::MaglevKey::SourceAddress,
         };
         let backends: Vec<Backend> = (1..=5).map(|i| be(i, 1)).collect();
-        let pool = Pool::new(&kind, &backends, None).unwrap();
+        let pool = Pool::new(&kind, &backends, None, 7).unwrap();
         let client = |port| Some(SocketAddr::from(([192, 0, 2, 7], port)));
         let first = pool.pick(client(1000)).unwrap().backend().addr;
         for port in 1001..1100 {
             assert_eq!(pool.pick(client(port)).unwrap().backend().addr, first);
         }
-        let flow = Pool::new(&SchedulerKind::maglev(), &backends, None).unwrap();
+        let flow = Pool::new(&SchedulerKind::maglev(), &backends, None, 7).unwrap();
         let mut seen: Vec<SocketAddr> = (1000..1100)
             .map(|p| flow.pick(client(p)).unwrap().backend().addr)
             .collect();
         seen.sort();
         seen.dedup();
         assert!(seen.len() >= 4, "{seen:?}");
+    }
+
+    #[test]
+    fn a_cookie_reaches_a_drained_backend_that_is_up() {
+        let pool = Pool::new(&SchedulerKind::RoundRobin, &[be(1, 1), be(2, 0)], None, 0).unwrap();
+        // Weight 0: no new client by the scheduler...
+        for _ in 0..10 {
+            assert_eq!(pool.pick(None).unwrap().backend().addr, be(1, 1).addr);
+        }
+        // ...but its cookie still reaches it while it is up.
+        assert_eq!(
+            pool.pick_addr(be(2, 0).addr).unwrap().backend().addr,
+            be(2, 0).addr
+        );
+        pool.set_up(be(2, 0).addr, false);
+        assert!(pool.pick_addr(be(2, 0).addr).is_none());
+    }
+
+    #[test]
+    fn maglev_picks_depend_on_the_seed_only() {
+        let backends: Vec<Backend> = (1..=5).map(|i| be(i, 1)).collect();
+        let picks = |seed| {
+            let pool = Pool::new(&SchedulerKind::maglev(), &backends, None, seed).unwrap();
+            (0..200u16)
+                .map(|i| {
+                    let client = SocketAddr::from(([192, 0, 2, (i % 250) as u8], 1000 + i));
+                    pool.pick(Some(client)).unwrap().backend().addr
+                })
+                .collect::<Vec<_>>()
+        };
+        // Two pools (two nodes, or a restart) with one seed agree.
+        assert_eq!(picks(42), picks(42));
+        assert_ne!(picks(42), picks(43));
     }
 }

@@ -1,31 +1,35 @@
 //! The balancer's behaviour in Pingora's hooks, for one listener.
 //!
-//! - `request_filter`: the client connection's keep-alive idle timeout;
-//!   for a WebSocket upgrade, no client-side read timeout (the backend's
-//!   silence is what closes it).
+//! - `request_filter`: the client connection's keep-alive idle timeout,
+//!   when the connection is kept alive at all (Pingora has turned it off
+//!   for `Connection: close`, and for HTTP/1.0 without
+//!   `Connection: keep-alive`); for a WebSocket upgrade, no client-side
+//!   read timeout (the backend-side timeouts close it).
 //! - `upstream_peer`: the backend. With a persistence cookie configured, a
-//!   valid cookie naming an eligible backend (up, weight above 0) picks
-//!   it; a missing one, a bad, expired or foreign one, or one naming a
-//!   backend down or gone falls back to the engine's scheduler over the
-//!   pool. None eligible: 503. Connect timeout, and read timeout (the
-//!   WebSocket idle timeout for an upgrade).
+//!   valid cookie naming a backend that is up picks it, also when the
+//!   backend is drained by weight 0 (which turns away new clients only,
+//!   as the engine and HAProxy do); a missing one, a bad, expired or
+//!   foreign one, or one naming a backend down or gone falls back to the
+//!   engine's scheduler over the pool. None eligible: 503. Connect timeout; read and
+//!   write timeouts both the read timeout (the WebSocket idle timeout for
+//!   an upgrade). The write timeout ends an upload to a backend that stops
+//!   reading: Pingora reads the backend only while the body write is not
+//!   blocked, so the read timeout alone would never fire.
 //! - `upstream_request_filter`: the forwarded headers; the balancer's
 //!   cookie taken out of `Cookie`. `Host` is kept as the client sent it.
-//! - For a WebSocket, the backend's idle time is what closes it. Pingora's
-//!   read timeout on the backend (set to `websocket_idle`) fires when
-//!   neither side sends, but restarts whenever the client sends; so the
-//!   time of the backend's last bytes is kept
-//!   (`upstream_response_body_filter`) and a client message that comes
-//!   after `websocket_idle` of backend silence ends the connection
-//!   (`request_body_filter`). A silent backend is thus cut off between
-//!   `websocket_idle` and that plus the gap between client messages.
-//! - `connected_to_upstream`: a new (not reused) backend connection
-//!   counted.
+//! - A WebSocket is closed when no message goes between the client and
+//!   the backend, in either direction, for `websocket_idle` (FAQ Q17):
+//!   Pingora's read timeout on the backend, set to `websocket_idle`,
+//!   restarts with every message either way once the connection is
+//!   upgraded, so traffic in one direction alone keeps it open.
+//! - `connected_to_upstream`: the request counted as sent to its backend
+//!   (on a new or a reused connection); a new connection counted.
 //! - `response_filter`: the persistence cookie set or refreshed on every
 //!   response from a backend (`Secure` on HTTPS); not on the balancer's
 //!   own error responses.
 //! - `fail_to_connect`, `fail_to_proxy`: a failed connect is 502, a
-//!   backend that does not answer within the read timeout 504; no retry
+//!   backend that does not answer (or take the request's body) within the
+//!   read timeout 504; no retry
 //!   on another backend (health checks take a dead backend out).
 //! - `logging`: the counters of [`crate::metrics`]; the access-log record
 //!   (`access.rs`) when the listener has `access_log = true`. A request
@@ -73,8 +77,13 @@ pub(crate) struct Settings {
 impl Settings {
     /// The settings of `cfg`; backends at an address of `previous` keep
     /// their state.
-    pub(crate) fn new(cfg: L7Listener, previous: Option<&Pool>) -> Result<Settings, SchedError> {
-        let pool = Pool::new(&cfg.scheduler, &cfg.backends, previous)?;
+    /// Clients are hashed under `seed` (see [`Pool::new`]).
+    pub(crate) fn new(
+        cfg: L7Listener,
+        previous: Option<&Pool>,
+        seed: u64,
+    ) -> Result<Settings, SchedError> {
+        let pool = Pool::new(&cfg.scheduler, &cfg.backends, previous, seed)?;
         let persistence = cfg
             .cookie
             .as_ref()
@@ -109,8 +118,6 @@ pub(crate) struct Ctx {
     settings: Arc<Settings>,
     lease: Option<Lease>,
     upgrade: bool,
-    /// When the backend last sent something (upgrades only).
-    backend_seen: Option<Instant>,
     /// For the access log.
     timing: Timing,
     /// The status of the balancer's own error response.
@@ -176,7 +183,6 @@ impl ProxyHttp for Proxy {
             settings: self.shared.settings.load_full(),
             lease: None,
             upgrade: false,
-            backend_seen: None,
             timing: Timing::new(),
             fail_status: None,
         }
@@ -184,7 +190,11 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let t = &ctx.settings.cfg.timeouts;
-        session.set_keepalive(Some(keepalive_secs(t.idle)));
+        // Pingora has read the request's wish: `None` is a connection to
+        // close after this response, which must stay so.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(keepalive_secs(t.idle)));
+        }
         ctx.upgrade = session.is_upgrade_req();
         if ctx.upgrade {
             session.set_read_timeout(None);
@@ -225,12 +235,16 @@ impl ProxyHttp for Proxy {
         let t = &ctx.settings.cfg.timeouts;
         let mut peer = HttpPeer::new(lease.backend().addr, false, String::new());
         peer.options.connection_timeout = Some(t.connect);
-        peer.options.read_timeout = Some(if ctx.upgrade {
+        let wait = if ctx.upgrade {
             t.websocket_idle
         } else {
             t.read
-        });
+        };
+        peer.options.read_timeout = Some(wait);
+        peer.options.write_timeout = Some(wait);
         ctx.lease = Some(lease);
+        // The connect attempt starts now (`upstream_response_time`).
+        ctx.timing.upstream_start = Some(Instant::now());
         Ok(Box::new(peer))
     }
 
@@ -252,7 +266,6 @@ impl ProxyHttp for Proxy {
         if let Some(p) = &settings.persistence {
             headers::strip_cookie(upstream_request, &p.config.name)?;
         }
-        ctx.timing.upstream_sent = Some(Instant::now());
         Ok(())
     }
 
@@ -265,9 +278,13 @@ impl ProxyHttp for Proxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (false, Some(lease)) = (reused, &ctx.lease) {
+        if let Some(lease) = &ctx.lease {
             let m = &lease.backend().metrics;
-            m.connections.fetch_add(1, Ordering::Relaxed);
+            // The request is about to be sent to the backend.
+            m.requests.fetch_add(1, Ordering::Relaxed);
+            if !reused {
+                m.connections.fetch_add(1, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -279,9 +296,6 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.timing.upstream_status = Some(upstream_response.status.as_u16());
-        if ctx.upgrade {
-            ctx.backend_seen = Some(Instant::now());
-        }
         Ok(())
     }
 
@@ -292,39 +306,10 @@ impl ProxyHttp for Proxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        let now = Instant::now();
-        if ctx.upgrade {
-            ctx.backend_seen = Some(now);
-        }
         if end_of_stream {
-            ctx.timing.upstream_done = Some(now);
+            ctx.timing.upstream_done = Some(Instant::now());
         }
         Ok(None)
-    }
-
-    async fn request_body_filter(
-        &self,
-        session: &mut Session,
-        _body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        // Pingora's read timeout on the backend restarts whenever the
-        // client sends: a WebSocket whose backend is silent while its
-        // client talks is closed here, at the client's next message.
-        let idle = ctx.settings.cfg.timeouts.websocket_idle;
-        if ctx.upgrade
-            && session.was_upgraded()
-            && ctx.backend_seen.is_some_and(|t| t.elapsed() >= idle)
-        {
-            let mut e = Error::explain(
-                ErrorType::ReadTimedout,
-                format!("WebSocket backend idle for {idle:?}"),
-            );
-            e.as_up();
-            return Err(e);
-        }
-        Ok(())
     }
 
     async fn response_filter(
@@ -351,6 +336,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.timing.upstream_done = Some(Instant::now());
         if let Some(lease) = &ctx.lease {
             let m = &lease.backend().metrics;
             m.connect_failures.fetch_add(1, Ordering::Relaxed);
@@ -363,6 +349,9 @@ impl ProxyHttp for Proxy {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if ctx.timing.upstream_start.is_some() && ctx.timing.upstream_done.is_none() {
+            ctx.timing.upstream_done = Some(Instant::now());
+        }
         let code = status_for(e);
         if code > 0 && session.response_written().is_none() {
             // The client may be gone already; nothing else to do then.
@@ -403,10 +392,18 @@ impl ProxyHttp for Proxy {
                 .map(|r| r.status.as_u16())
                 .or(ctx.fail_status)
                 .unwrap_or(CLIENT_CLOSED);
+            // What the backend did: its status, or the balancer's
+            // verdict on its failure (502 connect, 504 timeout).
+            let upstream_status = ctx.timing.upstream_status.or_else(|| {
+                e.filter(|e| matches!(e.esource(), ErrorSource::Upstream))
+                    .filter(|_| ctx.lease.is_some())
+                    .map(status_for)
+            });
             let outcome = Outcome {
                 listener: cfg.addr,
                 client,
                 backend: ctx.lease.as_ref().map(|l| l.backend().addr),
+                upstream_status,
                 status,
                 request_length: read,
                 body_bytes_sent: to_u64(session.body_bytes_sent()),

@@ -23,11 +23,22 @@
 //! A listener's settings (backends, weights, scheduler, headers, cookie,
 //! timeouts, whether it is logged) are swapped whole by [`L7::reload`];
 //! requests in flight finish with the settings they started with.
-//! Certificates are re-read in place ([`Tls::reload`]): the next
-//! handshakes get them, open connections keep theirs. The set of listening
+//! Certificates are re-read: the next handshakes get them, open
+//! connections keep theirs. When a listener's certificates or CA change,
+//! its TLS acceptor is replaced by a new one (held in an `ArcSwap`), whose
+//! session cache is empty: no client resumes a session made under the old
+//! certificates or without the new CA's verification. The set of listening
 //! sockets is fixed for the server's life: a reload that changes it is
 //! refused with [`L7Error::RestartNeeded`]. The access log's
 //! configuration is fixed as well (`reload` does not take it).
+//!
+//! [`L7::revert`] puts back what the last successful reload replaced
+//! (settings, certificates and acceptors, kept in memory: no file is read),
+//! for when another part of `lbd` refuses the same configuration.
+//!
+//! Clients are hashed for Maglev under the `hash_seed` given to
+//! [`L7::start`], as the engine does: nodes (and runs) with the same seed
+//! send a client to the same backend.
 
 mod app;
 mod bound;
@@ -41,6 +52,7 @@ use std::thread::JoinHandle;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use lb_engine::SchedError;
+use pingora::listeners::tls::Acceptor;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::listening::Service;
@@ -50,7 +62,7 @@ use crate::access_log::AccessLog;
 use crate::config::{AccessLogConfig, L7Listener};
 use crate::metrics::{self, ListenerView};
 use crate::proxy::{Proxy, Settings, Shared};
-use crate::tls::{self, Tls, TlsError};
+use crate::tls::{Material, Tls, TlsError};
 use app::App;
 use bound::Bound;
 
@@ -109,13 +121,31 @@ pub enum L7Error {
     Thread(#[source] io::Error),
 }
 
+/// The TLS acceptor of an HTTPS listener, replaced when its certificates
+/// or CA change (a new session cache); connections keep the one that
+/// accepted them.
+pub(crate) type AcceptorSlot = Arc<ArcSwap<Acceptor>>;
+
+/// What a reload replaced in one listener, for [`L7::revert`].
+struct Saved {
+    settings: Arc<Settings>,
+    material: Option<Arc<Material>>,
+    acceptor: Option<Arc<Acceptor>>,
+}
+
 /// The L7 listeners, running.
 pub struct L7 {
     /// In the order of the configuration given to `start`.
     listeners: Vec<Arc<Shared>>,
-    /// Serializes reloads and health changes, so that a health change is
-    /// never lost between a reload's read of the old pool and its swap.
-    control: Mutex<()>,
+    /// The acceptor of each listener (`None` for HTTP), by index.
+    acceptors: Vec<Option<AcceptorSlot>>,
+    /// The seed of the client hashes, for every pool.
+    seed: u64,
+    /// Serializes reloads, reverts and health changes, so that a health
+    /// change is never lost between a reload's read of the old pool and
+    /// its swap. Holds what the last successful reload replaced (by
+    /// listener index), until a revert or the next reload.
+    control: Mutex<Option<Vec<Saved>>>,
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
     /// Stopped after the server, so that every request's line is in.
@@ -149,6 +179,7 @@ impl ShutdownSignalWatch for StopSignal {
 fn build_settings(
     listeners: &[L7Listener],
     previous: &[Option<Arc<Settings>>],
+    seed: u64,
 ) -> Result<Vec<Settings>, L7Error> {
     let mut names = HashSet::new();
     let mut addrs = HashSet::new();
@@ -167,10 +198,11 @@ fn build_settings(
             });
         }
         let prev = previous.get(i).and_then(Option::as_ref).map(|s| &s.pool);
-        let settings = Settings::new(l.clone(), prev).map_err(|source| L7Error::Scheduler {
-            listener: l.name.clone(),
-            source,
-        })?;
+        let settings =
+            Settings::new(l.clone(), prev, seed).map_err(|source| L7Error::Scheduler {
+                listener: l.name.clone(),
+                source,
+            })?;
         out.push(settings);
     }
     Ok(out)
@@ -181,12 +213,14 @@ impl L7 {
     /// threads each (at least 1; one single-threaded service per thread);
     /// returns once every address is listening.
     /// `access_log` is where listeners with `access_log = true` write.
+    /// Maglev hashes clients under `hash_seed` (`[engine] hash_seed`).
     pub fn start(
         listeners: &[L7Listener],
         access_log: Option<&AccessLogConfig>,
         threads: usize,
+        hash_seed: u64,
     ) -> Result<L7, L7Error> {
-        let settings = build_settings(listeners, &[])?;
+        let settings = build_settings(listeners, &[], hash_seed)?;
         let mut certificates = Vec::with_capacity(listeners.len());
         for l in listeners {
             let loaded = l.tls.as_ref().map(Tls::load).transpose();
@@ -238,9 +272,16 @@ impl L7 {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         let conf = Arc::clone(&server.configuration);
         let mut shared = Vec::with_capacity(listeners.len());
+        let mut acceptors = Vec::with_capacity(listeners.len());
         for ((s, socket), tls) in settings.into_iter().zip(sockets).zip(certificates) {
             let name = s.cfg.name.clone();
             let key = s.cfg.addr.to_string();
+            // HTTPS is served on a plain TCP listener: the handshake is
+            // done by our app (see app.rs), with Pingora's acceptor, one
+            // for all the listener's services (one session cache).
+            let acceptor: Option<AcceptorSlot> = tls
+                .as_ref()
+                .map(|t| Arc::new(ArcSwap::from_pointee(t.settings().build())));
             let sh = Arc::new(Shared {
                 settings: ArcSwap::from_pointee(s),
                 metrics: Default::default(),
@@ -254,18 +295,17 @@ impl L7 {
                         access_log: access_log.clone(),
                     },
                 );
-                // HTTPS is served on a plain TCP listener: the handshake is
-                // done by our app (see app.rs), with Pingora's acceptor.
                 let app = App {
                     proxy: Arc::new(proxy),
                     shared: Arc::clone(&sh),
-                    tls: sh.tls.as_ref().map(|t| t.settings().build()),
+                    tls: acceptor.clone(),
                 };
                 let mut service = Service::new(format!("lbd L7 {name} {i}"), app);
                 service.add_tcp(&key);
                 server.add_service(Bound::new(service, key.clone(), socket));
             }
             shared.push(sh);
+            acceptors.push(acceptor);
         }
 
         let (stop, rx) = watch::channel(false);
@@ -279,23 +319,27 @@ impl L7 {
             .map_err(L7Error::Thread)?;
         Ok(L7 {
             listeners: shared,
-            control: Mutex::new(()),
+            acceptors,
+            seed: hash_seed,
+            control: Mutex::new(None),
             stop,
             thread: Some(thread),
             access_log,
         })
     }
 
-    fn control(&self) -> MutexGuard<'_, ()> {
+    fn control(&self) -> MutexGuard<'_, Option<Vec<Saved>>> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies a new configuration of the same listeners (same addresses,
     /// each still HTTP or HTTPS): all of it, or nothing if any part is
     /// refused. Backends that keep their address keep their health and
-    /// counters; listeners keep their counters.
+    /// counters; listeners keep their counters. Certificate files are
+    /// re-read; a listener whose certificates or CA change gets a new TLS
+    /// acceptor (no session from before is resumed).
     pub fn reload(&self, listeners: &[L7Listener]) -> Result<(), L7Error> {
-        let _guard = self.control();
+        let mut guard = self.control();
         let current: Vec<Arc<Settings>> = self
             .listeners
             .iter()
@@ -333,61 +377,97 @@ impl L7 {
             .collect();
         let previous: Vec<Option<Arc<Settings>>> =
             slots.iter().map(|&i| current.get(i).cloned()).collect();
-        let built = build_settings(listeners, &previous)?;
-        self.reload_certificates(listeners, &slots, &current)?;
-        for (settings, slot) in built.into_iter().zip(slots) {
-            if let Some(l) = self.listeners.get(slot) {
-                l.settings.store(Arc::new(settings));
+        let built = build_settings(listeners, &previous, self.seed)?;
+        let materials = self.read_certificates(listeners, &slots)?;
+        // Nothing is refused from here on: swap it all in, keeping what
+        // is replaced for `revert`.
+        let mut saved: Vec<Saved> = current
+            .into_iter()
+            .zip(&self.listeners)
+            .zip(&self.acceptors)
+            .map(|((settings, l), acceptor)| Saved {
+                settings,
+                material: l.tls.as_ref().map(Tls::material),
+                acceptor: acceptor.as_ref().map(|a| a.load_full()),
+            })
+            .collect();
+        for ((settings, material), slot) in built.into_iter().zip(materials).zip(slots) {
+            let (Some(l), Some(old)) = (self.listeners.get(slot), saved.get_mut(slot)) else {
+                continue;
+            };
+            l.settings.store(Arc::new(settings));
+            if let (Some(tls), Some(material), Some(Some(acceptor))) =
+                (&l.tls, material, self.acceptors.get(slot))
+            {
+                let changed = !old.material.as_ref().is_some_and(|m| m.same_as(&material));
+                // The material first, then the acceptor: no handshake of
+                // the new acceptor (whose cache is empty) uses the old
+                // material; a session of the old acceptor is resumed only
+                // until the swap, as on a connection accepted just before.
+                tls.install(material);
+                if changed {
+                    acceptor.store(Arc::new(tls.settings().build()));
+                }
             }
         }
+        *guard = Some(saved);
         Ok(())
     }
 
-    /// Re-reads the certificates of every HTTPS listener: all are checked
-    /// first, then swapped in; if a file changes between the two and a
-    /// swap fails, those already swapped are put back.
-    fn reload_certificates(
+    /// Reads and checks the certificate files of every HTTPS listener,
+    /// without using them; by listener of `listeners`.
+    fn read_certificates(
         &self,
         listeners: &[L7Listener],
         slots: &[usize],
-        current: &[Arc<Settings>],
-    ) -> Result<(), L7Error> {
-        let refused = |l: &L7Listener| {
-            let name = l.name.clone();
-            move |source| L7Error::Tls {
-                listener: name,
-                source,
-            }
-        };
-        let now = std::time::SystemTime::now();
-        for l in listeners {
-            if let Some(cfg) = &l.tls {
-                tls::check(cfg, now).map_err(refused(l))?;
-            }
-        }
-        let mut done: Vec<usize> = Vec::new();
-        for (l, &slot) in listeners.iter().zip(slots) {
-            let (Some(cfg), Some(running)) = (
-                &l.tls,
-                self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
-            ) else {
-                continue;
-            };
-            if let Err(e) = running.reload(cfg) {
-                for &slot in &done {
-                    if let (Some(t), Some(Some(old))) = (
-                        self.listeners.get(slot).and_then(|s| s.tls.as_ref()),
-                        current.get(slot).map(|s| s.cfg.tls.as_ref()),
-                    ) {
-                        // Best effort: the old files were good a moment ago.
-                        let _ = t.reload(old);
+    ) -> Result<Vec<Option<Arc<Material>>>, L7Error> {
+        listeners
+            .iter()
+            .zip(slots)
+            .map(|(l, &slot)| {
+                let running = self.listeners.get(slot).and_then(|s| s.tls.as_ref());
+                match (&l.tls, running) {
+                    (Some(cfg), Some(tls)) => {
+                        tls.prepare(cfg).map(Some).map_err(|source| L7Error::Tls {
+                            listener: l.name.clone(),
+                            source,
+                        })
                     }
+                    _ => Ok(None),
                 }
-                return Err(refused(l)(e));
+            })
+            .collect()
+    }
+
+    /// Puts back what the last successful [`L7::reload`] replaced: every
+    /// listener's settings (backends, weights, scheduler, headers, cookie,
+    /// timeouts), certificates and TLS acceptor, as they were before it,
+    /// without reading any file. Backends keep their current health and
+    /// counters (one that the reload removed, those it had then). Returns
+    /// `false` (and changes nothing) when there is nothing to put back: no
+    /// reload yet, or reverted already.
+    pub fn revert(&self) -> bool {
+        let mut guard = self.control();
+        let Some(saved) = guard.take() else {
+            return false;
+        };
+        for ((l, acceptor), saved) in self.listeners.iter().zip(&self.acceptors).zip(saved) {
+            // The old pool's backends are the states of the current one
+            // (same address, same state): rebuilt, the scheduler sees the
+            // health they have now. The configuration was accepted before:
+            // a rebuild does not fail, and would keep the old pool if it did.
+            let old = &saved.settings;
+            let settings = Settings::new(old.cfg.clone(), Some(&old.pool), self.seed)
+                .map_or_else(|_| Arc::clone(old), Arc::new);
+            l.settings.store(settings);
+            if let (Some(tls), Some(material)) = (&l.tls, saved.material) {
+                tls.install(material);
             }
-            done.push(slot);
+            if let (Some(slot), Some(old)) = (acceptor, saved.acceptor) {
+                slot.store(old);
+            }
         }
-        Ok(())
+        true
     }
 
     /// Marks `backend` of `listener` up or down (from health checks); a

@@ -58,12 +58,13 @@
 //! # Reload
 //!
 //! [`Tls::reload`] swaps certificates and CA for the next handshakes;
-//! open connections keep theirs. A client resuming a TLS session from
-//! before the reload (Pingora's listener keeps rustls's in-memory session
-//! cache, 256 sessions) resumes it as it was: without a new certificate
-//! and without client certificate verification, since rustls does not
-//! redo either on resumption and Pingora's `TlsSettings` cannot change
-//! the cache.
+//! open connections keep theirs. rustls does not redo certificate
+//! selection nor client certificate verification when a client resumes a
+//! TLS session, and each Pingora acceptor keeps its own session cache
+//! (rustls's, in memory): so the server ([`crate::server`]) builds a new
+//! acceptor from [`Tls::settings`], with an empty cache, whenever a
+//! reload changes a listener's certificates or CA, and no session from
+//! before the change is resumed.
 
 mod client_auth;
 mod error;
@@ -83,6 +84,7 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::{ALPN, TlsAccept};
 use pingora::protocols::tls::TlsRef;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::CertificateDer;
 use rustls::server::danger::ClientCertVerifier;
 
 pub use error::{TlsError, TlsErrorKind};
@@ -117,6 +119,24 @@ pub struct Tls {
 pub(crate) struct Material {
     certs: CertSet,
     client_ca: Option<Arc<dyn ClientCertVerifier>>,
+    /// Every certificate chain in configuration order, and the CA file's
+    /// certificates: two materials with the same answer every handshake
+    /// alike (a key is fixed by its certificate).
+    served: Served,
+}
+
+/// See [`Material::same_as`].
+type Served = (
+    Vec<Vec<CertificateDer<'static>>>,
+    Option<Vec<CertificateDer<'static>>>,
+);
+
+impl Material {
+    /// Whether `other` serves the same certificates and requires client
+    /// certificates from the same CA certificates.
+    pub(crate) fn same_as(&self, other: &Material) -> bool {
+        self.served == other.served
+    }
 }
 
 /// Handshake counters of a listener, kept across reloads.
@@ -174,9 +194,25 @@ impl Tls {
     /// (added, replaced or removed) together. On error nothing changes.
     /// Open connections are not touched.
     pub fn reload(&self, config: &TlsConfig) -> Result<(), TlsError> {
-        let material = read(config, SystemTime::now(), &self.provider)?;
-        self.material.store(Arc::new(material));
+        let material = self.prepare(config)?;
+        self.install(material);
         Ok(())
+    }
+
+    /// Reads and checks every file of `config` (as [`Tls::reload`]) without
+    /// using them yet.
+    pub(crate) fn prepare(&self, config: &TlsConfig) -> Result<Arc<Material>, TlsError> {
+        read(config, SystemTime::now(), &self.provider).map(Arc::new)
+    }
+
+    /// What the handshakes use now.
+    pub(crate) fn material(&self) -> Arc<Material> {
+        self.material.load_full()
+    }
+
+    /// Makes `material` what the next handshakes use.
+    pub(crate) fn install(&self, material: Arc<Material>) {
+        self.material.store(material);
     }
 
     /// Settings for a Pingora listener (`add_tls_with_settings`): the SNI
@@ -243,13 +279,18 @@ fn read(
         .iter()
         .map(|files| files::read_server_cert(files, now, provider))
         .collect::<Result<Vec<_>, _>>()?;
-    let client_ca = match &config.client_ca {
-        Some(path) => Some(files::read_client_ca(path, provider)?),
-        None => None,
+    let chains = certs.iter().map(|c| c.key.cert.clone()).collect();
+    let (client_ca, ca_certs) = match &config.client_ca {
+        Some(path) => {
+            let (verifier, roots) = files::read_client_ca(path, provider)?;
+            (Some(verifier), Some(roots))
+        }
+        None => (None, None),
     };
     Ok(Material {
         certs: CertSet::new(certs),
         client_ca,
+        served: (chains, ca_certs),
     })
 }
 

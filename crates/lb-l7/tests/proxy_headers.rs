@@ -9,22 +9,8 @@ mod proxy_support;
 
 use std::time::Duration;
 
-use lb_l7::config::{CookieConfig, Forwarded, L7Listener, SameSite, XffMode};
-use lb_l7::server::L7;
-use proxy_support::{Client, Mode, Response, TestBackend, get, listener};
-
-fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1).unwrap()
-}
-
-fn metric(l7: &L7, line_prefix: &str) -> i64 {
-    let mut out = String::new();
-    l7.render_metrics(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
-}
+use lb_l7::config::{CookieConfig, Forwarded, SameSite, XffMode};
+use proxy_support::{Client, Mode, Response, TestBackend, get, listener, metric, start};
 
 #[test]
 fn forwarded_headers_as_configured() {
@@ -175,6 +161,34 @@ fn the_cookie_keeps_a_client_on_one_backend_until_it_goes_down() {
     let misses = metric(&l7, "lbd_l7_cookie_misses_total{listener=\"web\"}");
     // 12 + 1 + 3 + 5 hits; 3 forged + 1 down invalid; 1 + 6 misses.
     assert_eq!((hits, invalid, misses), (21, 4, 7));
+    l7.stop();
+}
+
+#[test]
+fn a_cookie_still_reaches_a_drained_backend() {
+    let a = TestBackend::start("a", Mode::Echo);
+    let b = TestBackend::start("b", Mode::Echo);
+    let mut l = listener("web", vec![a.backend(1), b.backend(1)]);
+    l.cookie = Some(cookie_config());
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let first = get(addr, "");
+    let chosen = first.backend().to_string();
+    let cookie = format!("Cookie: LBD_SERVER={}\r\n", given_cookie(&first));
+    // The chosen backend is drained (weight 0) but stays up.
+    let slot = usize::from(chosen == "b");
+    l.backends[slot].weight = 0;
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    for _ in 0..5 {
+        let r = get(addr, &cookie);
+        assert_eq!(r.backend(), chosen);
+        assert_eq!(r.status, 200);
+    }
+    // New clients go to the other one only.
+    for _ in 0..5 {
+        assert_ne!(get(addr, "").backend(), chosen);
+    }
+    assert_eq!(metric(&l7, "lbd_l7_cookie_hits_total{listener=\"web\"}"), 5);
     l7.stop();
 }
 

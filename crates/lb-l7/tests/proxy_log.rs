@@ -75,7 +75,8 @@ fn every_request_of_a_logged_listener_is_a_line() {
         upload: None,
     };
     let all = [logged.clone(), quiet.clone(), failing.clone(), slow.clone()];
-    let l7 = L7::start(&all, Some(&config), 1).unwrap();
+    let started = std::time::SystemTime::now();
+    let l7 = L7::start(&all, Some(&config), 1, 0).unwrap();
 
     let mut c = Client::connect(logged.addr);
     let extra = "Referer: http://ref.example/x\r\nUser-Agent: test-agent/1.0\r\n";
@@ -89,6 +90,7 @@ fn every_request_of_a_logged_listener_is_a_line() {
     let mut f = Client::connect(failing.addr);
     assert_eq!(f.get("").unwrap().status, 502);
     let mut s = Client::connect(slow.addr);
+    let asked = std::time::SystemTime::now();
     assert_eq!(s.get("").unwrap().status, 504);
     drop((c, q, f, s));
     let mut out = String::new();
@@ -128,23 +130,41 @@ fn every_request_of_a_logged_listener_is_a_line() {
     assert_eq!(first.http_referer.as_deref(), Some("http://ref.example/x"));
     assert_eq!(first.http_user_agent.as_deref(), Some("test-agent/1.0"));
     assert!(first.upstream_response_time.unwrap() <= first.request_time);
+    // Logged at the request's end (to the millisecond).
+    assert!(
+        first.time + Duration::from_millis(1) >= started,
+        "{first:?}"
+    );
     // Both requests of the keep-alive connection came from one port.
     assert_eq!(lines[0].remote, lines[1].remote);
     // A listener without access_log writes nothing.
     assert!(of(quiet.addr).is_empty());
-    // No backend reached: no upstream fields.
+    // The connect failed: the backend chosen, 502 as its status (nginx's
+    // fields), and the time of the attempt.
     let failed = of(failing.addr);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].status, 502);
-    assert_eq!(failed[0].upstream_status, None);
-    assert_eq!(failed[0].upstream_response_time, None);
-    // A backend that never answered: reached, but no status.
+    assert_eq!(failed[0].upstream_addr, Some(failing.backends[0].addr));
+    assert_eq!(failed[0].upstream_status, Some(502));
+    assert!(failed[0].upstream_response_time.unwrap() <= failed[0].request_time);
+    // A backend that never answered: 504 as its status, and the time
+    // until the read timeout.
     let timed_out = of(slow.addr);
     assert_eq!(timed_out.len(), 1);
     assert_eq!(timed_out[0].status, 504);
     assert_eq!(timed_out[0].upstream_addr, Some(silent.addr));
-    assert_eq!(timed_out[0].upstream_status, None);
+    assert_eq!(timed_out[0].upstream_status, Some(504));
+    let waited = timed_out[0].upstream_response_time.unwrap();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(waited <= timed_out[0].request_time);
     assert!(timed_out[0].request_time >= Duration::from_millis(250));
+    // Logged when the request ended, after the read timeout: not when it
+    // came.
+    let logged_after = timed_out[0].time.duration_since(asked).unwrap_or_default();
+    assert!(
+        logged_after >= Duration::from_millis(250),
+        "{logged_after:?}"
+    );
     // The log's own counters are in the L7 metrics.
     assert!(
         out.contains("lbd_l7_access_log_lines_lost_total 0"),
@@ -164,6 +184,6 @@ fn an_access_log_that_cannot_start_is_an_error() {
         upload: None,
     };
     let l = listener("web", vec![]);
-    let err = L7::start(&[l], Some(&config), 1).unwrap_err();
+    let err = L7::start(&[l], Some(&config), 1, 0).unwrap_err();
     assert!(matches!(err, lb_l7::server::L7Error::AccessLog(_)), "{err}");
 }

@@ -16,38 +16,9 @@ use std::time::{Duration, Instant};
 
 use lb_l7::config::{CertificateFiles, CookieConfig, L7Listener, SameSite, TlsConfig};
 use lb_l7::server::{L7, L7Error};
-use proxy_support::{Client, Mode, TestBackend, listener, tcp};
+use proxy_support::{Client, Mode, TestBackend, assert_metric, listener, start, tcp};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tls_support::{Issued, Pki};
-
-fn start(listeners: &[L7Listener]) -> L7 {
-    L7::start(listeners, None, 1).unwrap()
-}
-
-fn metric(l7: &L7, line_prefix: &str) -> i64 {
-    let mut out = String::new();
-    l7.render_metrics(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix(line_prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
-}
-
-/// Asserts that the counter reaches `want` within a few seconds.
-fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(l7, line_prefix);
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{line_prefix}: {got}, want {want}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn https(name: &str, backends: Vec<lb_l7::config::Backend>, certs: &[&Issued]) -> L7Listener {
     let mut l = listener(name, backends);
@@ -67,18 +38,33 @@ fn connect(
     sni: &str,
     cert: Option<&Issued>,
 ) -> std::io::Result<(Client, CertificateDer<'static>)> {
+    connect_with(addr, client_config(pki, cert), sni).map(|(c, leaf, _)| (c, leaf))
+}
+
+/// A client configuration trusting `pki`'s CA, with a client certificate
+/// if given. It keeps the sessions of its connections, and resumes them.
+fn client_config(pki: &Pki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig> {
     pingora::tls::install_default_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(pki.ca_der()).unwrap();
     let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    let config = match cert {
+    Arc::new(match cert {
         Some(c) => builder
             .with_client_auth_cert(vec![c.der.clone()], c.key.clone_key())
             .unwrap(),
         None => builder.with_no_client_auth(),
-    };
+    })
+}
+
+/// A TLS connection by `config`: the client, the server's certificate,
+/// and whether the handshake resumed a session.
+fn connect_with(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    sni: &str,
+) -> std::io::Result<(Client, CertificateDer<'static>, bool)> {
     let name = ServerName::try_from(sni.to_string()).unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
     let mut stream = rustls::StreamOwned::new(conn, tcp(addr));
     while stream.conn.is_handshaking() {
         stream.conn.complete_io(&mut stream.sock)?;
@@ -89,7 +75,17 @@ fn connect(
         .and_then(|c| c.first())
         .cloned()
         .unwrap();
-    Ok((Client::over(Box::new(stream)), leaf))
+    let resumed = stream.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    Ok((Client::over(Box::new(stream)), leaf, resumed))
+}
+
+/// One request over a new connection by `config`: its status, and
+/// whether the handshake resumed a session. In TLS 1.3 a refused client
+/// certificate shows after the handshake, at the first read.
+fn get_with(addr: SocketAddr, config: &Arc<rustls::ClientConfig>) -> std::io::Result<(u16, bool)> {
+    let (mut c, _, resumed) = connect_with(addr, config.clone(), "r.test")?;
+    let r = c.get("")?;
+    Ok((r.status, resumed))
 }
 
 #[test]
@@ -214,7 +210,8 @@ fn reload_swaps_certificates_for_new_connections_only() {
 
     // A refused file refuses the whole reload (weights included).
     let mut bad = l.clone();
-    bad.backends[0].weight = 7;
+    // Applied, this weight would leave no eligible backend (503).
+    bad.backends[0].weight = 0;
     if let Some(tls) = &mut bad.tls {
         tls.certificates = vec![CertificateFiles {
             cert: pki.dir().join("missing.pem"),
@@ -227,8 +224,9 @@ fn reload_swaps_certificates_for_new_connections_only() {
         "{err}"
     );
     assert!(err.to_string().contains("missing.pem"), "{err}");
-    let (_, leaf) = connect(addr, &pki, "r.test", None).unwrap();
+    let (mut c, leaf) = connect(addr, &pki, "r.test", None).unwrap();
     assert_eq!(leaf, second.der);
+    assert_eq!(c.get("").unwrap().status, 200);
     // HTTPS to HTTP is a restart.
     let mut plain = l.clone();
     plain.tls = None;
@@ -243,11 +241,117 @@ fn reload_swaps_certificates_for_new_connections_only() {
     if let Some(tls) = &mut l.tls {
         tls.certificates[0].key = second.files.key.clone();
     }
-    let err = L7::start(&[l], None, 1).unwrap_err();
+    let err = L7::start(&[l], None, 1, 0).unwrap_err();
     assert!(
         matches!(&err, L7Error::Tls { listener, .. } if listener == "bad"),
         "{err}"
     );
+}
+
+#[test]
+fn no_session_from_before_a_reload_that_adds_a_client_ca_is_resumed() {
+    let pki = Pki::new("proxy-resume-ca");
+    let server = pki.server("server", &["r.test"]);
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("r", vec![backend.backend(1)], &[&server]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    // One client configuration: it keeps its sessions to resume them.
+    let shared = client_config(&pki, None);
+    assert_eq!(get_with(addr, &shared).unwrap(), (200, false));
+    // A reload that changes nothing TLS keeps the sessions.
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    assert_eq!(get_with(addr, &shared).unwrap(), (200, true));
+
+    if let Some(tls) = &mut l.tls {
+        tls.client_ca = Some(pki.ca_path());
+    }
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    // Without a certificate the client is refused: resuming its session
+    // would skip the verification.
+    let before = backend.requests.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        get_with(addr, &shared).is_err(),
+        "a client without a certificate was served"
+    );
+    assert_eq!(
+        backend.requests.load(std::sync::atomic::Ordering::Relaxed),
+        before
+    );
+    // With one, it is served.
+    let client = pki.client("client");
+    assert_eq!(
+        get_with(addr, &client_config(&pki, Some(&client)))
+            .unwrap()
+            .0,
+        200
+    );
+    l7.stop();
+}
+
+#[test]
+fn no_session_from_before_a_certificate_change_is_resumed() {
+    let pki = Pki::new("proxy-resume-cert");
+    let first = pki.server("first", &["r.test"]);
+    let second = pki.server("second", &["r.test"]);
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("r", vec![backend.backend(1)], &[&first]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    let shared = client_config(&pki, None);
+    // A request read: a TLS 1.3 client takes its session ticket then.
+    let (mut c, leaf, resumed) = connect_with(addr, shared.clone(), "r.test").unwrap();
+    assert_eq!((leaf, resumed), (first.der.clone(), false));
+    assert_eq!(c.get("").unwrap().status, 200);
+    // Without a change, the session is resumed.
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    let (mut c, _, resumed) = connect_with(addr, shared.clone(), "r.test").unwrap();
+    assert!(resumed);
+    assert_eq!(c.get("").unwrap().status, 200);
+    if let Some(tls) = &mut l.tls {
+        tls.certificates = vec![second.files.clone()];
+    }
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    // A full handshake, with the new certificate.
+    let (_, leaf, resumed) = connect_with(addr, shared.clone(), "r.test").unwrap();
+    assert_eq!((leaf, resumed), (second.der.clone(), false));
+    l7.stop();
+}
+
+#[test]
+fn revert_puts_back_the_certificates_without_reading_files() {
+    let pki = Pki::new("proxy-revert");
+    let first = pki.server("first", &["r.test"]);
+    let second = pki.server("second", &["r.test"]);
+    let third = pki.server("third", &["r.test"]);
+    let backend = TestBackend::start("x", Mode::Echo);
+    let mut l = https("r", vec![backend.backend(1)], &[&first]);
+    let addr = l.addr;
+    let l7 = start(std::slice::from_ref(&l));
+    // Nothing to revert before a reload.
+    assert!(!l7.revert());
+    let original = l.clone();
+    if let Some(tls) = &mut l.tls {
+        tls.certificates = vec![second.files.clone()];
+    }
+    l7.reload(std::slice::from_ref(&l)).unwrap();
+    assert_eq!(connect(addr, &pki, "r.test", None).unwrap().1, second.der);
+    // The files on disk change: the original's now hold another
+    // certificate, the new ones garbage.
+    std::fs::copy(&third.files.cert, &first.files.cert).unwrap();
+    std::fs::copy(&third.files.key, &first.files.key).unwrap();
+    std::fs::write(&second.files.cert, b"garbage").unwrap();
+    assert!(l7.revert());
+    let (mut c, leaf) = connect(addr, &pki, "r.test", None).unwrap();
+    assert_eq!(leaf, first.der);
+    assert_eq!(c.get("").unwrap().status, 200);
+    // Once only.
+    assert!(!l7.revert());
+    // The running configuration is the original again: reloading it
+    // reads the (changed) files.
+    l7.reload(std::slice::from_ref(&original)).unwrap();
+    assert_eq!(connect(addr, &pki, "r.test", None).unwrap().1, third.der);
+    l7.stop();
 }
 
 #[test]

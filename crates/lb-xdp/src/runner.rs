@@ -240,6 +240,9 @@ fn start_l7(config: &Config) -> Result<Option<L7>, RunError> {
         &config.l7_listeners(),
         config.access_log.as_ref(),
         config.l7_threads,
+        // Maglev's client hash: the same backend for a client on every
+        // node with the same `[engine] hash_seed`.
+        config.engine.hash_seed,
     )
     .map_err(|e| RunError::Setup(format!("HTTP and HTTPS listeners: {e}")))?;
     info!(
@@ -702,14 +705,15 @@ impl Runner {
     }
 
     /// Put the L7 server back on the running configuration, after it took
-    /// a new one that the rest of the reload then failed on.
+    /// a new one that the rest of the reload then failed on: from memory
+    /// (`L7::revert`), not by reading the certificate files again, which
+    /// may have been replaced in place since.
     fn l7_back(&self) {
         let Some(l7) = &self.l7 else { return };
-        match l7.reload(&self.config.l7_listeners()) {
-            Ok(()) => push_l7_health(l7, &self.l7_up, &self.config),
-            Err(e) => {
-                error!(error = %e, "HTTP and HTTPS listeners not back on the running configuration");
-            }
+        if l7.revert() {
+            push_l7_health(l7, &self.l7_up, &self.config);
+        } else {
+            error!("HTTP and HTTPS listeners not back on the running configuration");
         }
     }
 

@@ -25,8 +25,13 @@ pub(crate) const fn fmix64(mut k: u64) -> u64 {
 }
 
 /// Hashes `words` under `seed`: each word is xored into the state and the
-/// state is finalized with [`fmix64`]; the number of words is absorbed last.
-pub(crate) fn hash_words(seed: u64, words: &[u64]) -> u64 {
+/// state is finalized with the MurmurHash3 64-bit finalizer; the number of
+/// words is absorbed last.
+///
+/// Stable across versions, nodes and runs (see the module's invariant):
+/// callers that must agree across nodes, such as the L7 listeners' client
+/// hashes for Maglev, use it with a seed shared by every node.
+pub fn hash_words(seed: u64, words: &[u64]) -> u64 {
     // The golden-ratio constant keeps a zero seed from starting at fmix64's
     // fixed point 0.
     let mut h = fmix64(seed ^ 0x9e37_79b9_7f4a_7c15);
@@ -37,8 +42,9 @@ pub(crate) fn hash_words(seed: u64, words: &[u64]) -> u64 {
     fmix64(h ^ len)
 }
 
-/// The two halves of an address in `[u8; 16]` form, little-endian.
-pub(crate) fn address_words(addr: &[u8; 16]) -> (u64, u64) {
+/// The two halves of an address in `[u8; 16]` form (IPv4 as IPv4-mapped
+/// IPv6), little-endian: the words [`hash_words`] takes for an address.
+pub fn address_words(addr: &[u8; 16]) -> (u64, u64) {
     let mut lo = [0u8; 8];
     let mut hi = [0u8; 8];
     let (a, b) = addr.split_at(8);

@@ -35,7 +35,7 @@ mod wrr;
 
 pub use affinity::Affinity;
 pub(crate) use affinity::AffinityTable;
-pub use hash::backend_id;
+pub use hash::{address_words, backend_id, hash_words};
 
 /// The Maglev table size used by [`SchedulerKind::maglev`]: 65537, the prime
 /// the Maglev paper and Katran use (good balance up to ~650 backends).

@@ -18,23 +18,28 @@ const MAX_UNIX_MILLIS: u64 = 253_402_300_799_999;
 /// Times are kept to the millisecond: a line carries no finer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// `time_iso8601`: when the request was received.
+    /// `time_iso8601`: when the line was logged, at the request's end (as
+    /// nginx's `$time_iso8601`).
     pub time: SystemTime,
     /// `remote_addr:remote_port`: the client.
     pub remote: SocketAddr,
     /// `server_addr:server_port`: the listener's address.
     pub server: SocketAddr,
-    /// `upstream_addr`: the backend; `None` when none was reached.
+    /// `upstream_addr`: the backend chosen, also when connecting to it
+    /// failed or it timed out; `None` when none was chosen.
     pub upstream_addr: Option<SocketAddr>,
-    /// `request_time`: from the request's first byte to the response's
-    /// last.
+    /// `request_time`: from the end of the request's head (Pingora gives
+    /// no time of its first byte) to the response's last byte.
     pub request_time: Duration,
-    /// `upstream_response_time`: from sending to the backend to its
-    /// response's last byte; `None` when no backend answered.
+    /// `upstream_response_time`: from the start of the connect attempt to
+    /// the backend's last response byte, or to its failure; `None` when
+    /// no backend was chosen.
     pub upstream_response_time: Option<Duration>,
     /// `status`: the status sent to the client.
     pub status: u16,
-    /// `upstream_status`: the backend's status; `None` when it sent none.
+    /// `upstream_status`: the backend's status; 502 when connecting to it
+    /// failed (or it closed without a response), 504 when it timed out;
+    /// `None` when no backend was chosen or the client left first.
     pub upstream_status: Option<u16>,
     /// `request_length`: bytes of the request (line, headers and body).
     pub request_length: u64,

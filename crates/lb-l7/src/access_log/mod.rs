@@ -12,13 +12,22 @@
 //! 2025-12-05T20:21:27.123Z 192.0.2.7:51234 10.77.0.10:443 10.77.1.2:8080 0.012 0.010 200 200 431 5120 "GET" "example.com" "/a?b=1" "HTTP/1.1" - "curl/8.5.0"
 //! ```
 //!
-//! - `time_iso8601`: when the request came, in UTC to the millisecond
-//!   (RFC 3339, `Z`).
+//! - `time_iso8601`: when the line is logged, at the request's end (as
+//!   nginx's `$time_iso8601`), in UTC to the millisecond (RFC 3339, `Z`).
 //! - Addresses are `ip:port`, IPv6 in brackets (`[fd77::1]:443`).
 //! - `request_time` and `upstream_response_time` are seconds with three
-//!   decimals (`0.012`).
-//! - `upstream_addr`, `upstream_response_time` and `upstream_status` are
-//!   `-` when no backend answered (as nginx writes them).
+//!   decimals (`0.012`). `request_time` runs from when the request's head
+//!   has been read (Pingora gives no time of its first byte) to the
+//!   response's last byte; `upstream_response_time` from the start of the
+//!   connect attempt to the backend to the end of its response, or to its
+//!   failure.
+//! - `upstream_addr` is the backend chosen, also when connecting to it
+//!   failed or it timed out; `upstream_status` its status, or 502 when the
+//!   connect failed (or it closed without answering) and 504 when it timed
+//!   out, as nginx writes them. The three `upstream_*` fields are `-` when
+//!   no backend was chosen (a 503 for want of one, or a bad request);
+//!   `upstream_status` is also `-` when the client left before the backend
+//!   answered.
 //! - The last six fields are strings in double quotes, in which `"`, `\`,
 //!   the control characters and DEL are written `\xHH` (as nginx's default
 //!   escaping: `"` is `\x22`, `\` is `\x5C`); other characters, UTF-8

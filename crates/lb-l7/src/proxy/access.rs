@@ -12,12 +12,12 @@ use crate::access_log::Record;
 /// The times and backend status of one request, taken by the hooks.
 #[derive(Debug)]
 pub(super) struct Timing {
-    /// When the request came (its head read).
-    pub(super) received: SystemTime,
+    /// When the request's head had been read (Pingora gives no earlier
+    /// time of the request's first byte).
     pub(super) start: Instant,
-    /// When the request was handed to the backend.
-    pub(super) upstream_sent: Option<Instant>,
-    /// When the backend's response ended.
+    /// When the connect attempt to the backend started.
+    pub(super) upstream_start: Option<Instant>,
+    /// When the backend's response ended, or the backend failed.
     pub(super) upstream_done: Option<Instant>,
     /// The backend's status.
     pub(super) upstream_status: Option<u16>,
@@ -26,9 +26,8 @@ pub(super) struct Timing {
 impl Timing {
     pub(super) fn new() -> Timing {
         Timing {
-            received: SystemTime::now(),
             start: Instant::now(),
-            upstream_sent: None,
+            upstream_start: None,
             upstream_done: None,
             upstream_status: None,
         }
@@ -48,7 +47,10 @@ fn header(session: &Session, name: http::header::HeaderName) -> Option<String> {
 pub(super) struct Outcome {
     pub(super) listener: SocketAddr,
     pub(super) client: SocketAddr,
+    /// The backend chosen, if one was.
     pub(super) backend: Option<SocketAddr>,
+    /// The backend's status, or 502 or 504 for its failure.
+    pub(super) upstream_status: Option<u16>,
     pub(super) status: u16,
     pub(super) request_length: u64,
     pub(super) body_bytes_sent: u64,
@@ -63,24 +65,21 @@ pub(super) fn record(session: &Session, t: &Timing, o: Outcome) -> Record {
         .and_then(|a| a.as_inet())
         .copied()
         .unwrap_or(o.listener);
-    let answered = t.upstream_status.is_some();
-    let upstream_response_time = match (answered, t.upstream_sent) {
-        (true, Some(sent)) => Some(
-            t.upstream_done
-                .unwrap_or(now)
-                .saturating_duration_since(sent),
-        ),
-        _ => None,
-    };
+    let upstream_response_time = t.upstream_start.map(|start| {
+        t.upstream_done
+            .unwrap_or(now)
+            .saturating_duration_since(start)
+    });
     Record {
-        time: t.received,
+        // As nginx's `$time_iso8601`: when the line is logged.
+        time: SystemTime::now(),
         remote: o.client,
         server,
-        upstream_addr: o.backend.filter(|_| t.upstream_sent.is_some()),
+        upstream_addr: o.backend,
         request_time: now.saturating_duration_since(t.start),
         upstream_response_time,
         status: o.status,
-        upstream_status: t.upstream_status,
+        upstream_status: o.upstream_status,
         request_length: o.request_length,
         body_bytes_sent: o.body_bytes_sent,
         request_method: req.method.as_str().to_string(),

@@ -24,14 +24,16 @@ use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 
+use super::AcceptorSlot;
 use crate::proxy::{Proxy, Shared};
 
 /// The application of one listener's Pingora service.
 pub(crate) struct App {
     pub(crate) proxy: Arc<HttpProxy<Proxy>>,
     pub(crate) shared: Arc<Shared>,
-    /// `Some` on an HTTPS listener.
-    pub(crate) tls: Option<Acceptor>,
+    /// `Some` on an HTTPS listener: the acceptor of the listener's
+    /// current certificates (replaced when they change).
+    pub(crate) tls: Option<AcceptorSlot>,
 }
 
 /// Holds a connection in the active gauge until dropped (also when the
@@ -97,7 +99,11 @@ impl ServerApp for App {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let stream = match &self.tls {
-            Some(acceptor) => self.handshake(acceptor, stream).await?,
+            Some(slot) => {
+                // This connection keeps the acceptor it started with.
+                let acceptor = slot.load_full();
+                self.handshake(&acceptor, stream).await?
+            }
             None => stream,
         };
         let m = &self.shared.metrics;

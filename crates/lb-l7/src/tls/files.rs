@@ -90,13 +90,14 @@ pub(crate) fn read_server_cert(
 }
 
 /// Reads a CA file into a verifier that requires a client certificate
-/// chaining to one of its certificates.
+/// chaining to one of its certificates; with the file's certificates.
 pub(crate) fn read_client_ca(
     path: &Path,
     provider: &Arc<CryptoProvider>,
-) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+) -> Result<(Arc<dyn ClientCertVerifier>, Vec<CertificateDer<'static>>), TlsError> {
     let mut roots = RootCertStore::empty();
-    for (i, der) in read_certificates(path)?.into_iter().enumerate() {
+    let certs = read_certificates(path)?;
+    for (i, der) in certs.iter().cloned().enumerate() {
         roots.add(der).map_err(|e| {
             TlsError::new(
                 path,
@@ -104,9 +105,10 @@ pub(crate) fn read_client_ca(
             )
         })?;
     }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
-        .map_err(|e| TlsError::new(path, TlsErrorKind::BadCa(e.to_string())))
+        .map_err(|e| TlsError::new(path, TlsErrorKind::BadCa(e.to_string())))?;
+    Ok((verifier, certs))
 }
 
 /// The file's bytes.

@@ -8,9 +8,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lb_l7::config::{Backend, Forwarded, HttpTimeouts, L7Listener};
+use lb_l7::server::L7;
 
 /// How a test backend behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +33,8 @@ pub struct TestBackend {
     pub name: String,
     /// Requests it has read.
     pub requests: Arc<AtomicUsize>,
+    /// Bytes it has read after answering an upgrade (WebSocket modes).
+    pub upgraded_bytes: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -48,22 +51,25 @@ impl TestBackend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
+        let upgraded_bytes = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (n, r, s) = (name.to_string(), requests.clone(), stop.clone());
+        let u = upgraded_bytes.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if s.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (n, r) = (n.clone(), r.clone());
-                thread::spawn(move || serve(conn, &n, mode, &r));
+                let (n, r, u) = (n.clone(), r.clone(), u.clone());
+                thread::spawn(move || serve(conn, &n, mode, &r, &u));
             }
         });
         TestBackend {
             addr,
             name: name.to_string(),
             requests,
+            upgraded_bytes,
             stop,
         }
     }
@@ -99,7 +105,7 @@ fn content_length(head: &str) -> usize {
         .unwrap_or(0)
 }
 
-fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
+fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize, upgraded: &AtomicUsize) {
     let mut w = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
     while let Some(head) = read_head(&mut r) {
@@ -136,8 +142,11 @@ fn serve(conn: TcpStream, name: &str, mode: Mode, requests: &AtomicUsize) {
                 loop {
                     match r.read(&mut buf) {
                         Ok(0) | Err(_) => return,
-                        Ok(_) if mode == Mode::WebSocketSink => {}
+                        Ok(n) if mode == Mode::WebSocketSink => {
+                            upgraded.fetch_add(n, Ordering::Relaxed);
+                        }
                         Ok(n) => {
+                            upgraded.fetch_add(n, Ordering::Relaxed);
                             if w.write_all(&buf[..n]).is_err() {
                                 return;
                             }
@@ -338,5 +347,37 @@ pub fn listener(name: &str, backends: Vec<Backend>) -> L7Listener {
         tls: None,
         timeouts: HttpTimeouts::default(),
         access_log: false,
+    }
+}
+
+/// `listeners` served (no access log, one thread, hash seed 0).
+pub fn start(listeners: &[L7Listener]) -> L7 {
+    L7::start(listeners, None, 1, 0).unwrap()
+}
+
+/// The value of the metric line that starts with `line_prefix`.
+pub fn metric(l7: &L7, line_prefix: &str) -> i64 {
+    let mut out = String::new();
+    l7.render_metrics(&mut out);
+    out.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line_prefix} in\n{out}"))
+}
+
+/// Asserts that the counter reaches `want` within a few seconds (the
+/// proxy counts a request after its response has been sent).
+pub fn assert_metric(l7: &L7, line_prefix: &str, want: i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = metric(l7, line_prefix);
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{line_prefix}: {got}, want {want}"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }

@@ -12,7 +12,6 @@ traffic)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import shutil
@@ -29,7 +28,7 @@ import pytest
 from netns import RS, VIP, Lbd, LbdError, Topology, preflight
 from netns import lbd as lbd_mod
 from netns.lbd import METRICS, _toml_value as toml
-from support import wait_until  # noqa: F401 - for the test files
+from support import stop_lbds, wait_until  # noqa: F401 - wait_until for the test files
 
 #: A second VIP, for listeners that must not share the first (see
 #: :meth:`L7Net.add_vip`).
@@ -341,17 +340,7 @@ class L7Net:
         return d.start()
 
     def stop_all(self) -> None:
-        errors = []
-        for d in self._lbds:
-            if os.environ.get("LBT_SHOW_LOG"):
-                print(f"\n--- lbd log ({d.log_path})\n{d.log()}")
-            if d.running():
-                try:
-                    d.stop()
-                except LbdError as e:
-                    errors.append(str(e))
-            d.cleanup()
-        self._lbds.clear()
+        errors = stop_lbds(self._lbds)
         for p in self._backends.values():
             p.kill()
             p.wait(5)

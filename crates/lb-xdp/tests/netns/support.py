@@ -47,19 +47,27 @@ class Net:
 
     def stop_all(self) -> None:
         """Stop every lbd started (SIGTERM), checking each exits with 0."""
-        errors = []
-        for d in self._lbds:
-            if os.environ.get("LBT_SHOW_LOG"):
-                print(f"\n--- lbd log ({d.log_path})\n{d.log()}")
-            if d.running():
-                try:
-                    d.stop()
-                except LbdError as e:
-                    errors.append(str(e))
-            d.cleanup()
-        self._lbds.clear()
+        errors = stop_lbds(self._lbds)
         if errors:
             pytest.fail("lbd did not stop cleanly:\n" + "\n".join(errors), pytrace=False)
+
+
+def stop_lbds(lbds: list[Lbd]) -> list[str]:
+    """Stop every lbd of ``lbds`` still running (SIGTERM), clean up after
+    each, and empty the list; the errors of those that did not exit with
+    0. ``LBT_SHOW_LOG`` set: print each one's log first."""
+    errors = []
+    for d in lbds:
+        if os.environ.get("LBT_SHOW_LOG"):
+            print(f"\n--- lbd log ({d.log_path})\n{d.log()}")
+        if d.running():
+            try:
+                d.stop()
+            except LbdError as e:
+                errors.append(str(e))
+        d.cleanup()
+    lbds.clear()
+    return errors
 
 
 def xdp_attached(net: Net) -> bool:
