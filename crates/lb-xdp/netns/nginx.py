@@ -20,13 +20,12 @@ HEADERS = "".join(
         ("x-forwarded-port", "http_x_forwarded_port"), ("host", "http_host")))
 
 
-def start(topo: Topology, host: str, directory: Path, port: int) -> None:
-    """nginx on ``port`` of ``host``, its files in ``directory`` (made if
-    missing). It is stopped with the topology."""
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "nginx.conf"
-    conf.write_text(f"""
-worker_processes 1;
+def _head(directory: Path, workers: int) -> str:
+    """The start of an nginx.conf up to the inside of ``http {``: ``workers``
+    processes, its pid, error log and temporary files in ``directory``, no
+    access log, keep-alive connections without a request limit."""
+    return f"""
+worker_processes {workers};
 pid {directory}/nginx.pid;
 error_log {directory}/error.log;
 events {{ worker_connections 16384; }}
@@ -37,7 +36,15 @@ http {{
   fastcgi_temp_path {directory};
   uwsgi_temp_path {directory};
   scgi_temp_path {directory};
-  keepalive_requests 1000000;
+  keepalive_requests 1000000;"""
+
+
+def start(topo: Topology, host: str, directory: Path, port: int) -> None:
+    """nginx on ``port`` of ``host``, its files in ``directory`` (made if
+    missing). It is stopped with the topology."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "nginx.conf"
+    conf.write_text(f"""{_head(directory, 1)}
   server {{
     listen {port} reuseport backlog=4096;
     location / {{ return 200 "{host}\\n"; }}
@@ -63,19 +70,7 @@ def proxy(topo: Topology, host: str, directory: Path, listen: str, backends: lis
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "nginx.conf"
     servers = "".join(f"    server {addr} weight={w};\n" for addr, w in backends)
-    conf.write_text(f"""
-worker_processes {workers};
-pid {directory}/nginx.pid;
-error_log {directory}/error.log;
-events {{ worker_connections 16384; }}
-http {{
-  access_log off;
-  client_body_temp_path {directory};
-  proxy_temp_path {directory};
-  fastcgi_temp_path {directory};
-  uwsgi_temp_path {directory};
-  scgi_temp_path {directory};
-  keepalive_requests 1000000;
+    conf.write_text(f"""{_head(directory, workers)}
   keepalive_timeout 300s;
   upstream backends {{
 {servers}    keepalive 64;
