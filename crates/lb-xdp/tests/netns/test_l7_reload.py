@@ -3,7 +3,9 @@ backends' weights, during a wrk run on kept-alive connections and a loop
 of curl making a new handshake per request: no request is lost, new
 handshakes get the new certificate, and the new weights split requests
 1:3; then a reload naming a key protected by a passphrase is refused and
-nothing changes."""
+nothing changes. And a backend its health check marked down is up again
+after a reload that takes the check away: nothing would ever bring it
+back otherwise."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any, cast
 from l7 import (  # noqa: F401 (fixtures)
     HTTP, L7Net, VIP, config, l7_binary, listener, net, new_key, resolve, subject,
 )
-from support import wrk
+from netns import RS
+from support import wait_until, wrk
 
 def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
     c = net.certs
@@ -77,3 +80,26 @@ def test_reload_certificate_and_weights_under_load(net: L7Net) -> None:
     assert rc == 0 and subject(pem) == new_subject, f"after the refused reload ({line}): {out}"
     answers = net.curl_many("https://a.test/", 8, "--resolve", resolve("a.test", 443), "--cacert", c.ca.cert)
     assert Counter(a["backend"] for a in answers) == {"rs1": 2, "rs2": 6}
+
+
+def test_a_reload_without_the_health_check_brings_its_down_backend_up(net: L7Net) -> None:
+    net.backends("rs1", "rs2")
+    d = net.lbd(config(listener("web", 80)))
+    label = {"listener": "web", "backend": f"{RS['rs2']}:{HTTP}"}
+
+    def up() -> float | None:
+        return d.metrics().get("lbd_l7_backend_up", **label)
+
+    # rs2 stops: its checks fail (fall 3 x 200 ms) and it is marked down.
+    net.kill_backend("rs2")
+    wait_until(lambda: up() == 0, 5, "rs2 marked down by its health check", poll=0.1)
+    # The same listener without a health check: no check watches rs2 any
+    # more, so it is up again (as every backend of a listener without
+    # checks), not left down for good.
+    d.reload(config(listener("web", 80, health=None)))
+    # (/metrics serves a snapshot lbd refreshes a few times a second.)
+    wait_until(lambda: up() == 1, 2, "rs2 up after the reload", poll=0.1)
+    # And it gets its requests once it serves again.
+    net.backend("rs2")
+    seen = {net.curl(f"http://{VIP}/").backend for _ in range(4)}
+    assert seen == {"rs1", "rs2"}, seen
