@@ -172,9 +172,10 @@ impl Pool {
     /// Chooses a backend for a request from `client` by the scheduler;
     /// `None` when no backend is eligible.
     pub(crate) fn pick(&self, client: Option<SocketAddr>) -> Option<Lease> {
+        // Hashed before the lock, which every thread's requests share.
+        let (flow, source) = client_hashes(self.seed, client);
         let mut inner = self.lock();
         let Inner { sched, candidates } = &mut *inner;
-        let (flow, source) = client_hashes(self.seed, client);
         for (c, s) in candidates.iter_mut().zip(&self.backends) {
             let active = s.metrics.active.load(Ordering::Relaxed);
             c.active = u32::try_from(active).unwrap_or(if active < 0 { 0 } else { u32::MAX });
